@@ -1,0 +1,3 @@
+from exrwatchd.cli import main
+
+raise SystemExit(main())

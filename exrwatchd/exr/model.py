@@ -1,0 +1,139 @@
+"""What an inspection knows about one EXR file: frozen values, no behaviour beyond derivation.
+
+These dataclasses are the seam between the header reader and everything downstream
+(embeddings, journal, catalog rows, CLI output). Collections are tuples so a value can be
+shared between threads without copying.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+#: A JSON-compatible value: what an attribute decodes to.
+JSONValue: TypeAlias = Any
+
+#: ``(xmin, ymin, xmax, ymax)``, inclusive, as EXR stores a box2i.
+Box: TypeAlias = tuple[int, int, int, int]
+
+PART_TYPES = ("scanlineimage", "tiledimage", "deepscanline", "deeptile")
+DEEP_PART_TYPES = frozenset({"deepscanline", "deeptile"})
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    """One header attribute, decoded losslessly.
+
+    `raw` holds the value bytes exactly as stored, so nothing is lost even where the JSON
+    form has to approximate (invalid UTF-8 in a string, an unknown type).
+    """
+
+    name: str
+    type: str
+    value: JSONValue
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    name: str
+    type: str  # "uint" | "half" | "float"
+    x_sampling: int
+    y_sampling: int
+    p_linear: bool
+    view: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Tiles:
+    x_size: int
+    y_size: int
+    level_mode: str  # "one_level" | "mipmap_levels" | "ripmap_levels"
+    rounding_mode: str  # "round_down" | "round_up"
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    index: int
+    name: str | None
+    type: str  # one of PART_TYPES
+    view: str | None
+    compression: str
+    data_window: Box
+    display_window: Box
+    pixel_aspect_ratio: float
+    line_order: str  # "increasing_y" | "decreasing_y" | "random_y"
+    tiles: Tiles | None
+    chunk_count: int
+    channels: tuple[Channel, ...]
+    attributes: tuple[Attribute, ...]
+
+    @property
+    def is_deep(self) -> bool:
+        return self.type in DEEP_PART_TYPES
+
+    @property
+    def width(self) -> int:
+        return self.data_window[2] - self.data_window[0] + 1
+
+    @property
+    def height(self) -> int:
+        return self.data_window[3] - self.data_window[1] + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """Everything read from the header region: the parts and where the region ends."""
+
+    version: int
+    flags: int
+    parts: tuple[Part, ...]
+    header_end: int  # offset of the first offset table
+    header_hash: str  # sha256 hex of bytes [0, header_end)
+
+    @property
+    def is_multipart(self) -> bool:
+        return bool(self.flags & 0x1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Completeness:
+    complete: bool
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InspectError:
+    """Why a file could not be read. `kind` is stable; `message` is for people."""
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    size_bytes: int
+    mtime_ns: int
+    inode: int
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    """The result of inspecting one path: a record, an incomplete verdict, or an error."""
+
+    path: str
+    stat: FileStat | None
+    header_hash: str | None
+    complete: bool
+    incomplete_reason: str | None
+    frame_number: int | None
+    error: InspectError | None
+    parts: tuple[Part, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def is_deep(self) -> bool:
+        return any(part.is_deep for part in self.parts)

@@ -1,0 +1,92 @@
+"""Render an Inspection as the JSON record `exrwatchd inspect --json` prints, or one line."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+from exrwatchd.exr.attributes import needs_raw
+from exrwatchd.exr.model import Attribute, Inspection, Part
+
+
+def iso_utc(ns: int) -> str:
+    """ISO 8601 UTC with microseconds and a `Z`, from nanoseconds since the epoch."""
+    moment = datetime.fromtimestamp(ns // 1000 / 1e6, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def attribute_to_dict(attr: Attribute) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": attr.type, "value": attr.value}
+    if needs_raw(attr.type, attr.raw):
+        out["base64"] = base64.b64encode(attr.raw).decode("ascii")
+    return out
+
+
+def part_to_dict(part: Part) -> dict[str, Any]:
+    tiles = part.tiles
+    return {
+        "index": part.index,
+        "name": part.name,
+        "type": part.type,
+        "view": part.view,
+        "compression": part.compression,
+        "data_window": list(part.data_window),
+        "display_window": list(part.display_window),
+        "pixel_aspect_ratio": part.pixel_aspect_ratio,
+        "line_order": part.line_order,
+        "tiles": None if tiles is None else {
+            "x_size": tiles.x_size, "y_size": tiles.y_size,
+            "level_mode": tiles.level_mode, "rounding_mode": tiles.rounding_mode,
+        },
+        "chunk_count": part.chunk_count,
+        "channels": [
+            {"name": c.name, "type": c.type, "x_sampling": c.x_sampling,
+             "y_sampling": c.y_sampling, "p_linear": c.p_linear, "view": c.view}
+            for c in part.channels
+        ],
+        "attributes": {a.name: attribute_to_dict(a) for a in part.attributes},
+    }  # fmt: skip
+
+
+def inspection_to_dict(result: Inspection, *, embeddings: bool = False) -> dict[str, Any]:
+    stat = result.stat
+    out: dict[str, Any] = {
+        "path": result.path,
+        "size_bytes": stat.size_bytes if stat else None,
+        "mtime": iso_utc(stat.mtime_ns) if stat else None,
+        "header_hash": result.header_hash,
+        "complete": result.complete,
+        "incomplete_reason": result.incomplete_reason,
+        "frame_number": result.frame_number,
+        "error": None if result.error is None else {
+            "kind": result.error.kind, "message": result.error.message,
+        },
+        "parts": [part_to_dict(p) for p in result.parts],
+    }  # fmt: skip
+    if embeddings:
+        # Imported here so that plain inspection does not pay for the embedding tables.
+        from exrwatchd.embed import EMBEDDING_VERSION, channel_fingerprint, metadata_embedding
+
+        ok = result.error is None
+        out["embedding_version"] = EMBEDDING_VERSION
+        out["metadata_embedding"] = metadata_embedding(result.parts).tolist() if ok else None
+        out["channel_fingerprint"] = channel_fingerprint(result.parts).tolist() if ok else None
+    return out
+
+
+def summary_line(result: Inspection) -> str:
+    """One human line: verdict, then a compact description of each part."""
+    if result.error is not None:
+        return f"{result.path}: ERROR {result.error.kind}: {result.error.message}"
+    verdict = "complete" if result.complete else f"INCOMPLETE ({result.incomplete_reason})"
+    parts = []
+    for p in result.parts:
+        label = f"{p.name!r} " if p.name else ""
+        view = f" view={p.view}" if p.view else ""
+        channels = ",".join(c.name for c in p.channels[:8])
+        if len(p.channels) > 8:
+            channels += f",+{len(p.channels) - 8}"
+        parts.append(f"[{p.index}] {label}{p.type} {p.width}x{p.height} {p.compression}"
+                     f"{view} {channels}")  # fmt: skip
+    return f"{result.path}: {verdict}; " + "; ".join(parts)
