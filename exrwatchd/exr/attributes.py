@@ -11,11 +11,14 @@ import math
 import struct
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any, TypeAlias
 
 import numpy as np
 
 from exrwatchd.errors import ExrFormatError
-from exrwatchd.exr.model import JSONValue
+
+#: A JSON-compatible value: what an attribute decodes to.
+JSONValue: TypeAlias = Any
 
 COMPRESSIONS = (
     "none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a",
@@ -152,9 +155,12 @@ def _stringvector(raw: bytes) -> list[str]:
     return items
 
 
-def decode_chlist(raw: bytes) -> list[dict[str, JSONValue]]:
-    """The channel list as stored: name, pixel type, pLinear, x/y sampling, in file order."""
-    channels, pos = [], 0
+_CHANNEL_FIELDS = struct.Struct("<iB3xii")
+
+
+def channel_entries(raw: bytes) -> list[tuple[str, str, bool, int, int]]:
+    """The channel list as stored, in file order: (name, pixel type, pLinear, xs, ys)."""
+    channels, pos, unpack = [], 0, _CHANNEL_FIELDS.unpack_from
     while True:
         end = raw.find(b"\0", pos)
         if end < 0:
@@ -166,23 +172,24 @@ def decode_chlist(raw: bytes) -> list[dict[str, JSONValue]]:
         name = _text(raw[pos:end])
         if end + 17 > len(raw):
             raise ValueError(f"channel {name!r} cut short")
-        pixel_type, p_linear, x_sampling, y_sampling = struct.unpack_from("<iB3xii", raw, end + 1)
-        if not 0 <= pixel_type < len(PIXEL_TYPES):
+        pixel_type, p_linear, x_sampling, y_sampling = unpack(raw, end + 1)
+        if not 0 <= pixel_type < 3:
             raise ValueError(f"channel {name!r} has unknown pixel type {pixel_type}")
-        channels.append({
-            "name": name,
-            "type": PIXEL_TYPES[pixel_type],
-            "x_sampling": x_sampling,
-            "y_sampling": y_sampling,
-            "p_linear": bool(p_linear),
-        })
+        channels.append((name, PIXEL_TYPES[pixel_type], bool(p_linear), x_sampling, y_sampling))
         pos = end + 17
+
+
+def _chlist(raw: bytes) -> list[dict[str, JSONValue]]:
+    return [
+        {"name": n, "type": t, "x_sampling": xs, "y_sampling": ys, "p_linear": p}
+        for n, t, p, xs, ys in channel_entries(raw)
+    ]
 
 
 _DECODERS: dict[str, tuple[int | None, Callable[[bytes], JSONValue]]] = {
     "box2i": _fixed(16, lambda r: _box(_ints(r, 4))),
     "box2f": _fixed(16, lambda r: _box(_floats(r, 4))),
-    "chlist": (None, decode_chlist),
+    "chlist": (None, _chlist),
     "chromaticities": _fixed(32, _chromaticities),
     "compression": _fixed(1, lambda r: _enum(COMPRESSIONS, r[0])),
     "deepImageState": _fixed(1, lambda r: _enum(DEEP_IMAGE_STATES, r[0])),
@@ -236,6 +243,30 @@ def decode_value(name: str, type_name: str, raw: bytes) -> JSONValue:
         raise ExrFormatError(
             "bad_attribute", f"attribute {name!r} of type {type_name}: {exc}"
         ) from None
+
+
+# Types whose size alone does not prove the value decodes; checked in full while reading.
+_VARIABLE = frozenset({"chlist", "floatvector", "preview", "stringvector"})
+
+
+#: Stored size of every fixed-size type, for the reader's one-lookup size check.
+FIXED_SIZES = {name: spec[0] for name, spec in _DECODERS.items() if spec[0] is not None}
+
+
+def check_value(name: str, type_name: str, raw: bytes) -> None:
+    """Raise `bad_attribute` unless `raw` is a valid value of `type_name`.
+
+    Fixed-size types are checked by size alone (cheap); the few variable ones are decoded.
+    """
+    size = FIXED_SIZES.get(type_name)
+    if size is not None:
+        if len(raw) != size:
+            raise ExrFormatError(
+                "bad_attribute",
+                f"attribute {name!r} of type {type_name} has size {len(raw)}, expected {size}",
+            )
+    elif type_name in _VARIABLE:
+        decode_value(name, type_name, raw)
 
 
 def needs_raw(type_name: str, raw: bytes) -> bool:

@@ -8,8 +8,7 @@ tell: every cut after the header opens cleanly in both OpenEXR libraries.
 from __future__ import annotations
 
 import struct
-
-import numpy as np
+from array import array
 
 from exrwatchd.exr.model import Box, Completeness, Header, Tiles
 from exrwatchd.exr.source import ByteSource
@@ -103,19 +102,19 @@ def check_completeness(source: ByteSource, header: Header) -> Completeness:
             False, f"offset tables end at byte {table_end}, past the end of the file "
             f"({size} bytes): the file is cut short or still being written"
         )  # fmt: skip
-    offsets = np.frombuffer(source.read(header.header_end, 8 * total), dtype="<u8")
+    offsets = array("Q", source.read(header.header_end, 8 * total))  # little-endian hosts only
     last_offset, last_part = 0, header.parts[0]
     start = 0
     for part in header.parts:
         table = offsets[start : start + part.chunk_count]
         start += part.chunk_count
-        zeros = int(np.count_nonzero(table == 0))
+        zeros = table.count(0)
         if zeros:
             return Completeness(
                 False, f"part {part.index}: {zeros} of {part.chunk_count} chunk offsets are "
                 "zero (the writer has not finished)"
             )  # fmt: skip
-        low, high = int(table.min()), int(table.max())
+        low, high = min(table), max(table)
         if high >= size:
             return Completeness(
                 False, f"part {part.index}: a chunk offset ({high}) points past the end of "

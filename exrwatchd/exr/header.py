@@ -12,10 +12,18 @@ closed by a null byte; multipart files end the list of headers with one more nul
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
+from typing import NoReturn
 
 from exrwatchd.errors import ExrFormatError
-from exrwatchd.exr.attributes import decode_chlist, decode_value
+from exrwatchd.exr.attributes import (
+    COMPRESSIONS,
+    FIXED_SIZES,
+    LINE_ORDERS,
+    channel_entries,
+    check_value,
+)
 from exrwatchd.exr.chunks import expected_chunk_count
 from exrwatchd.exr.model import Attribute, Box, Channel, Header, Part, Tiles
 from exrwatchd.exr.source import ByteSource
@@ -32,7 +40,7 @@ KNOWN_FLAGS = FLAG_TILED | FLAG_LONG_NAMES | FLAG_NON_IMAGE | FLAG_MULTIPART
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 MAX_PARTS = 100_000
 MAX_CHANNELS = 100_000
-MAX_NAME_BYTES = 255
+MAX_NAME_BYTES = 255  # long-names limit, applied always: writers set the flag loosely
 FIRST_READ = 16 * 1024
 
 REQUIRED = ("channels", "compression", "dataWindow", "displayWindow", "lineOrder",
@@ -40,8 +48,15 @@ REQUIRED = ("channels", "compression", "dataWindow", "displayWindow", "lineOrder
 REQUIRED_MULTIPART = ("name", "type", "chunkCount")
 
 
+class _NeedMore(Exception):
+    """The buffered bytes end inside the header being parsed; `what` says where."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+
 class _Cursor:
-    """Walks the header region, fetching more bytes from the source only when needed."""
+    """The header region read so far; grows on demand up to MAX_HEADER_BYTES."""
 
     __slots__ = ("buf", "pos", "source")
 
@@ -50,83 +65,130 @@ class _Cursor:
         self.buf = source.read(0, FIRST_READ)
         self.pos = 0
 
-    def _need(self, end: int, what: str) -> None:
-        while end > len(self.buf):
-            if len(self.buf) >= self.source.size:
-                raise ExrFormatError(
-                    "truncated_header",
-                    f"file ends inside the header ({what} at byte {self.pos}, "
-                    f"file has {self.source.size} bytes)",
-                )
-            if len(self.buf) >= MAX_HEADER_BYTES:
-                raise ExrFormatError(
-                    "too_large", f"header is larger than {MAX_HEADER_BYTES} bytes"
-                )
-            want = min(max(len(self.buf), end - len(self.buf)), MAX_HEADER_BYTES - len(self.buf))
-            self.buf += self.source.read(len(self.buf), want)
-
-    def name(self, what: str, limit: int) -> str:
-        """A null-terminated name of at most `limit` bytes (the terminator not counted)."""
-        while True:
-            end = self.buf.find(b"\0", self.pos, self.pos + limit + 1)
-            if end >= 0:
-                break
-            if len(self.buf) >= self.pos + limit + 1:
-                raise ExrFormatError(
-                    "bad_header", f"{what} at byte {self.pos} is longer than {limit} bytes"
-                )
-            self._need(len(self.buf) + 1, what)
-        raw = self.buf[self.pos : end]
-        self.pos = end + 1
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return raw.decode("utf-8", errors="backslashreplace")
-
-    def take(self, size: int, what: str) -> bytes:
-        self._need(self.pos + size, what)
-        raw = self.buf[self.pos : self.pos + size]
-        self.pos += size
-        return raw
-
-    def int32(self, what: str) -> int:
-        (value,) = struct.unpack("<i", self.take(4, what))
-        return int(value)
+    def grow(self, what: str) -> None:
+        """Double the buffer, or fail: the file ends here, or the header is too large."""
+        if len(self.buf) >= self.source.size:
+            raise ExrFormatError(
+                "truncated_header",
+                f"file ends inside the header ({what}; file has {self.source.size} bytes)",
+            )
+        if len(self.buf) >= MAX_HEADER_BYTES:
+            raise ExrFormatError("too_large", f"header is larger than {MAX_HEADER_BYTES} bytes")
+        want = min(len(self.buf), MAX_HEADER_BYTES - len(self.buf))
+        self.buf += self.source.read(len(self.buf), want)
 
 
-def _read_attributes(cur: _Cursor, name_limit: int) -> list[Attribute] | None:
-    """One header's attributes; None when the header is empty (the multipart terminator)."""
+# One attribute's fixed-shape prefix: name, type name, int32 size. One C-level match per
+# attribute instead of two finds and two slices: this loop is the hot path of inspection.
+_PREFIX = re.compile(rb"([^\0]{1,255})\0([^\0]{1,255})\0(.{4})", re.DOTALL)
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
+# Attribute and type names repeat across every file of a farm; decoding them once is cheaper.
+_NAMES: dict[bytes, str] = {}
+_NAMES_MAX = 8192
+
+
+def _intern(raw: bytes) -> str:
+    if len(_NAMES) >= _NAMES_MAX:
+        _NAMES.clear()  # hostile input must not grow it without bound
+    text = _NAMES[raw] = _text(raw)
+    return text
+
+
+def _parse_attributes(buf: bytes, pos: int) -> tuple[list[Attribute], int]:
+    """Attributes of one header starting at `pos`, and the position after its terminator.
+
+    Raises _NeedMore when the buffer ends first, so the caller can read more and parse this
+    header again (rare: the first read covers nearly every real header).
+    """
     attributes: list[Attribute] = []
+    end_of_buf = len(buf)
+    match, names, fixed_sizes = _PREFIX.match, _NAMES, FIXED_SIZES
     while True:
-        name = cur.name("attribute name", name_limit)
-        if not name:
-            return attributes if attributes else None
-        type_name = cur.name(f"type of attribute {name!r}", name_limit)
-        if not type_name:
-            raise ExrFormatError("bad_attribute", f"attribute {name!r} has an empty type name")
-        size = cur.int32(f"size of attribute {name!r}")
-        if size < 0 or size > MAX_HEADER_BYTES:
-            raise ExrFormatError("bad_attribute", f"attribute {name!r} has size {size}")
-        raw = cur.take(size, f"value of attribute {name!r}")
-        attributes.append(Attribute(name, type_name, decode_value(name, type_name, raw), raw))
+        m = match(buf, pos)
+        if m is None:
+            if pos < end_of_buf and buf[pos] == 0:
+                return attributes, pos + 1
+            _diagnose(buf, pos)
+        raw_name, raw_type, raw_size = m.groups()
+        size = int.from_bytes(raw_size, "little", signed=True)
+        start = m.end()
+        pos = start + size
+        if pos > end_of_buf or size < 0:
+            if size < 0 or size > MAX_HEADER_BYTES:
+                raise ExrFormatError(
+                    "bad_attribute", f"attribute {_text(raw_name)!r} has size {size}"
+                )
+            raise _NeedMore(f"value of attribute {_text(raw_name)!r} ({size} bytes)")
+        name = names.get(raw_name) or _intern(raw_name)
+        type_name = names.get(raw_type) or _intern(raw_type)
+        raw = buf[start:pos]
+        expected = fixed_sizes.get(type_name)
+        if expected is None or expected != size:
+            check_value(name, type_name, raw)
+        attributes.append(Attribute(name, type_name, raw))
 
 
-def _typed(attrs: dict[str, Attribute], key: str, type_name: str, index: int) -> Attribute:
+def _diagnose(buf: bytes, pos: int) -> NoReturn:
+    """Say why no attribute starts at `pos`: the buffer ends, or the bytes are off-spec."""
+    limit = MAX_NAME_BYTES
+    name_end = buf.find(b"\0", pos, pos + limit + 1)
+    if name_end < 0:
+        if len(buf) > pos + limit:
+            raise ExrFormatError(
+                "bad_header", f"attribute name at byte {pos} is longer than {limit} bytes"
+            )
+        raise _NeedMore(f"attribute name at byte {pos}")
+    name = _text(buf[pos:name_end])
+    type_end = buf.find(b"\0", name_end + 1, name_end + limit + 2)
+    if type_end < 0:
+        if len(buf) > name_end + limit + 1:
+            raise ExrFormatError("bad_attribute", f"type name of attribute {name!r} is too long")
+        raise _NeedMore(f"type of attribute {name!r}")
+    if type_end == name_end + 1:
+        raise ExrFormatError("bad_attribute", f"attribute {name!r} has an empty type name")
+    raise _NeedMore(f"size of attribute {name!r}")
+
+
+def _read_attributes(cur: _Cursor) -> list[Attribute]:
+    while True:
+        try:
+            attributes, cur.pos = _parse_attributes(cur.buf, cur.pos)
+            return attributes
+        except _NeedMore as need:
+            cur.grow(need.what)
+
+
+def _typed(attrs: dict[str, Attribute], key: str, type_name: str, index: int) -> bytes:
     attr = attrs[key]
     if attr.type != type_name:
         raise ExrFormatError(
             "bad_header", f"part {index}: attribute {key!r} has type {attr.type}, "
             f"expected {type_name}"
         )
-    return attr
+    return attr.raw
 
 
-def _box(attr: Attribute, index: int) -> Box:
-    lo, hi = attr.value["min"], attr.value["max"]
-    box = (lo[0], lo[1], hi[0], hi[1])
+def _box(attrs: dict[str, Attribute], key: str, index: int) -> Box:
+    box: Box = _BOX.unpack(_typed(attrs, key, "box2i", index))
     if box[0] > box[2] or box[1] > box[3]:
-        raise ExrFormatError("bad_header", f"part {index}: {attr.name} {list(box)} is empty")
+        raise ExrFormatError("bad_header", f"part {index}: {key} {list(box)} is empty")
     return box
+
+
+def _enum_of(attrs: dict[str, Attribute], key: str, names: tuple[str, ...], index: int) -> str:
+    code = _typed(attrs, key, key, index)[0]
+    if code >= len(names):
+        raise ExrFormatError("bad_header", f"part {index}: unknown {key} {code}")
+    return names[code]
+
+
+_BOX = struct.Struct("<4i")
+_PART_TYPES = frozenset(("scanlineimage", "tiledimage", "deepscanline", "deeptile"))
 
 
 def _channel_view(name: str, multiview: list[str] | None, part_view: str | None) -> str | None:
@@ -147,17 +209,17 @@ def _part(index: int, attributes: list[Attribute], flags: int) -> Part:
     attrs = {a.name: a for a in attributes}
     if len(attrs) != len(attributes):
         seen: set[str] = set()
-        dup = next(a.name for a in attributes if a.name in seen or seen.add(a.name))
+        dup = next(a.name for a in attributes if a.name in seen or seen.add(a.name))  # type: ignore[func-returns-value]
         raise ExrFormatError("bad_header", f"part {index}: attribute {dup!r} appears twice")
     multipart = bool(flags & FLAG_MULTIPART)
-    for key in REQUIRED + (REQUIRED_MULTIPART if multipart else ()):
+    for key in REQUIRED_MULTIPART + REQUIRED if multipart else REQUIRED:
         if key not in attrs:
             raise ExrFormatError(
                 "bad_header", f"part {index}: required attribute {key!r} is missing"
             )
     if "type" in attrs:
-        part_type = _typed(attrs, "type", "string", index).value
-        if part_type not in ("scanlineimage", "tiledimage", "deepscanline", "deeptile"):
+        part_type = _text(_typed(attrs, "type", "string", index))
+        if part_type not in _PART_TYPES:
             raise ExrFormatError("bad_header", f"part {index}: unknown part type {part_type!r}")
     else:
         # Old single-part files carry no `type`; the version flags say what they are.
@@ -168,52 +230,49 @@ def _part(index: int, attributes: list[Attribute], flags: int) -> Part:
     if part_type in ("tiledimage", "deeptile"):
         if "tiles" not in attrs:
             raise ExrFormatError("bad_header", f"part {index}: tiled part without 'tiles'")
-        desc = _typed(attrs, "tiles", "tiledesc", index).value
+        _typed(attrs, "tiles", "tiledesc", index)
+        desc = attrs["tiles"].value
         if desc["x_size"] < 1 or desc["y_size"] < 1 or "unknown" in (
             desc["level_mode"] + desc["rounding_mode"]
         ):
             raise ExrFormatError("bad_header", f"part {index}: invalid tile description {desc}")
         tiles = Tiles(desc["x_size"], desc["y_size"], desc["level_mode"], desc["rounding_mode"])
-    compression = _typed(attrs, "compression", "compression", index).value
-    if compression.startswith("unknown"):
-        raise ExrFormatError("bad_header", f"part {index}: {compression} compression")
-    line_order = _typed(attrs, "lineOrder", "lineOrder", index).value
-    data_window = _box(_typed(attrs, "dataWindow", "box2i", index), index)
-    display_window = _box(_typed(attrs, "displayWindow", "box2i", index), index)
-
-    view = _typed(attrs, "view", "string", index).value if "view" in attrs else None
+    compression = _enum_of(attrs, "compression", COMPRESSIONS, index)
+    line_order = _enum_of(attrs, "lineOrder", LINE_ORDERS, index)
+    data_window = _box(attrs, "dataWindow", index)
+    display_window = _box(attrs, "displayWindow", index)
+    view = _text(_typed(attrs, "view", "string", index)) if "view" in attrs else None
     multiview = None
     if "multiView" in attrs:
-        multiview = _typed(attrs, "multiView", "stringvector", index).value
-    chlist = decode_chlist(_typed(attrs, "channels", "chlist", index).raw)
-    if len(chlist) > MAX_CHANNELS:
-        raise ExrFormatError("too_large", f"part {index}: {len(chlist)} channels")
-    for ch in chlist:
-        if ch["x_sampling"] < 1 or ch["y_sampling"] < 1:
+        _typed(attrs, "multiView", "stringvector", index)
+        multiview = attrs["multiView"].value
+    entries = channel_entries(_typed(attrs, "channels", "chlist", index))
+    if len(entries) > MAX_CHANNELS:
+        raise ExrFormatError("too_large", f"part {index}: {len(entries)} channels")
+    channels = []
+    for name, pixel_type, p_linear, xs, ys in entries:
+        if xs < 1 or ys < 1:
             raise ExrFormatError(
-                "bad_header", f"part {index}: channel {ch['name']!r} has sampling "
-                f"{ch['x_sampling']}x{ch['y_sampling']}"
+                "bad_header", f"part {index}: channel {name!r} has sampling {xs}x{ys}"
             )
-    channels = tuple(
-        Channel(c["name"], c["type"], c["x_sampling"], c["y_sampling"], c["p_linear"],
-                _channel_view(c["name"], multiview, view))
-        for c in chlist
-    )  # fmt: skip
+        view_of = _channel_view(name, multiview, view) if multiview or view else None
+        channels.append(Channel(name, pixel_type, xs, ys, p_linear, view_of))
     chunk_count = expected_chunk_count(part_type, compression, data_window, tiles)
     if "chunkCount" in attrs:
-        stored = _typed(attrs, "chunkCount", "int", index).value
+        (stored,) = struct.unpack("<i", _typed(attrs, "chunkCount", "int", index))
         if stored != chunk_count:
             raise ExrFormatError(
                 "bad_header", f"part {index}: chunkCount is {stored}, "
                 f"but its data window and compression need {chunk_count}"
             )
-    name = _typed(attrs, "name", "string", index).value if "name" in attrs else None
-    pixel_aspect = _typed(attrs, "pixelAspectRatio", "float", index).value
+    part_name = _text(_typed(attrs, "name", "string", index)) if "name" in attrs else None
+    _typed(attrs, "pixelAspectRatio", "float", index)
     return Part(
-        index=index, name=name, type=part_type, view=view, compression=compression,
+        index=index, name=part_name, type=part_type, view=view, compression=compression,
         data_window=data_window, display_window=display_window,
-        pixel_aspect_ratio=pixel_aspect, line_order=line_order, tiles=tiles,
-        chunk_count=chunk_count, channels=channels, attributes=tuple(attributes),
+        pixel_aspect_ratio=attrs["pixelAspectRatio"].value, line_order=line_order,
+        tiles=tiles, chunk_count=chunk_count, channels=tuple(channels),
+        attributes=tuple(attributes),
     )  # fmt: skip
 
 
@@ -227,22 +286,23 @@ def read_header(source: ByteSource) -> Header:
             raise ExrFormatError("truncated_header", f"file ends inside the magic number "
                                  f"({source.size} bytes)")  # fmt: skip
         raise ExrFormatError("not_exr", f"not an OpenEXR file (magic {cur.buf[:4].hex()})")
-    cur.pos = 4
-    (version_field,) = struct.unpack("<I", cur.take(4, "version field"))
+    while len(cur.buf) < 8:
+        cur.grow("version field")
+    cur.pos = 8
+    (version_field,) = struct.unpack_from("<I", cur.buf, 4)
     version, flags = version_field & 0xFF, version_field & ~0xFF
     if version != 2:
         raise ExrFormatError("unsupported", f"unsupported OpenEXR version {version}")
     if flags & ~KNOWN_FLAGS:
         raise ExrFormatError("unsupported", f"unknown version flags 0x{flags & ~KNOWN_FLAGS:x}")
     if flags & FLAG_MULTIPART and flags & FLAG_TILED:
-        raise ExrFormatError("bad_header", "version flags claim both single-part tiled and multipart")
-    # Names are bounded at 255 bytes either way: old writers set the long-names flag loosely.
-    name_limit = MAX_NAME_BYTES
-
+        raise ExrFormatError(
+            "bad_header", "version flags claim both single-part tiled and multipart"
+        )
     parts: list[Part] = []
     while True:
-        attributes = _read_attributes(cur, name_limit)
-        if attributes is None:
+        attributes = _read_attributes(cur)
+        if not attributes:
             if not flags & FLAG_MULTIPART:
                 raise ExrFormatError("bad_header", "single-part header has no attributes")
             if not parts:

@@ -13,7 +13,7 @@ import stat as stat_mod
 from exrwatchd.errors import ExrFormatError
 from exrwatchd.exr.chunks import check_completeness
 from exrwatchd.exr.header import read_header
-from exrwatchd.exr.model import FileStat, Inspection, InspectError
+from exrwatchd.exr.model import FileStat, InspectError, Inspection
 from exrwatchd.exr.naming import frame_number
 from exrwatchd.exr.source import ByteSource, FileSource
 

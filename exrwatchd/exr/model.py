@@ -8,10 +8,9 @@ shared between threads without copying.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import NamedTuple, TypeAlias
 
-#: A JSON-compatible value: what an attribute decodes to.
-JSONValue: TypeAlias = Any
+from exrwatchd.exr.attributes import JSONValue, decode_value
 
 #: ``(xmin, ymin, xmax, ymax)``, inclusive, as EXR stores a box2i.
 Box: TypeAlias = tuple[int, int, int, int]
@@ -20,22 +19,28 @@ PART_TYPES = ("scanlineimage", "tiledimage", "deepscanline", "deeptile")
 DEEP_PART_TYPES = frozenset({"deepscanline", "deeptile"})
 
 
-@dataclass(frozen=True, slots=True)
-class Attribute:
-    """One header attribute, decoded losslessly.
+class Attribute(NamedTuple):
+    """One header attribute: its value bytes exactly as stored, decoded on demand.
 
-    `raw` holds the value bytes exactly as stored, so nothing is lost even where the JSON
-    form has to approximate (invalid UTF-8 in a string, an unknown type).
+    A NamedTuple rather than a frozen dataclass, and `value` decoded lazily, because a header
+    holds dozens of attributes and building them is the reader's hot path (construction is
+    twice as cheap; most consumers never look at most values). It is just as immutable, and
+    the reader has already checked that `raw` decodes, so `value` cannot raise.
     """
 
     name: str
     type: str
-    value: JSONValue
     raw: bytes
 
+    @property
+    def value(self) -> JSONValue:
+        """The JSON form (see attributes.py); None for types this reader does not know."""
+        return decode_value(self.name, self.type, self.raw)
 
-@dataclass(frozen=True, slots=True)
-class Channel:
+
+class Channel(NamedTuple):
+    """One channel. A NamedTuple for the same reason as Attribute: files have dozens."""
+
     name: str
     type: str  # "uint" | "half" | "float"
     x_sampling: int

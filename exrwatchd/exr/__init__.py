@@ -1,0 +1,1 @@
+"""OpenEXR header reading, completeness and inspection."""

@@ -1,0 +1,83 @@
+"""Walk a directory tree with os.scandir, yielding accepted files with their stat.
+
+A generator over an explicit stack: memory grows with the depth and width of the directory
+frontier, never with the number of files. Symlinks are not followed unless asked; when they
+are, directories already on the walk (by device and inode) are skipped, so loops end.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FoundFile:
+    path: str
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+def walk_files(
+    root: str,
+    accept: Callable[[str], bool],
+    *,
+    recursive: bool = True,
+    follow_symlinks: bool = False,
+    on_error: Callable[[str, OSError], None] | None = None,
+) -> Iterator[FoundFile]:
+    """Accepted regular files under `root` (or `root` itself when it is a file)."""
+    try:
+        top = os.stat(root, follow_symlinks=True)
+    except OSError as exc:
+        if on_error:
+            on_error(root, exc)
+        return
+    if stat_mod.S_ISREG(top.st_mode):
+        yield FoundFile(root, top.st_size, top.st_mtime_ns, top.st_ino)
+        return
+    seen_dirs = {(top.st_dev, top.st_ino)}
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as entries:
+                subdirs = []
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=follow_symlinks):
+                            if recursive:
+                                subdirs.append(entry)
+                            continue
+                        if not accept(entry.name) or not entry.is_file(
+                            follow_symlinks=follow_symlinks
+                        ):
+                            continue
+                        st = entry.stat(follow_symlinks=follow_symlinks)
+                    except OSError as exc:
+                        if on_error:
+                            on_error(entry.path, exc)
+                        continue
+                    yield FoundFile(entry.path, st.st_size, st.st_mtime_ns, st.st_ino)
+        except OSError as exc:
+            if on_error:
+                on_error(directory, exc)
+            continue
+        for sub in reversed(subdirs):
+            if follow_symlinks:
+                try:
+                    st = sub.stat(follow_symlinks=True)
+                except OSError as exc:
+                    if on_error:
+                        on_error(sub.path, exc)
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key in seen_dirs:
+                    if on_error:
+                        on_error(sub.path, OSError(40, "symlink loop: directory already walked"))
+                    continue
+                seen_dirs.add(key)
+            stack.append(sub.path)
