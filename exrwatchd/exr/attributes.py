@@ -141,6 +141,17 @@ def _preview(raw: bytes) -> dict[str, int]:
     return {"width": width, "height": height}
 
 
+def _bytes(raw: bytes) -> dict[str, JSONValue]:
+    # OpenEXR 3.3's `bytes`: int32 hint length, the hint (a MIME-like type), then the data.
+    # The data itself travels as the record's `base64` (needs_raw), not in the value.
+    if len(raw) < 4:
+        raise ValueError("shorter than its 4-byte hint length")
+    (hint_length,) = struct.unpack_from("<i", raw)
+    if hint_length < 0 or 4 + hint_length > len(raw):
+        raise ValueError(f"type hint of {hint_length} bytes overruns the attribute")
+    return {"type_hint": _text(raw[4 : 4 + hint_length]), "size": len(raw) - 4 - hint_length}
+
+
 def _stringvector(raw: bytes) -> list[str]:
     items, pos = [], 0
     while pos < len(raw):
@@ -187,6 +198,7 @@ def _chlist(raw: bytes) -> list[dict[str, JSONValue]]:
 
 
 _DECODERS: dict[str, tuple[int | None, Callable[[bytes], JSONValue]]] = {
+    "bytes": (None, _bytes),
     "box2i": _fixed(16, lambda r: _box(_ints(r, 4))),
     "box2f": _fixed(16, lambda r: _box(_floats(r, 4))),
     "chlist": (None, _chlist),
@@ -246,7 +258,7 @@ def decode_value(name: str, type_name: str, raw: bytes) -> JSONValue:
 
 
 # Types whose size alone does not prove the value decodes; checked in full while reading.
-_VARIABLE = frozenset({"chlist", "floatvector", "preview", "stringvector"})
+_VARIABLE = frozenset({"bytes", "chlist", "floatvector", "preview", "stringvector"})
 
 
 #: Stored size of every fixed-size type, for the reader's one-lookup size check.
@@ -271,7 +283,7 @@ def check_value(name: str, type_name: str, raw: bytes) -> None:
 
 def needs_raw(type_name: str, raw: bytes) -> bool:
     """Whether the JSON form alone would lose bytes: opaque types, previews, bad UTF-8."""
-    if type_name not in DECODED_TYPES or type_name == "preview":
+    if type_name not in DECODED_TYPES or type_name in ("preview", "bytes"):
         return True
     if type_name in ("string", "stringvector"):
         try:
