@@ -46,6 +46,7 @@ LogFormat = Literal["json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 #: Names that are hidden, or that writers use while a file is still being written.
+DEFAULT_INCLUDE = ("*.exr",)
 DEFAULT_EXCLUDE = (".*", "*.tmp", "*.temp", "*.part", "*.partial", "*~", "*.swp")
 
 
@@ -67,7 +68,7 @@ class WatchConfig:
     recursive: bool = True
     backend: Backend = "auto"
     poll_interval: float = 10.0
-    include: tuple[str, ...] = ("*.exr",)
+    include: tuple[str, ...] = DEFAULT_INCLUDE
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     follow_symlinks: bool = False
 

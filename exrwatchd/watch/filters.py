@@ -10,9 +10,7 @@ import fnmatch
 import re
 from collections.abc import Iterable
 
-from exrwatchd.config import DEFAULT_EXCLUDE
-
-DEFAULT_INCLUDE = ("*.exr",)
+from exrwatchd.config import DEFAULT_EXCLUDE, DEFAULT_INCLUDE
 
 
 def _compile(globs: Iterable[str]) -> re.Pattern[str] | None:
