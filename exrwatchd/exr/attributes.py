@@ -42,7 +42,7 @@ def _finite_or_text(x: float) -> float | str:
 
 
 @lru_cache(maxsize=65536)
-def _f32(bits: int) -> float | str:
+def float32_value(bits: int) -> float | str:
     # The shortest decimal that round-trips the float32 (0.1, not 0.10000000149011612):
     # lossless for the stored bits and what a user expects to read. Cached by bit pattern
     # because headers repeat the same handful of values (0, 1, chromaticities) endlessly.
@@ -51,7 +51,7 @@ def _f32(bits: int) -> float | str:
 
 
 def _floats(raw: bytes, count: int) -> list[float | str]:
-    return [_f32(b) for b in struct.unpack(f"<{count}I", raw)]
+    return [float32_value(b) for b in struct.unpack(f"<{count}I", raw)]
 
 
 def _doubles(raw: bytes, count: int) -> list[float | str]:
@@ -169,9 +169,14 @@ def _stringvector(raw: bytes) -> list[str]:
 _CHANNEL_FIELDS = struct.Struct("<iB3xii")
 
 
-def channel_entries(raw: bytes) -> list[tuple[str, str, bool, int, int]]:
-    """The channel list as stored, in file order: (name, pixel type, pLinear, xs, ys)."""
-    channels, pos, unpack = [], 0, _CHANNEL_FIELDS.unpack_from
+@lru_cache(maxsize=4096)
+def channel_entries(raw: bytes) -> tuple[tuple[str, str, bool, int, int], ...]:
+    """The channel list as stored, in file order: (name, pixel type, pLinear, xs, ys).
+
+    Cached by the raw bytes: every frame of a sequence carries the same channel list.
+    """
+    channels: list[tuple[str, str, bool, int, int]] = []
+    pos, unpack = 0, _CHANNEL_FIELDS.unpack_from
     while True:
         end = raw.find(b"\0", pos)
         if end < 0:
@@ -179,7 +184,7 @@ def channel_entries(raw: bytes) -> list[tuple[str, str, bool, int, int]]:
         if end == pos:
             if end != len(raw) - 1:
                 raise ValueError("bytes after the channel list terminator")
-            return channels
+            return tuple(channels)
         name = _text(raw[pos:end])
         if end + 17 > len(raw):
             raise ValueError(f"channel {name!r} cut short")
@@ -277,6 +282,12 @@ def check_value(name: str, type_name: str, raw: bytes) -> None:
                 "bad_attribute",
                 f"attribute {name!r} of type {type_name} has size {len(raw)}, expected {size}",
             )
+    elif type_name == "chlist":
+        try:
+            channel_entries(raw)  # cached: the reader needs it again for the part
+        except ValueError as exc:
+            message = f"attribute {name!r} of type chlist: {exc}"
+            raise ExrFormatError("bad_attribute", message) from None
     elif type_name in _VARIABLE:
         decode_value(name, type_name, raw)
 

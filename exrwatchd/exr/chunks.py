@@ -8,7 +8,9 @@ tell: every cut after the header opens cleanly in both OpenEXR libraries.
 from __future__ import annotations
 
 import struct
-from array import array
+from functools import lru_cache
+
+import numpy as np
 
 from exrwatchd.exr.model import Box, Completeness, Header, Tiles
 from exrwatchd.exr.source import ByteSource
@@ -62,6 +64,7 @@ def _tile_count(width: int, height: int, tiles: Tiles) -> int:
     )
 
 
+@lru_cache(maxsize=4096)
 def expected_chunk_count(part_type: str, compression: str, window: Box, tiles: Tiles | None) -> int:
     """How many chunks (offset table entries) a part with this layout has."""
     width = window[2] - window[0] + 1
@@ -102,19 +105,19 @@ def check_completeness(source: ByteSource, header: Header) -> Completeness:
             False, f"offset tables end at byte {table_end}, past the end of the file "
             f"({size} bytes): the file is cut short or still being written"
         )  # fmt: skip
-    offsets = array("Q", source.read(header.header_end, 8 * total))  # little-endian hosts only
+    offsets = np.frombuffer(source.read(header.header_end, 8 * total), dtype="<u8")
     last_offset, last_part = 0, header.parts[0]
     start = 0
     for part in header.parts:
         table = offsets[start : start + part.chunk_count]
         start += part.chunk_count
-        zeros = table.count(0)
-        if zeros:
+        low, high = int(table.min()), int(table.max())
+        if low == 0:
+            zeros = int(np.count_nonzero(table == 0))
             return Completeness(
                 False, f"part {part.index}: {zeros} of {part.chunk_count} chunk offsets are "
                 "zero (the writer has not finished)"
             )  # fmt: skip
-        low, high = min(table), max(table)
         if high >= size:
             return Completeness(
                 False, f"part {part.index}: a chunk offset ({high}) points past the end of "

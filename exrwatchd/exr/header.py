@@ -14,19 +14,24 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import NoReturn
 
 from exrwatchd.errors import ExrFormatError
 from exrwatchd.exr.attributes import (
     COMPRESSIONS,
     FIXED_SIZES,
+    LEVEL_MODES,
     LINE_ORDERS,
+    ROUNDING_MODES,
     channel_entries,
     check_value,
+    float32_value,
 )
 from exrwatchd.exr.chunks import expected_chunk_count
-from exrwatchd.exr.model import Attribute, Box, Channel, Header, Part, Tiles
-from exrwatchd.exr.source import ByteSource
+from exrwatchd.exr.model import PART_TYPES, Attribute, Box, Channel, Header, Part, Tiles
+from exrwatchd.exr.source import HEAD_BYTES, ByteSource
 
 MAGIC = b"\x76\x2f\x31\x01"
 FLAG_TILED = 0x200
@@ -41,7 +46,6 @@ MAX_HEADER_BYTES = 64 * 1024 * 1024
 MAX_PARTS = 100_000
 MAX_CHANNELS = 100_000
 MAX_NAME_BYTES = 255  # long-names limit, applied always: writers set the flag loosely
-FIRST_READ = 16 * 1024
 
 REQUIRED = ("channels", "compression", "dataWindow", "displayWindow", "lineOrder",
             "pixelAspectRatio", "screenWindowCenter", "screenWindowWidth")  # fmt: skip
@@ -62,7 +66,7 @@ class _Cursor:
 
     def __init__(self, source: ByteSource) -> None:
         self.source = source
-        self.buf = source.read(0, FIRST_READ)
+        self.buf = source.read(0, HEAD_BYTES)
         self.pos = 0
 
     def grow(self, what: str) -> None:
@@ -78,25 +82,29 @@ class _Cursor:
         self.buf += self.source.read(len(self.buf), want)
 
 
-# One attribute's fixed-shape prefix: name, type name, int32 size. One C-level match per
-# attribute instead of two finds and two slices: this loop is the hot path of inspection.
-_PREFIX = re.compile(rb"([^\0]{1,255})\0([^\0]{1,255})\0(.{4})", re.DOTALL)
+# One attribute's fixed-shape prefix: `name\0type\0` then an int32 size. One C-level match
+# per attribute instead of two finds and two slices: this loop is the hot path of inspection.
+_PREFIX = re.compile(rb"([^\0]{1,255}\0[^\0]{1,255}\0)....", re.DOTALL)
+_SIZE = struct.Struct("<i")
 
 
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="backslashreplace")
 
 
-# Attribute and type names repeat across every file of a farm; decoding them once is cheaper.
-_NAMES: dict[bytes, str] = {}
-_NAMES_MAX = 8192
+# `name\0type\0` -> (name, type, fixed size or None). Farms repeat the same few dozen
+# attribute names in every file, so this turns two decodes and two lookups into one lookup.
+_PREFIXES: dict[bytes, tuple[str, str, int | None]] = {}
+_PREFIXES_MAX = 8192
 
 
-def _intern(raw: bytes) -> str:
-    if len(_NAMES) >= _NAMES_MAX:
-        _NAMES.clear()  # hostile input must not grow it without bound
-    text = _NAMES[raw] = _text(raw)
-    return text
+def _prefix(key: bytes) -> tuple[str, str, int | None]:
+    if len(_PREFIXES) >= _PREFIXES_MAX:
+        _PREFIXES.clear()  # hostile input must not grow it without bound
+    raw_name, raw_type, _ = key.split(b"\0")
+    type_name = _text(raw_type)
+    info = _PREFIXES[key] = (_text(raw_name), type_name, FIXED_SIZES.get(type_name))
+    return info
 
 
 def _parse_attributes(buf: bytes, pos: int) -> tuple[list[Attribute], int]:
@@ -107,28 +115,24 @@ def _parse_attributes(buf: bytes, pos: int) -> tuple[list[Attribute], int]:
     """
     attributes: list[Attribute] = []
     end_of_buf = len(buf)
-    match, names, fixed_sizes = _PREFIX.match, _NAMES, FIXED_SIZES
+    match, prefixes, unpack_size = _PREFIX.match, _PREFIXES, _SIZE.unpack_from
     while True:
         m = match(buf, pos)
         if m is None:
             if pos < end_of_buf and buf[pos] == 0:
                 return attributes, pos + 1
             _diagnose(buf, pos)
-        raw_name, raw_type, raw_size = m.groups()
-        size = int.from_bytes(raw_size, "little", signed=True)
+        key = m.group(1)
+        name, type_name, expected = prefixes.get(key) or _prefix(key)
         start = m.end()
+        size = unpack_size(buf, start - 4)[0]
         pos = start + size
         if pos > end_of_buf or size < 0:
             if size < 0 or size > MAX_HEADER_BYTES:
-                raise ExrFormatError(
-                    "bad_attribute", f"attribute {_text(raw_name)!r} has size {size}"
-                )
-            raise _NeedMore(f"value of attribute {_text(raw_name)!r} ({size} bytes)")
-        name = names.get(raw_name) or _intern(raw_name)
-        type_name = names.get(raw_type) or _intern(raw_type)
+                raise ExrFormatError("bad_attribute", f"attribute {name!r} has size {size}")
+            raise _NeedMore(f"value of attribute {name!r} ({size} bytes)")
         raw = buf[start:pos]
-        expected = fixed_sizes.get(type_name)
-        if expected is None or expected != size:
+        if expected != size:
             check_value(name, type_name, raw)
         attributes.append(Attribute(name, type_name, raw))
 
@@ -188,10 +192,31 @@ def _enum_of(attrs: dict[str, Attribute], key: str, names: tuple[str, ...], inde
 
 
 _BOX = struct.Struct("<4i")
-_PART_TYPES = frozenset(("scanlineimage", "tiledimage", "deepscanline", "deeptile"))
+_U32 = struct.Struct("<I")
+_PART_TYPES = {t.encode(): t for t in PART_TYPES}
+_TILEDESC = struct.Struct("<IIB")
 
 
-def _channel_view(name: str, multiview: list[str] | None, part_view: str | None) -> str | None:
+@lru_cache(maxsize=1024)
+def _tiles_from(raw: bytes) -> Tiles | None:
+    x_size, y_size, mode = _TILEDESC.unpack(raw)
+    level, rounding = mode & 0x0F, mode >> 4
+    if x_size < 1 or y_size < 1 or level >= len(LEVEL_MODES) or rounding >= len(ROUNDING_MODES):
+        return None
+    return Tiles(x_size, y_size, LEVEL_MODES[level], ROUNDING_MODES[rounding])
+
+
+def _tiles(raw: bytes, index: int) -> Tiles:
+    tiles = _tiles_from(raw)
+    if tiles is None:
+        x_size, y_size, mode = _TILEDESC.unpack(raw)
+        raise ExrFormatError(
+            "bad_header", f"part {index}: invalid tile description {x_size}x{y_size} mode {mode}"
+        )
+    return tiles
+
+
+def _channel_view(name: str, multiview: Sequence[str] | None, part_view: str | None) -> str | None:
     # OpenEXR's viewFromChannelName: a part's `view` wins; otherwise the view is the
     # second-to-last dotted component when it names a view, and dot-less channels belong
     # to the first (default) view.
@@ -203,6 +228,23 @@ def _channel_view(name: str, multiview: list[str] | None, part_view: str | None)
     if len(pieces) == 1:
         return multiview[0]
     return pieces[-2] if pieces[-2] in multiview else None
+
+
+@lru_cache(maxsize=4096)
+def _channels(
+    raw: bytes, view: str | None, multiview: tuple[str, ...] | None
+) -> tuple[Channel, ...]:
+    """Channels with their views; cached, as frames of a sequence repeat the same list.
+
+    Raises ValueError for a channel with a sampling below 1 (not cached, so it raises again).
+    """
+    channels = []
+    for name, pixel_type, p_linear, xs, ys in channel_entries(raw):
+        if xs < 1 or ys < 1:
+            raise ValueError(f"channel {name!r} has sampling {xs}x{ys}")
+        view_of = _channel_view(name, multiview, view) if multiview or view else None
+        channels.append(Channel(name, pixel_type, xs, ys, p_linear, view_of))
+    return tuple(channels)
 
 
 def _part(index: int, attributes: list[Attribute], flags: int) -> Part:
@@ -218,8 +260,9 @@ def _part(index: int, attributes: list[Attribute], flags: int) -> Part:
                 "bad_header", f"part {index}: required attribute {key!r} is missing"
             )
     if "type" in attrs:
-        part_type = _text(_typed(attrs, "type", "string", index))
-        if part_type not in _PART_TYPES:
+        raw_type = _typed(attrs, "type", "string", index)
+        part_type = _PART_TYPES.get(raw_type) or _text(raw_type)
+        if part_type not in _PART_TYPES.values():
             raise ExrFormatError("bad_header", f"part {index}: unknown part type {part_type!r}")
     else:
         # Old single-part files carry no `type`; the version flags say what they are.
@@ -230,13 +273,7 @@ def _part(index: int, attributes: list[Attribute], flags: int) -> Part:
     if part_type in ("tiledimage", "deeptile"):
         if "tiles" not in attrs:
             raise ExrFormatError("bad_header", f"part {index}: tiled part without 'tiles'")
-        _typed(attrs, "tiles", "tiledesc", index)
-        desc = attrs["tiles"].value
-        if desc["x_size"] < 1 or desc["y_size"] < 1 or "unknown" in (
-            desc["level_mode"] + desc["rounding_mode"]
-        ):
-            raise ExrFormatError("bad_header", f"part {index}: invalid tile description {desc}")
-        tiles = Tiles(desc["x_size"], desc["y_size"], desc["level_mode"], desc["rounding_mode"])
+        tiles = _tiles(_typed(attrs, "tiles", "tiledesc", index), index)
     compression = _enum_of(attrs, "compression", COMPRESSIONS, index)
     line_order = _enum_of(attrs, "lineOrder", LINE_ORDERS, index)
     data_window = _box(attrs, "dataWindow", index)
@@ -246,17 +283,13 @@ def _part(index: int, attributes: list[Attribute], flags: int) -> Part:
     if "multiView" in attrs:
         _typed(attrs, "multiView", "stringvector", index)
         multiview = attrs["multiView"].value
-    entries = channel_entries(_typed(attrs, "channels", "chlist", index))
-    if len(entries) > MAX_CHANNELS:
-        raise ExrFormatError("too_large", f"part {index}: {len(entries)} channels")
-    channels = []
-    for name, pixel_type, p_linear, xs, ys in entries:
-        if xs < 1 or ys < 1:
-            raise ExrFormatError(
-                "bad_header", f"part {index}: channel {name!r} has sampling {xs}x{ys}"
-            )
-        view_of = _channel_view(name, multiview, view) if multiview or view else None
-        channels.append(Channel(name, pixel_type, xs, ys, p_linear, view_of))
+    views = tuple(multiview) if multiview else None
+    try:
+        channels = _channels(_typed(attrs, "channels", "chlist", index), view, views)
+    except ValueError as exc:
+        raise ExrFormatError("bad_header", f"part {index}: {exc}") from None
+    if len(channels) > MAX_CHANNELS:
+        raise ExrFormatError("too_large", f"part {index}: {len(channels)} channels")
     chunk_count = expected_chunk_count(part_type, compression, data_window, tiles)
     if "chunkCount" in attrs:
         (stored,) = struct.unpack("<i", _typed(attrs, "chunkCount", "int", index))
@@ -266,12 +299,12 @@ def _part(index: int, attributes: list[Attribute], flags: int) -> Part:
                 f"but its data window and compression need {chunk_count}"
             )
     part_name = _text(_typed(attrs, "name", "string", index)) if "name" in attrs else None
-    _typed(attrs, "pixelAspectRatio", "float", index)
+    (aspect_bits,) = _U32.unpack(_typed(attrs, "pixelAspectRatio", "float", index))
     return Part(
         index=index, name=part_name, type=part_type, view=view, compression=compression,
         data_window=data_window, display_window=display_window,
-        pixel_aspect_ratio=attrs["pixelAspectRatio"].value, line_order=line_order,
-        tiles=tiles, chunk_count=chunk_count, channels=tuple(channels),
+        pixel_aspect_ratio=float32_value(aspect_bits), line_order=line_order,
+        tiles=tiles, chunk_count=chunk_count, channels=channels,
         attributes=tuple(attributes),
     )  # fmt: skip
 

@@ -34,14 +34,23 @@ class BytesSource:
         return self._data[offset : offset + length]
 
 
-class FileSource:
-    """Reads through an already-open descriptor; the caller owns open/close and fstat."""
+#: Bytes read up front: nearly every header, and often its offset table, fits in them.
+HEAD_BYTES = 16 * 1024
 
-    __slots__ = ("_fd", "_size")
+
+class FileSource:
+    """Reads through an already-open descriptor; the caller owns open/close and fstat.
+
+    The first HEAD_BYTES are read once and served from memory: the header walk, the offset
+    table and, for small files, the last chunk all come out of that one read() call.
+    """
+
+    __slots__ = ("_fd", "_head", "_size")
 
     def __init__(self, fd: int, size: int) -> None:
         self._fd = fd
         self._size = size
+        self._head = os.pread(fd, min(HEAD_BYTES, size), 0) if size > 0 else b""
 
     @property
     def size(self) -> int:
@@ -50,4 +59,8 @@ class FileSource:
     def read(self, offset: int, length: int) -> bytes:
         if length <= 0 or offset >= self._size:
             return b""
+        end = offset + length
+        head = self._head
+        if end <= len(head) or (len(head) == self._size and offset < self._size):
+            return head if offset == 0 and end >= len(head) else head[offset:end]
         return os.pread(self._fd, min(length, self._size - offset), offset)
