@@ -28,17 +28,23 @@ import OpenImageIO as oiio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exrwatchd.embed import channel_fingerprint, metadata_embedding  # noqa: E402
-from exrwatchd.exr.inspect import inspect_path  # noqa: E402
+from exrwatchd.embed import channel_fingerprint, metadata_embedding
+from exrwatchd.exr.inspect import inspect_path
 
 
 def _attrs(i: int) -> dict:
     return {
-        "owner": "studio", "comments": f"shot {i // 100} frame {i}", "capDate": "2026:11:26 12:00:00",
-        "software": "renderer 7.1", "framesPerSecond": 24.0, "timeCode": OpenEXR.TimeCode(1, 2, 3, i % 24, *[0] * 14),
-        "worldToCamera": np.eye(4, dtype="f"), "worldToNDC": np.eye(4, dtype="f"),
-        "screenWindowWidth": 1.0, "pixelAspectRatio": 1.0,
-    }  # fmt: skip
+        "owner": "studio",
+        "comments": f"shot {i // 100} frame {i}",
+        "capDate": "2026:11:26 12:00:00",
+        "software": "renderer 7.1",
+        "framesPerSecond": 24.0,
+        "timeCode": OpenEXR.TimeCode(1, 2, 3, i % 24, *[0] * 14),
+        "worldToCamera": np.eye(4, dtype="f"),
+        "worldToNDC": np.eye(4, dtype="f"),
+        "screenWindowWidth": 1.0,
+        "pixelAspectRatio": 1.0,
+    }
 
 
 def generate(dst: Path, count: int) -> list[Path]:
@@ -51,10 +57,16 @@ def generate(dst: Path, count: int) -> list[Path]:
         if path.exists():
             continue
         n_layers = 1 + i % len(layers)
-        channels = {f"{layer}{c}": np.zeros((16, 16), "e")
-                    for layer in layers[:n_layers] for c in "RGBA"}  # fmt: skip
-        header = {"compression": [OpenEXR.ZIP_COMPRESSION, OpenEXR.PIZ_COMPRESSION,
-                                  OpenEXR.DWAA_COMPRESSION][i % 3]}  # fmt: skip
+        channels = {
+            f"{layer}{c}": np.zeros((16, 16), "e") for layer in layers[:n_layers] for c in "RGBA"
+        }
+        header = {
+            "compression": [
+                OpenEXR.ZIP_COMPRESSION,
+                OpenEXR.PIZ_COMPRESSION,
+                OpenEXR.DWAA_COMPRESSION,
+            ][i % 3]
+        }
         header.update(_attrs(i))
         if i % 5 == 0:
             header["type"] = OpenEXR.tiledimage
@@ -106,21 +118,30 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--corpus", default=os.environ.get(
-        "EXRWATCHD_CORPUS", str(Path(__file__).resolve().parents[2] / "shared/corpus/openexr-images")))
+    ap.add_argument(
+        "--corpus",
+        default=os.environ.get(
+            "EXRWATCHD_CORPUS",
+            str(Path(__file__).resolve().parents[2] / "shared/corpus/openexr-images"),
+        ),
+    )
     ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "exrwatchd-bench-inspect"))
     args = ap.parse_args()
     sets = {"generated small files": generate(Path(args.dir), args.files)}
     corpus = Path(args.corpus)
     if corpus.is_dir():
-        sets["reference corpus"] = sorted(p for p in corpus.rglob("*.exr") if "Damaged" not in p.parts)
+        sets["reference corpus"] = sorted(
+            p for p in corpus.rglob("*.exr") if "Damaged" not in p.parts
+        )
     rows = []
     for name, paths in sets.items():
         a = best_rate(ours, paths, args.rounds)
         b = best_rate(oiio_walk, paths, args.rounds)
         rows.append((name, len(paths), a, b))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}, "
-          f"OpenImageIO {oiio.__version__}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cpus, "
+        f"Python {platform.python_version()}, OpenImageIO {oiio.__version__}"
+    )
     print("| files | count | exrwatchd files/s | OpenImageIO walk files/s | ratio |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, n, a, b in rows:

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from exrwatchd import __version__
@@ -18,6 +19,7 @@ from exrwatchd.errors import ConfigError
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_CONFIG = 78  # EX_CONFIG
 
 
 def json_line(obj: Any) -> bytes:
@@ -84,6 +86,80 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _load(path: str) -> Any:
+    """Load and validate the config, configure logging from it; exits 78 on a bad config."""
+    from exrwatchd.config import load_config
+    from exrwatchd.logs import configure_logging, get_logger
+
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+    configure_logging(cfg.log.format, cfg.log.level, cfg.secrets())
+    for warning in cfg.warnings:
+        get_logger("exrwatchd").warning("config.warning", message=warning)
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from exrwatchd.daemon import Daemon, StartupError
+
+    cfg = _load(args.config)
+    try:
+        cfg.require_watches()
+        daemon = Daemon(cfg)
+        daemon.install_signal_handlers()
+        return daemon.run()
+    except (StartupError, ConfigError) as exc:
+        print(f"exrwatchd: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from exrwatchd.config import WatchConfig
+    from exrwatchd.daemon import Daemon, StartupError
+    from exrwatchd.progress import Progress
+
+    cfg = _load(args.config)
+    if args.paths:
+        # Scan the given trees with the filters of the watch that holds each, if any.
+        watches = []
+        for raw in args.paths:
+            path = os.path.abspath(raw)
+            owner = next((w for w in cfg.watch if path == str(w.path)
+                          or path.startswith(str(w.path) + os.sep)), None)  # fmt: skip
+            base = owner or WatchConfig(path=Path(path))
+            watches.append(dataclasses.replace(base, path=Path(path)))
+        cfg = dataclasses.replace(cfg, watch=tuple(watches))
+    try:
+        cfg.require_watches()
+        daemon = Daemon(cfg)
+        daemon.install_signal_handlers()
+        progress = Progress(sys.stderr) if sys.stderr.isatty() else None
+        code = daemon.run(once=True, progress=progress)
+        if progress:
+            progress.finish(daemon)
+        return code
+    except (StartupError, ConfigError) as exc:
+        print(f"exrwatchd: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from exrwatchd.status import gather_status, render_status
+
+    cfg = _load(args.config)
+    status = gather_status(cfg)
+    if args.json:
+        _write(json_line(status))
+    else:
+        print(render_status(status))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="exrwatchd",
@@ -102,6 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a config and print the effective values")
     p.add_argument("config", metavar="PATH")
     p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("run", help="run the daemon in the foreground")
+    p.add_argument("--config", required=True, metavar="PATH")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("scan", help="one-shot: reconcile, inspect and persist, then exit")
+    p.add_argument("--config", required=True, metavar="PATH")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="trees to scan (default: all watches)")
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("status", help="journal counts, daemon progress and sink health")
+    p.add_argument("--config", required=True, metavar="PATH")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
     return parser
 
 

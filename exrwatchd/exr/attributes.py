@@ -263,7 +263,7 @@ def decode_value(name: str, type_name: str, raw: bytes) -> JSONValue:
 
 
 # Types whose size alone does not prove the value decodes; checked in full while reading.
-_VARIABLE = frozenset({"bytes", "chlist", "floatvector", "preview", "stringvector"})
+VARIABLE_CHECKED = frozenset({"bytes", "chlist", "floatvector", "preview", "stringvector"})
 
 
 #: Stored size of every fixed-size type, for the reader's one-lookup size check.
@@ -288,7 +288,7 @@ def check_value(name: str, type_name: str, raw: bytes) -> None:
         except ValueError as exc:
             message = f"attribute {name!r} of type chlist: {exc}"
             raise ExrFormatError("bad_attribute", message) from None
-    elif type_name in _VARIABLE:
+    elif type_name in VARIABLE_CHECKED:
         decode_value(name, type_name, raw)
 
 

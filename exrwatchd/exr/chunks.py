@@ -92,6 +92,17 @@ def _chunk_end(source: ByteSource, offset: int, part_type: str, multipart: bool)
     return pos + coords + 4 + data_size if data_size >= 0 else -1
 
 
+def _min_max(table: bytes) -> tuple[int, int]:
+    # Plain struct for the small tables of typical frames (numpy's per-call overhead is
+    # larger than the work there); numpy for the thousands of chunks of big files.
+    count = len(table) // 8
+    if count <= 256:
+        values = struct.unpack(f"<{count}Q", table)
+        return min(values), max(values)
+    array = np.frombuffer(table, "<u8")
+    return int(array.min()), int(array.max())
+
+
 def check_completeness(source: ByteSource, header: Header) -> Completeness:
     """Complete only when every offset of every part is set, inside the file, and the
     physically last chunk ends within the file."""
@@ -105,15 +116,15 @@ def check_completeness(source: ByteSource, header: Header) -> Completeness:
             False, f"offset tables end at byte {table_end}, past the end of the file "
             f"({size} bytes): the file is cut short or still being written"
         )  # fmt: skip
-    offsets = np.frombuffer(source.read(header.header_end, 8 * total), dtype="<u8")
+    raw = source.read(header.header_end, 8 * total)
     last_offset, last_part = 0, header.parts[0]
     start = 0
     for part in header.parts:
-        table = offsets[start : start + part.chunk_count]
+        table = raw[8 * start : 8 * (start + part.chunk_count)]
         start += part.chunk_count
-        low, high = int(table.min()), int(table.max())
+        low, high = _min_max(table)
         if low == 0:
-            zeros = int(np.count_nonzero(table == 0))
+            zeros = int(np.count_nonzero(np.frombuffer(table, "<u8") == 0))
             return Completeness(
                 False, f"part {part.index}: {zeros} of {part.chunk_count} chunk offsets are "
                 "zero (the writer has not finished)"

@@ -25,6 +25,7 @@ from exrwatchd.exr.attributes import (
     LEVEL_MODES,
     LINE_ORDERS,
     ROUNDING_MODES,
+    VARIABLE_CHECKED,
     channel_entries,
     check_value,
     float32_value,
@@ -116,6 +117,7 @@ def _parse_attributes(buf: bytes, pos: int) -> tuple[list[Attribute], int]:
     attributes: list[Attribute] = []
     end_of_buf = len(buf)
     match, prefixes, unpack_size = _PREFIX.match, _PREFIXES, _SIZE.unpack_from
+    checked = VARIABLE_CHECKED
     while True:
         m = match(buf, pos)
         if m is None:
@@ -132,7 +134,7 @@ def _parse_attributes(buf: bytes, pos: int) -> tuple[list[Attribute], int]:
                 raise ExrFormatError("bad_attribute", f"attribute {name!r} has size {size}")
             raise _NeedMore(f"value of attribute {name!r} ({size} bytes)")
         raw = buf[start:pos]
-        if expected != size:
+        if expected != size and (expected is not None or type_name in checked):
             check_value(name, type_name, raw)
         attributes.append(Attribute(name, type_name, raw))
 

@@ -86,9 +86,12 @@ class Part:
         return self.data_window[3] - self.data_window[1] + 1
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
-    """Everything read from the header region: the parts and where the region ends."""
+class Header(NamedTuple):
+    """Everything read from the header region: the parts and where the region ends.
+
+    NamedTuples here and below: built once per file on the hot path, where a frozen
+    dataclass's per-field __setattr__ costs measurably (docs/benchmarks.md).
+    """
 
     version: int
     flags: int
@@ -101,8 +104,7 @@ class Header:
         return bool(self.flags & 0x1000)
 
 
-@dataclass(frozen=True, slots=True)
-class Completeness:
+class Completeness(NamedTuple):
     complete: bool
     reason: str | None
 
@@ -115,8 +117,7 @@ class InspectError:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class FileStat:
+class FileStat(NamedTuple):
     size_bytes: int
     mtime_ns: int
     inode: int

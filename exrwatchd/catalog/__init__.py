@@ -1,0 +1,47 @@
+"""The catalog: four tables (files, parts, channels, attributes) declared once in Arrow.
+
+`schema` declares the tables; `rows` turns a JSON record into rows and rows into Arrow
+tables. Both are pure; the sinks (exrwatchd.sinks) store the rows.
+"""
+
+from exrwatchd.catalog.rows import (
+    FileRows,
+    RecordError,
+    build_rows,
+    display_text,
+    file_id_for,
+    normalize_path,
+    table_of,
+    to_arrow,
+)
+from exrwatchd.catalog.schema import (
+    ATTRIBUTES,
+    CATALOG_VERSION,
+    CHANNEL_DIM,
+    CHANNELS,
+    CHILD_TABLES,
+    FILES,
+    METADATA_DIM,
+    PARTS,
+    TABLES,
+)
+
+__all__ = [
+    "ATTRIBUTES",
+    "CATALOG_VERSION",
+    "CHANNELS",
+    "CHANNEL_DIM",
+    "CHILD_TABLES",
+    "FILES",
+    "METADATA_DIM",
+    "PARTS",
+    "TABLES",
+    "FileRows",
+    "RecordError",
+    "build_rows",
+    "display_text",
+    "file_id_for",
+    "normalize_path",
+    "table_of",
+    "to_arrow",
+]

@@ -1,0 +1,160 @@
+"""The catalog's four tables, declared once as Arrow schemas.
+
+Everything else derives from these: the row builder (`rows.py`), the local SQLite catalog's
+DDL (`sinks/local.py`) and the VAST DataBase tables (`sinks/vast.py` hands the same
+`pa.Schema` to ``create_table``). Table and column names are the predecessor's (see
+../shared/seed), with the columns it lacked added; tests check that every derivation agrees.
+
+Only types VAST DataBase accepts are used: ``pa.string()`` (never ``large_string``; JSON is
+stored as a string), int32/int64, float64, bool, ``timestamp("us", tz="UTC")`` and vectors as
+fixed-size lists of non-nullable float32. Every field carries its description as field
+metadata (``b"doc"``), and the schema carries the catalog version, so the schema documents
+itself wherever it travels (VAST 5.5+ servers also expect non-empty metadata).
+
+Key: ``file_id`` is a function of the normalized path alone (`rows.file_id_for`): a
+re-rendered frame keeps its id, so its rows are replaced rather than duplicated. Children
+(parts, channels, attributes) carry ``file_id`` and ``file_path`` and are always replaced
+together with their files row.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+#: Bumped whenever a table, column or a column's meaning changes.
+CATALOG_VERSION = 1
+
+METADATA_DIM = 384  # length of files.metadata_embedding (exrwatchd.embed.METADATA_DIM)
+CHANNEL_DIM = 128  # length of files.channel_fingerprint (exrwatchd.embed.CHANNEL_DIM)
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def vector_type(dim: int) -> pa.DataType:
+    """A VAST vector column: fixed-size list of non-nullable float32."""
+    return pa.list_(pa.field("item", pa.float32(), nullable=False), dim)
+
+
+def _f(name: str, type_: pa.DataType, doc: str, *, nullable: bool = False) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
+
+
+def _schema(table: str, *fields: pa.Field) -> pa.Schema:
+    return pa.schema(
+        fields,
+        metadata={"table": table, "catalog_version": str(CATALOG_VERSION)},
+    )
+
+
+_FILE_ID = "sha256 of the normalized path's bytes, first 32 hex chars; joins the four tables"
+_FILE_PATH = "the path as the watcher saw it (invalid UTF-8 shown as \\x/\\u escapes)"
+_PART_INDEX = "0-based index of the part in the file"
+
+FILES = _schema(
+    "files",
+    _f("file_id", pa.string(), _FILE_ID + "; depends on the path only, never on mtime"),
+    _f("file_path", pa.string(), _FILE_PATH),
+    _f("file_path_normalized", pa.string(),
+       "os.path.normpath of the path: case kept, symlinks not resolved; unique"),
+    _f("header_hash", pa.string(), "sha256 hex of the header bytes; null for error records",
+       nullable=True),
+    _f("size_bytes", pa.int64(), "file size when inspected", nullable=True),
+    _f("mtime", TIMESTAMP, "file modification time (UTC)", nullable=True),
+    _f("inode", pa.int64(),
+       "inode number when inspected (values >= 2**63 stored as value - 2**64)", nullable=True),
+    _f("multipart_count", pa.int32(), "number of parts (1 single-part, 0 error records)"),
+    _f("is_deep", pa.bool_(), "any part is deep (deepscanline/deeptile)"),
+    _f("is_complete", pa.bool_(), "every chunk the header promises is present"),
+    _f("incomplete_reason", pa.string(), "why the file is incomplete; null when complete",
+       nullable=True),
+    _f("error_kind", pa.string(),
+       "stable class of the read failure (not_exr, truncated_header, vanished...); null if ok",
+       nullable=True),
+    _f("error_message", pa.string(), "human description of the read failure", nullable=True),
+    _f("frame_number", pa.int64(), "frame number from the file name (name.####.exr)",
+       nullable=True),
+    _f("metadata_embedding", vector_type(METADATA_DIM),
+       "unit vector describing the file's structure; null for error records", nullable=True),
+    _f("channel_fingerprint", vector_type(CHANNEL_DIM),
+       "unit vector describing the channel layout alone; null for error records",
+       nullable=True),
+    _f("embedding_version", pa.int32(), "version of the embedding that made the vectors",
+       nullable=True),
+    _f("inspection_timestamp", TIMESTAMP,
+       "when the current header (header_hash) was first inspected"),
+    _f("inspection_count", pa.int64(), "how many inspections of this path were recorded"),
+    _f("last_inspected", TIMESTAMP, "when this path was last inspected"),
+    _f("last_inspection_id", pa.string(),
+       "inspection_id this row was last written from; a replay of it changes nothing"),
+)  # fmt: skip
+
+PARTS = _schema(
+    "parts",
+    _f("file_id", pa.string(), _FILE_ID),
+    _f("file_path", pa.string(), _FILE_PATH),
+    _f("part_index", pa.int32(), _PART_INDEX),
+    _f("part_name", pa.string(), "the part's name attribute (multi-part files)",
+       nullable=True),
+    _f("view_name", pa.string(), "the part's view attribute", nullable=True),
+    _f("multi_view", pa.bool_(), "the file holds several views (multiView or per-part views)"),
+    _f("part_type", pa.string(), "scanlineimage | tiledimage | deepscanline | deeptile"),
+    _f("data_window", pa.string(), "JSON [xmin,ymin,xmax,ymax], inclusive"),
+    _f("display_window", pa.string(), "JSON [xmin,ymin,xmax,ymax], inclusive"),
+    _f("width", pa.int64(), "data window width in pixels"),
+    _f("height", pa.int64(), "data window height in pixels"),
+    _f("pixel_aspect_ratio", pa.float64(), "pixelAspectRatio; null when not finite",
+       nullable=True),
+    _f("line_order", pa.string(), "increasing_y | decreasing_y | random_y"),
+    _f("compression", pa.string(), "none, rle, zips, zip, piz, pxr24, b44, b44a, dwaa, ..."),
+    _f("is_tiled", pa.bool_(), "the part is tiled (tiledimage or deeptile)"),
+    _f("tile_width", pa.int64(), "tile width in pixels; null when not tiled", nullable=True),
+    _f("tile_height", pa.int64(), "tile height in pixels; null when not tiled", nullable=True),
+    _f("tile_level_mode", pa.string(), "one_level | mipmap_levels | ripmap_levels",
+       nullable=True),
+    _f("tile_rounding_mode", pa.string(), "round_down | round_up", nullable=True),
+    _f("chunk_count", pa.int64(), "chunks (scan-line blocks or tiles) the part holds"),
+    _f("is_deep", pa.bool_(), "deepscanline or deeptile"),
+    _f("channel_count", pa.int32(), "number of channels in the part"),
+)  # fmt: skip
+
+CHANNELS = _schema(
+    "channels",
+    _f("file_id", pa.string(), _FILE_ID),
+    _f("file_path", pa.string(), _FILE_PATH),
+    _f("part_index", pa.int32(), _PART_INDEX),
+    _f("channel_index", pa.int32(), "0-based position in the part's channel list"),
+    _f("channel_name", pa.string(), "full channel name (diffuse.R, left.Z, A)"),
+    _f("layer_name", pa.string(), "name before the last dot (diffuse); '' when there is none"),
+    _f("component_name", pa.string(), "name after the last dot (R)"),
+    _f("channel_type", pa.string(), "half | float | uint"),
+    _f("x_sampling", pa.int32(), "horizontal sub-sampling"),
+    _f("y_sampling", pa.int32(), "vertical sub-sampling"),
+    _f("p_linear", pa.bool_(), "pLinear flag"),
+    _f("view_name", pa.string(), "view the channel belongs to (multi-view files)",
+       nullable=True),
+)  # fmt: skip
+
+ATTRIBUTES = _schema(
+    "attributes",
+    _f("file_id", pa.string(), _FILE_ID),
+    _f("file_path", pa.string(), _FILE_PATH),
+    _f("part_index", pa.int32(), _PART_INDEX),
+    _f("attribute_name", pa.string(), "header attribute name"),
+    _f("attribute_type", pa.string(), "EXR type name (string, v2f, box2i, chlist...)"),
+    _f("attribute_value", pa.string(),
+       "JSON text of the decoded value; null JSON for opaque types"),
+    _f("attribute_base64", pa.string(),
+       "base64 of the raw bytes for opaque types, previews and invalid UTF-8; else null",
+       nullable=True),
+)  # fmt: skip
+
+#: Table name -> schema, in the order tables are created and listed.
+TABLES: dict[str, pa.Schema] = {
+    "files": FILES,
+    "parts": PARTS,
+    "channels": CHANNELS,
+    "attributes": ATTRIBUTES,
+}
+
+#: The tables that hang off files by file_id.
+CHILD_TABLES = ("parts", "channels", "attributes")

@@ -1,0 +1,69 @@
+"""The inspect stage as the daemon runs it: one settled file in, one verdict out.
+
+`inspect_settled` is what a worker calls; `Verdict` tells the settle loop what to do next:
+record it, look again later (incomplete, or caught mid-write), or treat it as gone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from exrwatchd.exr.inspect import inspect_path
+from exrwatchd.exr.model import Inspection
+from exrwatchd.exr.report import inspection_to_dict
+from exrwatchd.journal import FileSig, PathStatus
+from exrwatchd.watch.settle import SettledFile
+
+#: Errors a writer can cause just by not having finished yet: worth another look.
+TRANSIENT_ERRORS = frozenset({"empty", "truncated_header"})
+
+VerdictKind = Literal["record", "recheck", "changed", "vanished"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    settled: SettledFile
+    kind: VerdictKind
+    status: PathStatus  # what to record if the verdict is (or becomes) "record"
+    sig: FileSig | None
+    header_hash: str | None
+    reason: str | None  # why it is incomplete or failed, for logs
+    record: dict[str, Any] | None  # the JSON record (docs/architecture.md)
+
+
+def make_record(result: Inspection, inspected_at: datetime | None = None) -> dict[str, Any]:
+    """The record the journal stores and the sinks turn into rows."""
+    record = inspection_to_dict(result, embeddings=True)
+    moment = inspected_at or datetime.now(tz=UTC)
+    record["inspection_id"] = uuid.uuid4().hex
+    record["inspected_at"] = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    record["inode"] = result.stat.inode if result.stat else None
+    return record
+
+
+def _status(result: Inspection) -> PathStatus:
+    if result.error is not None:
+        return "failed"
+    return "complete" if result.complete else "incomplete"
+
+
+def inspect_settled(settled: SettledFile) -> Verdict:
+    """Inspect one settled file. Pure apart from reading the file itself."""
+    result = inspect_path(settled.path)
+    stat = result.stat
+    sig = FileSig(stat.size_bytes, stat.mtime_ns, stat.inode) if stat else None
+    error = result.error
+    if error is not None and error.kind == "vanished":
+        return Verdict(settled, "vanished", "deleted", None, None, error.message, None)
+    if sig is not None and sig != settled.sig:
+        # Written to again between settling and reading: settle it again.
+        return Verdict(settled, "changed", _status(result), sig, None, "changed", None)
+    status = _status(result)
+    reason = error.message if error else result.incomplete_reason
+    record = make_record(result)
+    if status == "incomplete" or (error is not None and error.kind in TRANSIENT_ERRORS):
+        return Verdict(settled, "recheck", status, sig, result.header_hash, reason, record)
+    return Verdict(settled, "record", status, sig, result.header_hash, reason, record)

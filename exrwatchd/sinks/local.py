@@ -1,0 +1,500 @@
+"""The embedded default catalog: `<state_dir>/catalog.db`, SQLite, readable with `sqlite3`.
+
+Guarantee: an entry reported DELIVERED is committed and durable (WAL, ``synchronous=FULL``).
+Writes are idempotent per path: the files row remembers the inspection_id it was written
+from, so a replayed entry changes nothing, and a newer record for the same path updates or
+replaces that path's rows, never adds a second row set. With the journal's at-least-once
+delivery that gives exactly one current row set per path (docs/catalog.md).
+
+The tables, columns and their order come from the Arrow schemas (`exrwatchd.catalog.schema`):
+string -> TEXT, integers and bool -> INTEGER, floats -> REAL, timestamps -> TEXT
+(``2026-01-31T12:00:00.000000Z``: sorts as time and reads as time), vectors -> BLOB of
+little-endian float32. The DDL is derived below, never written by hand. Tables are plain (not
+STRICT) so that the sqlite3 3.26 shipped with EL8 can still read the file; types are checked
+when the rows are built instead.
+
+Per batch: one transaction (``BEGIN IMMEDIATE``), one SAVEPOINT per entry.
+
+- a malformed entry (RecordError, a constraint violation, a value SQLite cannot store) is
+  rolled back to its savepoint and REJECTED alone; the rest of the batch commits;
+- a transient SQLite error (busy/locked, disk full, I/O error, out of memory) rolls the whole
+  transaction back: every entry not already rejected is RETRIED;
+- an error that means the catalog itself is broken (corrupt, read-only, a table missing)
+  rolls back and raises SinkUnavailable;
+- any other exception while applying an entry (a bug) rolls that entry back and RETRIES it,
+  together with every later entry of the same path in the batch, so per-path order holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from exrwatchd.catalog.rows import (
+    FileRows,
+    RecordError,
+    build_rows,
+    file_id_for,
+    normalize_path,
+)
+from exrwatchd.catalog.schema import CATALOG_VERSION, CHILD_TABLES, TABLES
+from exrwatchd.journal import OutboxEntry
+from exrwatchd.logs import get_logger
+from exrwatchd.sinks.base import Delivery, Outcome, SinkUnavailable
+
+CATALOG_FILENAME = "catalog.db"
+
+#: Unique keys of the child tables; their leading file_id column also serves lookups by file.
+CHILD_KEYS: dict[str, tuple[str, ...]] = {
+    "parts": ("file_id", "part_index"),
+    "channels": ("file_id", "part_index", "channel_index"),
+    "attributes": ("file_id", "part_index", "attribute_name"),
+}
+
+_log = get_logger("exrwatchd.sinks.local")
+
+# --------------------------------------------------------------------------- DDL from Arrow
+
+
+def sql_type(type_: pa.DataType) -> str:
+    """The SQLite column type of an Arrow type of the catalog (TypeError for any other)."""
+    if pa.types.is_string(type_):
+        return "TEXT"
+    if pa.types.is_integer(type_) or pa.types.is_boolean(type_):
+        return "INTEGER"
+    if pa.types.is_floating(type_):
+        return "REAL"
+    if pa.types.is_timestamp(type_):
+        return "TEXT"
+    if pa.types.is_fixed_size_list(type_) and pa.types.is_float32(type_.value_type):
+        return "BLOB"
+    raise TypeError(f"no SQLite mapping for Arrow type {type_}")
+
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def _columns(schema: pa.Schema) -> str:
+    cols = []
+    for field in schema:
+        if not _IDENT.match(field.name):
+            raise ValueError(f"not a plain identifier: {field.name!r}")
+        cols.append(f"{field.name} {sql_type(field.type)}{'' if field.nullable else ' NOT NULL'}")
+    return ",\n    ".join(cols)
+
+
+def ddl() -> list[str]:
+    """CREATE statements for the catalog, derived from `TABLES`."""
+    statements = [
+        f"CREATE TABLE IF NOT EXISTS {name} (\n    {_columns(schema)}\n)"
+        for name, schema in TABLES.items()
+    ]
+    statements += [
+        "CREATE UNIQUE INDEX IF NOT EXISTS files_by_path ON files (file_path_normalized)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS files_by_id ON files (file_id)",
+    ]
+    statements += [
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_by_file ON {table} ({', '.join(key)})"
+        for table, key in CHILD_KEYS.items()
+    ]
+    return statements
+
+
+# --------------------------------------------------------------------------- value mapping
+
+
+def _time_to_sql(value: datetime) -> str:
+    # isoformat pads the year to four digits (strftime %Y does not below 1000).
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _time_from_sql(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def _vector_to_sql(value: Any) -> bytes:
+    return np.asarray(value, dtype="<f4").tobytes()
+
+
+def _vector_from_sql(value: bytes) -> np.ndarray:
+    return np.frombuffer(value, dtype="<f4").astype(np.float32)
+
+
+Convert = Callable[[Any], Any]
+
+
+def _converters(schema: pa.Schema) -> tuple[list[Convert | None], list[Convert | None]]:
+    to_sql: list[Convert | None] = []
+    from_sql: list[Convert | None] = []
+    for field in schema:
+        t = field.type
+        if pa.types.is_timestamp(t):
+            to_sql.append(_time_to_sql)
+            from_sql.append(_time_from_sql)
+        elif pa.types.is_fixed_size_list(t):
+            to_sql.append(_vector_to_sql)
+            from_sql.append(_vector_from_sql)
+        elif pa.types.is_boolean(t):
+            to_sql.append(int)
+            from_sql.append(bool)
+        else:
+            to_sql.append(None)
+            from_sql.append(None)
+    return to_sql, from_sql
+
+
+_TO_SQL: dict[str, list[Convert | None]] = {}
+_FROM_SQL: dict[str, list[Convert | None]] = {}
+_INSERT: dict[str, str] = {}
+for _name, _schema in TABLES.items():
+    _TO_SQL[_name], _FROM_SQL[_name] = _converters(_schema)
+    _INSERT[_name] = (f"INSERT INTO {_name} ({', '.join(_schema.names)}) "
+                      f"VALUES ({', '.join('?' * len(_schema.names))})")  # fmt: skip
+
+
+def _sql_row(table: str, row: dict[str, Any]) -> tuple[Any, ...]:
+    names = TABLES[table].names
+    return tuple(
+        row[n] if conv is None or row[n] is None else conv(row[n])
+        for n, conv in zip(names, _TO_SQL[table], strict=True)
+    )
+
+
+def _py_row(table: str, values: Sequence[Any]) -> dict[str, Any]:
+    names = TABLES[table].names
+    return {
+        n: v if conv is None or v is None else conv(v)
+        for n, v, conv in zip(names, values, _FROM_SQL[table], strict=True)
+    }
+
+
+#: What a re-inspection with an unchanged header updates (plus inspection_count + 1).
+_AUDIT_COLUMNS = (
+    "size_bytes", "mtime", "inode", "is_complete", "incomplete_reason",
+    "error_kind", "error_message", "last_inspected", "last_inspection_id",
+)  # fmt: skip
+_AUDIT_UPDATE = (
+    "UPDATE files SET "
+    + ", ".join(f"{c} = ?" for c in _AUDIT_COLUMNS)
+    + ", inspection_count = inspection_count + 1 WHERE file_id = ?"
+)
+
+# --------------------------------------------------------------------------- errors
+
+# Primary result codes (https://sqlite.org/rescode.html).
+_TRANSIENT_CODES = frozenset({
+    5,  # SQLITE_BUSY
+    6,  # SQLITE_LOCKED
+    7,  # SQLITE_NOMEM
+    9,  # SQLITE_INTERRUPT
+    10,  # SQLITE_IOERR
+    13,  # SQLITE_FULL
+    15,  # SQLITE_PROTOCOL
+})  # fmt: skip
+_TRANSIENT_TEXT = ("locked", "busy", "disk is full", "disk i/o error", "out of memory")
+
+
+def is_transient(exc: sqlite3.Error) -> bool:
+    """Whether trying the same statements again later may succeed."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in _TRANSIENT_CODES
+    return any(text in str(exc).lower() for text in _TRANSIENT_TEXT)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _classify(exc: Exception) -> str:
+    """What an error while applying one entry means.
+
+    ``batch``: the transaction is lost (transient, or the catalog is broken); ``reject``: this
+    entry can never be stored; ``entry``: unexpected (a bug), retry this entry later.
+    """
+    if isinstance(exc, sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        return "entry"  # misuse of the API (a value of an unsupported type...): our bug
+    if isinstance(exc, sqlite3.Error):
+        if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError) and not is_transient(exc):
+            return "reject"
+        return "batch"
+    if isinstance(exc, RecordError | OverflowError | UnicodeError):
+        return "reject"
+    return "entry"
+
+
+# --------------------------------------------------------------------------- the sink
+
+
+class LocalSink:
+    """The local SQLite catalog (see the module docstring for the guarantee).
+
+    `path` is the database file, or a directory (the state dir) that gets `catalog.db`.
+    `busy_timeout` is how long a write waits for another connection's lock (then RETRY);
+    `min_free_bytes` is the free space below which `health` reports a problem.
+    Thread-safe: one lock serializes the connection.
+    """
+
+    name = "local"
+
+    def __init__(
+        self, path: Path | str, *, busy_timeout: float = 5.0, min_free_bytes: int = 64 << 20
+    ) -> None:
+        p = Path(path)
+        self.path = p / CATALOG_FILENAME if p.is_dir() else p
+        self.busy_timeout = busy_timeout
+        self.min_free_bytes = min_free_bytes
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def open(self) -> None:
+        """Create or open the catalog (mode 0600, WAL, synchronous=FULL) and its tables."""
+        with self._lock:
+            if self._conn is not None:
+                return
+            try:
+                self._create_file()
+                conn = sqlite3.connect(
+                    self.path, timeout=self.busy_timeout, isolation_level=None,
+                    check_same_thread=False,
+                )  # fmt: skip
+            except (OSError, sqlite3.Error) as exc:
+                raise SinkUnavailable(f"cannot open catalog {self.path}: {exc}") from exc
+            try:
+                self._prepare(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+
+    def _create_file(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            # The -wal and -shm files take the database file's mode.
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        where = f"catalog {self.path}"
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise SinkUnavailable(f"{where}: WAL journal mode unavailable (got {mode})")
+            conn.execute("PRAGMA synchronous = FULL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, CATALOG_VERSION):
+                raise SinkUnavailable(
+                    f"{where} has catalog version {version}, this exrwatchd writes "
+                    f"{CATALOG_VERSION}; move the file aside to rebuild it from a rescan"
+                )
+            if version == 0:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in ddl():
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {CATALOG_VERSION}")
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            self._check_columns(conn)
+        except sqlite3.Error as exc:
+            raise SinkUnavailable(f"{where}: {exc}") from exc
+
+    def _check_columns(self, conn: sqlite3.Connection) -> None:
+        for name, schema in TABLES.items():
+            have = [(r[1], r[2]) for r in conn.execute(f"PRAGMA table_info({name})")]
+            want = [(f.name, sql_type(f.type)) for f in schema]
+            if have != want:
+                raise SinkUnavailable(
+                    f"catalog {self.path}: table {name} has columns {have}, expected {want}"
+                )
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> LocalSink:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def health(self) -> str | None:
+        if self._conn is None:
+            return "catalog is not open"
+        try:
+            with self._lock:
+                conn = self._require()
+                for table in TABLES:
+                    conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
+        except (sqlite3.Error, SinkUnavailable) as exc:
+            return f"catalog {self.path} unusable: {exc}"
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError as exc:
+            return f"cannot stat {self.path.parent}: {exc.strerror}"
+        if free < self.min_free_bytes:
+            return f"{self.path.parent} has only {free} bytes free"
+        return None
+
+    def _require(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise SinkUnavailable(f"catalog {self.path} is not open")
+        return self._conn
+
+    # ------------------------------------------------------------------ writing
+
+    def write(self, batch: Sequence[OutboxEntry]) -> list[Delivery]:
+        """Apply `batch` in one transaction; one Delivery per entry, in order."""
+        if not batch:
+            return []
+        with self._lock:
+            conn = self._require()
+            deliveries: list[Delivery] = []
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                held: set[str] = set()  # paths with an entry to retry: later ones wait
+                for entry in batch:
+                    deliveries.append(self._apply_one(conn, entry, held))
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                if not is_transient(exc):
+                    raise SinkUnavailable(f"catalog {self.path}: {_describe(exc)}") from exc
+                reason = f"transient: {_describe(exc)}"
+                rejected = {d.entry_id: d for d in deliveries if d.outcome is Outcome.REJECT}
+                return [rejected.get(e.id) or Delivery(e.id, Outcome.RETRY, reason)
+                        for e in batch]  # fmt: skip
+            except BaseException:
+                _rollback(conn)
+                raise
+            return deliveries
+
+    def _apply_one(self, conn: sqlite3.Connection, entry: OutboxEntry, held: set[str]) -> Delivery:
+        key = normalize_path(entry.path)
+        if key in held:
+            return Delivery(entry.id, Outcome.RETRY, "an earlier entry for this path is retried")
+        conn.execute("SAVEPOINT entry")
+        try:
+            self._apply(conn, entry)
+        except Exception as exc:
+            kind = _classify(exc)
+            if kind == "batch":
+                raise
+            _release(conn, rollback=True)
+            if kind == "reject":
+                return Delivery(entry.id, Outcome.REJECT, _describe(exc))
+            _log.error(
+                "sink.entry_failed", sink=self.name, stage="sink", path=entry.path,
+                entry_id=entry.id, error_type=type(exc).__name__, error=str(exc),
+            )  # fmt: skip
+            held.add(key)
+            return Delivery(entry.id, Outcome.RETRY, f"unexpected {_describe(exc)}")
+        _release(conn, rollback=False)
+        return Delivery(entry.id, Outcome.DELIVERED)
+
+    def _apply(self, conn: sqlite3.Connection, entry: OutboxEntry) -> None:
+        if entry.op == "delete":
+            _delete_file(conn, file_id_for(entry.path))
+        elif entry.op == "upsert":
+            if entry.record is None:
+                raise RecordError("upsert entry without a record")
+            rows = build_rows(entry.record)
+            if rows.file_id != file_id_for(entry.path):
+                raise RecordError(
+                    f"entry path {entry.path!r} differs from record path "
+                    f"{entry.record.get('path')!r}"
+                )
+            _upsert(conn, rows)
+        else:
+            raise RecordError(f"unknown op {entry.op!r}")
+
+    # ------------------------------------------------------------------ reading
+
+    def count(self, table: str) -> int:
+        """Number of rows in one catalog table."""
+        if table not in TABLES:
+            raise ValueError(f"no catalog table {table!r} (have {', '.join(TABLES)})")
+        with self._lock:
+            return int(self._require().execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    def file_row(self, path: str | os.PathLike[str]) -> dict[str, Any] | None:
+        """The files row of `path` with Python values (datetime, bool, float32 arrays)."""
+        names = ", ".join(TABLES["files"].names)
+        with self._lock:
+            found = (
+                self._require()
+                .execute(f"SELECT {names} FROM files WHERE file_id = ?", (file_id_for(path),))
+                .fetchone()
+            )
+        return None if found is None else _py_row("files", found)
+
+
+# --------------------------------------------------------------------------- statements
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back on its own
+            conn.execute("ROLLBACK")
+
+
+def _release(conn: sqlite3.Connection, *, rollback: bool) -> None:
+    if rollback:
+        conn.execute("ROLLBACK TO entry")
+    conn.execute("RELEASE entry")
+
+
+def _delete_file(conn: sqlite3.Connection, file_id: str) -> None:
+    for table in ("files", *CHILD_TABLES):
+        conn.execute(f"DELETE FROM {table} WHERE file_id = ?", (file_id,))
+
+
+def _upsert(conn: sqlite3.Connection, rows: FileRows) -> None:
+    new = rows.files
+    old = conn.execute(
+        "SELECT header_hash, last_inspection_id, inspection_count, embedding_version "
+        "FROM files WHERE file_id = ?",
+        (rows.file_id,),
+    ).fetchone()
+    if old is not None:
+        header_hash, last_id, count, embedding_version = old
+        if last_id == new["last_inspection_id"]:
+            return  # a replay of the inspection this row was written from
+        if (
+            header_hash is not None
+            and header_hash == new["header_hash"]
+            and embedding_version == new["embedding_version"]
+        ):
+            # Same header: parts, channels, attributes and vectors are unchanged.
+            values = _sql_row("files", new)
+            index = {n: i for i, n in enumerate(TABLES["files"].names)}
+            conn.execute(_AUDIT_UPDATE,
+                         (*(values[index[c]] for c in _AUDIT_COLUMNS), rows.file_id))  # fmt: skip
+            return
+        _delete_file(conn, rows.file_id)
+    files_row = dict(new, inspection_count=1 if old is None else count + 1)
+    conn.execute(_INSERT["files"], _sql_row("files", files_row))
+    for table, children in (("parts", rows.parts), ("channels", rows.channels),
+                            ("attributes", rows.attributes)):  # fmt: skip
+        if children:
+            conn.executemany(_INSERT[table], [_sql_row(table, r) for r in children])

@@ -1,0 +1,210 @@
+"""Sources of file events: inotify through watchdog, and a poll thread over PollScanner.
+
+Both report through one small `Inbox`, which collapses events per path, so a burst of
+duplicate events costs one entry per path no matter how many arrive. Anything that hints at
+lost events (an inotify queue overflow, an observer error) is reported as `lost`, and the
+daemon answers with a rescan: the design never depends on every event arriving.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import ClassVar, Literal
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers.inotify import InotifyObserver
+
+from exrwatchd.journal import FileSig
+from exrwatchd.watch.poll import PollScanner
+
+InboxKind = Literal["changed", "closed", "gone", "subtree"]
+
+
+class Inbox:
+    """Thread-safe, collapsing hand-off from observers to the settle loop.
+
+    Holds at most one entry per path ("gone" and "subtree" win over changes, since they
+    need the stronger reaction) plus a flag for lost events.
+    """
+
+    _RANK: ClassVar[dict[str, int]] = {"closed": 0, "changed": 1, "gone": 2, "subtree": 3}
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, InboxKind] = {}
+        self._lost: list[str] = []
+        self.wakeup = threading.Event()
+
+    def put(self, path: str, kind: InboxKind) -> None:
+        with self._lock:
+            old = self._items.get(path)
+            if old is None or self._RANK[kind] >= self._RANK[old]:
+                self._items[path] = kind
+        self.wakeup.set()
+
+    def lost(self, reason: str) -> None:
+        with self._lock:
+            self._lost.append(reason)
+        self.wakeup.set()
+
+    def drain(self) -> tuple[dict[str, InboxKind], list[str]]:
+        with self._lock:
+            items, self._items = self._items, {}
+            lost, self._lost = self._lost, []
+        return items, lost
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+class _Handler(FileSystemEventHandler):
+    """Translates watchdog events into inbox entries, filtering names on the way."""
+
+    def __init__(self, inbox: Inbox, accept: Callable[[str], bool]) -> None:
+        self._inbox = inbox
+        self._accept = accept
+
+    def _file(self, path: str, kind: InboxKind) -> None:
+        if self._accept(os.path.basename(path)):
+            self._inbox.put(path, kind)
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        src = os.fsdecode(event.src_path)
+        if isinstance(event, FileMovedEvent):
+            # A temp name renamed to *.exr is a new file; the old name is gone.
+            self._file(src, "gone")
+            self._file(os.fsdecode(event.dest_path), "changed")
+        elif isinstance(event, FileClosedEvent):
+            self._file(src, "closed")
+        elif isinstance(event, FileCreatedEvent | FileModifiedEvent | FileAttribEvent):
+            self._file(src, "changed")
+        elif isinstance(event, FileDeletedEvent):
+            self._file(src, "gone")
+        elif isinstance(event, DirMovedEvent):
+            # Everything under the old name is gone, everything under the new one is new.
+            self._inbox.put(src, "subtree")
+            self._inbox.put(os.fsdecode(event.dest_path), "subtree")
+        elif isinstance(event, DirCreatedEvent | DirDeletedEvent):
+            # Files can land in a new directory before its watch exists; walk it.
+            self._inbox.put(src, "subtree")
+
+
+class _OverflowAlarm(logging.Handler):
+    """watchdog reports a kernel queue overflow only as a log record; turn it into `lost`."""
+
+    def __init__(self, inbox: Inbox) -> None:
+        super().__init__(level=logging.WARNING)
+        self._inbox = inbox
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = str(record.msg)
+        if "overflow" in message.lower() or record.levelno >= logging.ERROR:
+            self._inbox.lost(f"inotify: {record.getMessage()}")
+
+
+_WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+
+
+class InotifyWatcher:
+    """One watchdog InotifyObserver for one watched tree."""
+
+    def __init__(
+        self, root: str, inbox: Inbox, accept: Callable[[str], bool], *, recursive: bool,
+        follow_symlinks: bool,
+    ) -> None:  # fmt: skip
+        self.root = root
+        self._inbox = inbox
+        self._observer = InotifyObserver()
+        self._observer.daemon = True
+        self._observer.schedule(
+            _Handler(inbox, accept), root, recursive=recursive, follow_symlink=follow_symlinks
+        )
+        self._alarm = _OverflowAlarm(inbox)
+
+    def start(self) -> None:
+        for name in _WATCHDOG_LOGGERS:
+            logging.getLogger(name).addHandler(self._alarm)
+        self._observer.start()
+
+    def alive(self) -> bool:
+        return self._observer.is_alive() and all(e.is_alive() for e in self._observer.emitters)
+
+    def stop(self) -> None:
+        for name in _WATCHDOG_LOGGERS:
+            logging.getLogger(name).removeHandler(self._alarm)
+        self._observer.stop()
+        self._observer.join(timeout=5)
+
+
+class PollWatcher:
+    """A thread that runs PollScanner every `interval` seconds and feeds the inbox."""
+
+    def __init__(
+        self, root: str, inbox: Inbox, accept: Callable[[str], bool], *, recursive: bool,
+        follow_symlinks: bool, interval: float, known: Callable[[str], Mapping[str, FileSig]],
+        on_error: Callable[[str, OSError], None],
+    ) -> None:  # fmt: skip
+        self.root = root
+        self._inbox = inbox
+        self._interval = interval
+        self._scanner = PollScanner(
+            root, accept, known, recursive=recursive, follow_symlinks=follow_symlinks,
+            on_error=on_error,
+        )  # fmt: skip
+        self._stop = threading.Event()
+        self._settled: list[str] = []
+        self._settled_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"poll:{root}", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def settled(self, path: str) -> None:
+        """The daemon is done with `path`: the scanner may stop re-stat'ing it."""
+        with self._settled_lock:
+            self._settled.append(path)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                with self._settled_lock:
+                    done, self._settled = self._settled, []
+                for path in done:
+                    self._scanner.settled(path)
+                for change in self._scanner.scan():
+                    if self._stop.is_set():
+                        return
+                    if change.kind == "deleted":
+                        self._inbox.put(change.path, "gone")
+                    else:
+                        self._scanner.mark_hot(change.path)
+                        self._inbox.put(change.path, "changed")
+                self._stop.wait(self._interval)
+        except BaseException as exc:  # a dead poller must be noticed, not silent
+            self.error = exc
+            self._inbox.lost(f"poll {self.root}: {type(exc).__name__}: {exc}")
+            raise
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

@@ -1,0 +1,499 @@
+"""Poll one watched tree with os.scandir, pruning unchanged directories by their mtime.
+
+Why not watchdog's PollingObserver: it keeps a `DirectorySnapshot` of every path and its
+`os.stat_result` (two dicts over the whole tree) and re-stats every file on every poll. At a
+million files that is hundreds of MB and a full stat walk each interval; the issue asks for
+neither.
+
+What this scanner remembers is O(directories): for every directory it listed, its mtime and the
+names of its subdirectories. What it knows about files comes from the caller's `known(directory)`
+(the journal, on disk), asked one directory at a time, plus a small set of "hot" files (written
+recently and not yet settled) bounded by how many files are in flight.
+
+A scan visits every directory. A directory whose mtime is unchanged since it was last listed is
+*pruned*: its files are neither listed nor stat'ed, and its subdirectories (remembered from the
+last listing) are stat'ed to be visited in turn, because a change deep down does not change the
+mtime of its ancestors. Any other directory is listed: accepted files are stat'ed and compared
+with `known(directory)` overlaid with the hot set.
+
+What pruning cannot see, and how it is covered:
+
+- An in-place rewrite does not change the directory's mtime. Files the daemon marked hot
+  (`mark_hot`) are re-stat'ed on every scan wherever they are; the rest is caught by the
+  periodic full pass (every `full_every`-th scan lists every directory).
+- NFS caches directory attributes (acdirmax, 60 s by default): a new file may be seen late by up
+  to that long. Keep `full_every * poll_interval` above it so the full pass is a real backstop.
+- Two changes within one mtime tick: a directory modified while (or just before) it was listed
+  may keep the same mtime after a later change. A directory whose mtime is within `RACY_NS` of
+  the scan's start is therefore not trusted for pruning and is listed again next scan (the
+  "racy git" rule).
+
+Changes are at-least-once: a directory's mtime is remembered only after every change found in
+it was yielded, so a scan abandoned half-way repeats those changes next time rather than losing
+them. Changes are reported relative to `known()`, so a file the journal has not yet recorded is
+reported again by every listing of its directory until it is recorded or marked hot.
+
+Errors (unreadable directories, stat failures, symlink loops) go to `on_error(path, exc)` and
+never turn into deletions: a directory that cannot be read keeps its files.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_mod
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from exrwatchd.journal import FileSig
+
+ChangeKind = Literal["created", "modified", "deleted"]
+
+#: A directory whose mtime is this close to the start of the scan that listed it (or later) is
+#: listed again next scan: another change in the same mtime tick would not move its mtime.
+#: Covers coarse timestamps (1 s on some servers, 2 s on FAT/SMB) and a little clock skew.
+RACY_NS = 2_000_000_000
+
+_UNTRUSTED = -1  # a cached mtime that never matches: list the directory next scan
+_NO_NAMES: tuple[str, ...] = ()
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_S_IFMT = stat_mod.S_IFMT(0o177777)
+_S_IFREG = stat_mod.S_IFREG
+_S_IFDIR = stat_mod.S_IFDIR
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A file under the watched root was created, modified or deleted since it was last known."""
+
+    kind: ChangeKind
+    path: str
+    sig: FileSig | None  # None for "deleted"
+
+
+@dataclass(slots=True)
+class ScanStats:
+    """What the current (or last) scan did; reset at the start of every scan."""
+
+    full: bool = False
+    dirs_listed: int = 0  # directories read with os.scandir
+    dirs_pruned: int = 0  # directories skipped because their mtime was unchanged
+    files_statted: int = 0  # accepted files stat'ed while listing
+    hot_statted: int = 0  # hot files stat'ed in directories that were not listed
+    errors: int = 0
+    changes: int = 0
+
+
+class PollScanner:
+    """A stateful poller for one tree. Call `scan()` once per poll interval.
+
+    `known(directory)` returns what the journal knows about the files directly in `directory`
+    (base name -> FileSig). Directory strings are the absolute root joined with entry names, the
+    same strings that prefix every `Change.path`.
+
+    `known_subdirs(directory)`, optional, names the subdirectories of `directory` under which the
+    journal knows files. The scanner's memory starts empty at every start of the daemon; with this
+    hook, a directory removed while the daemon was down is reported as deleted files at the first
+    listing of its parent. Without it, the daemon must reconcile such paths itself.
+
+    `mark_hot` and `settled` may be called from other threads and from inside a loop over
+    `scan()`; a scan works on a snapshot of the hot set.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        accept: Callable[[str], bool],
+        known: Callable[[str], Mapping[str, FileSig]],
+        *,
+        recursive: bool = True,
+        follow_symlinks: bool = False,
+        full_every: int = 10,
+        on_error: Callable[[str, OSError], None] | None = None,
+        known_subdirs: Callable[[str], Iterable[str]] | None = None,
+    ) -> None:
+        if full_every < 1:
+            raise ValueError(f"full_every must be at least 1, got {full_every}")
+        self.root = os.path.abspath(root)
+        self.accept = accept
+        self.known = known
+        self.known_subdirs = known_subdirs
+        self.recursive = recursive
+        self.follow_symlinks = follow_symlinks
+        self.full_every = full_every
+        self.on_error = on_error
+        self.stats = ScanStats()
+        self.scans = 0
+        self._since_full: int | None = None  # None: never scanned, the first scan is full
+        # directory -> (mtime_ns when last listed, or _UNTRUSTED; names of its subdirectories)
+        self._dirs: dict[str, tuple[int, tuple[str, ...]]] = {}
+        # directory -> {base name: last reported FileSig, or None when last seen absent}
+        self._hot: dict[str, dict[str, FileSig | None]] = {}
+        self._hot_lock = threading.Lock()
+
+    # -- hot files -------------------------------------------------------------------------
+
+    def mark_hot(self, path: str, sig: FileSig | None = None) -> None:
+        """Re-stat `path` on every scan until `settled(path)`, even where pruning would skip it.
+
+        `sig` is what was last reported for it (pass `change.sig`); without it the file is
+        stat'ed now, and later changes are reported relative to that.
+        """
+        if sig is None:
+            sig = self._stat_sig(path)
+        directory, name = os.path.split(path)
+        with self._hot_lock:
+            self._hot.setdefault(directory, {})[name] = sig
+
+    def settled(self, path: str) -> None:
+        """Stop re-stat'ing `path` on every scan (it is recorded in the journal now)."""
+        directory, name = os.path.split(path)
+        with self._hot_lock:
+            names = self._hot.get(directory)
+            if names is not None:
+                names.pop(name, None)
+                if not names:
+                    del self._hot[directory]
+
+    @property
+    def hot_count(self) -> int:
+        with self._hot_lock:
+            return sum(len(names) for names in self._hot.values())
+
+    @property
+    def dirs_known(self) -> int:
+        """How many directories the scanner remembers (its memory is proportional to this)."""
+        return len(self._dirs)
+
+    def _hot_in(self, directory: str) -> dict[str, FileSig | None] | None:
+        with self._hot_lock:
+            names = self._hot.get(directory)
+            return dict(names) if names else None
+
+    def _hot_set(self, directory: str, name: str, sig: FileSig | None) -> None:
+        """Record what was reported for a hot file; drop it once reported deleted."""
+        with self._hot_lock:
+            names = self._hot.get(directory)
+            if names is None or name not in names:
+                return  # settled meanwhile
+            if sig is None:
+                del names[name]
+                if not names:
+                    del self._hot[directory]
+            else:
+                names[name] = sig
+
+    def _stat_sig(self, path: str) -> FileSig | None:
+        try:
+            st = os.stat(path, follow_symlinks=self.follow_symlinks)
+        except OSError:
+            return None
+        if st.st_mode & _S_IFMT != _S_IFREG:
+            return None
+        return FileSig(st.st_size, st.st_mtime_ns, st.st_ino)
+
+    # -- scanning --------------------------------------------------------------------------
+
+    def scan(self, full: bool = False) -> Iterator[Change]:
+        """Changes since the last scan. `full` lists every directory (no pruning)."""
+        since = self._since_full
+        if full or since is None or since >= self.full_every - 1:
+            full_pass, self._since_full = True, 0
+        else:
+            full_pass, self._since_full = False, since + 1
+        self.scans += 1
+        stats = self.stats = ScanStats(full=full_pass)
+        racy_after = time.time_ns() - RACY_NS
+
+        root = self.root
+        try:
+            st = os.stat(root)
+        except OSError as exc:
+            # A missing root is far more often an unmounted share than a deleted tree:
+            # report it, delete nothing.
+            self._error(root, exc)
+            return
+        if st.st_mode & _S_IFMT != _S_IFDIR:
+            self._error(root, NotADirectoryError(errno.ENOTDIR, "watched root is not a directory"))
+            return
+
+        seen = {(st.st_dev, st.st_ino)}
+        listed: set[str] = set()
+        stack: list[tuple[str, os.stat_result]] = [(root, st)]
+        while stack:
+            directory, dst = stack.pop()
+            prev = self._dirs.get(directory)
+            if not full_pass and prev is not None and prev[0] == dst.st_mtime_ns:
+                children = self._stat_subdirs(directory, prev[1], strict=True)
+                if children is not None:  # else: the cache is inconsistent, list it after all
+                    stats.dirs_pruned += 1
+                    self._descend(children, stack, seen)
+                    continue
+            yield from self._list(directory, dst, prev, stack, seen, listed, racy_after)
+        yield from self._scan_hot(listed)
+
+    def _error(self, path: str, exc: OSError) -> None:
+        self.stats.errors += 1
+        if self.on_error is not None:
+            self.on_error(path, exc)
+
+    def _stat_subdirs(
+        self, directory: str, names: tuple[str, ...], *, strict: bool
+    ) -> list[tuple[str, os.stat_result]] | None:
+        """Stat remembered subdirectories. With `strict`, None when one is gone or no longer a
+        directory (the parent changed after all: NFS attribute caching, a coarse mtime)."""
+        follow = self.follow_symlinks
+        out = []
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                st = os.stat(path, follow_symlinks=follow)
+            except (FileNotFoundError, NotADirectoryError):
+                if strict:
+                    return None
+                continue
+            except OSError as exc:
+                self._error(path, exc)
+                continue
+            if st.st_mode & _S_IFMT != _S_IFDIR:
+                if strict:
+                    return None
+                continue
+            out.append((path, st))
+        return out
+
+    def _descend(
+        self,
+        children: list[tuple[str, os.stat_result]],
+        stack: list[tuple[str, os.stat_result]],
+        seen: set[tuple[int, int]],
+    ) -> None:
+        """Push subdirectories, skipping any directory already on this walk (by device and
+        inode): symlink loops when following symlinks, bind-mount loops always."""
+        for item in reversed(children):
+            st = item[1]
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                self._error(
+                    item[0],
+                    OSError(errno.ELOOP, "directory already on the walk (loop or duplicate link)"),
+                )
+                continue
+            seen.add(key)
+            stack.append(item)
+
+    def _list(
+        self,
+        directory: str,
+        dst: os.stat_result,
+        prev: tuple[int, tuple[str, ...]] | None,
+        stack: list[tuple[str, os.stat_result]],
+        seen: set[tuple[int, int]],
+        listed: set[str],
+        racy_after: int,
+    ) -> Iterator[Change]:
+        stats = self.stats
+        stats.dirs_listed += 1
+        follow = self.follow_symlinks
+        accept = self.accept
+        known = self.known(directory)
+        hot = self._hot_in(directory)
+        expected: Mapping[str, FileSig] = known
+        if hot:
+            merged = dict(known)
+            for name, hsig in hot.items():  # what was last reported wins over the journal
+                if hsig is None:
+                    merged.pop(name, None)
+                else:
+                    merged[name] = hsig
+            expected = merged
+        get = expected.get
+        # A name the journal knows passed `accept` when it was recorded. Once this scanner has
+        # listed the directory completely with every name checked (prev is None: its first
+        # listing here; the filter may have changed since the journal was written, and a known
+        # name the filter now rejects is reported deleted), known names skip the name match,
+        # the largest cost of a steady-state listing after the stat itself.
+        strict = prev is None
+
+        # The hot loop: one is_dir (d_type), one accept, one is_file (d_type), one fstatat per
+        # accepted file; no object is built for a file that did not change. Listing through a
+        # directory fd makes each stat relative to it (fstatat), as find does, instead of
+        # resolving the whole path again for every file.
+        prefix = directory if directory.endswith("/") else directory + "/"
+        found: list[tuple[ChangeKind, str, os.stat_result]] = []  # (kind, name, stat)
+        matched: list[str] = []  # expected names that are present (or could not be stat'ed)
+        subdirs: list[os.DirEntry[str]] = []
+        kept: list[str] = []  # names of subdirectories
+        children: list[tuple[str, os.stat_result]] = []
+        nfiles = 0
+        complete = True
+        flags = _DIR_FLAGS if follow or directory == self.root else _DIR_FLAGS | os.O_NOFOLLOW
+        try:
+            fd = os.open(directory, flags)
+        except OSError as exc:
+            # Unreadable (EACCES), or vanished since its parent was listed: nothing is deleted
+            # on the strength of a listing that did not happen.
+            self._error(directory, exc)
+            complete = False
+        else:
+            try:
+                with os.scandir(fd) as entries:
+                    for entry in entries:
+                        try:
+                            if entry.is_dir(follow_symlinks=follow):
+                                subdirs.append(entry)
+                                continue
+                            name = entry.name
+                            sig = get(name)
+                            if (sig is None or strict) and not accept(name):
+                                continue
+                            if not entry.is_file(follow_symlinks=follow):
+                                continue
+                            st = entry.stat(follow_symlinks=follow)
+                        except FileNotFoundError:
+                            continue  # removed since readdir: absent
+                        except OSError as exc:
+                            self._error(prefix + entry.name, exc)
+                            if entry.name in expected:  # state unknown: never report it deleted
+                                matched.append(entry.name)
+                            continue
+                        nfiles += 1
+                        if sig is None:
+                            found.append(("created", name, st))
+                            continue
+                        matched.append(name)
+                        if (
+                            sig.mtime_ns != st.st_mtime_ns
+                            or sig.size != st.st_size
+                            or sig.inode != st.st_ino
+                        ):
+                            found.append(("modified", name, st))
+                if self.recursive:
+                    for entry in subdirs:
+                        try:
+                            cst = entry.stat(follow_symlinks=follow)
+                        except FileNotFoundError:
+                            continue  # removed since readdir: gone
+                        except OSError as exc:
+                            self._error(prefix + entry.name, exc)
+                            kept.append(entry.name)  # still there, just not visitable now
+                            continue
+                        kept.append(entry.name)
+                        children.append((prefix + entry.name, cst))
+            except OSError as exc:
+                # An I/O error half-way through (NFS): the listing is incomplete.
+                self._error(directory, exc)
+                complete = False
+            finally:
+                os.close(fd)
+        stats.files_statted += nfiles
+
+        changes: list[tuple[str, Change]] = []
+        for kind, name, st in found:
+            sig = FileSig(st.st_size, st.st_mtime_ns, st.st_ino)
+            changes.append((name, Change(kind, prefix + name, sig)))
+
+        gone: list[str] = []
+        names: tuple[str, ...] = _NO_NAMES
+        if complete:
+            if len(matched) < len(expected):
+                present = set(matched)
+                for name in expected:
+                    if name not in present:
+                        changes.append((name, Change("deleted", prefix + name, None)))
+            if kept:
+                names = tuple(kept)
+            before: set[str] = set(prev[1]) if prev is not None else set()
+            if prev is None and self.recursive and self.known_subdirs is not None:
+                before.update(self.known_subdirs(directory))
+            if before:
+                gone = sorted(before.difference(names))
+        elif prev is not None:
+            names = prev[1]  # keep visiting what we knew was below
+            children = self._stat_subdirs(directory, names, strict=False) or []
+
+        for name, change in changes:
+            stats.changes += 1
+            yield change
+            if hot is not None and name in hot:
+                self._hot_set(directory, name, change.sig)
+        for name in gone:
+            yield from self._forget(prefix + name)
+
+        # Only now, with every change yielded, may the directory be pruned next time.
+        mtime = dst.st_mtime_ns
+        if not complete or mtime >= racy_after:
+            mtime = _UNTRUSTED
+        if complete or prev is not None:
+            self._dirs[directory] = (mtime, names)
+        if complete:
+            listed.add(directory)
+        self._descend(children, stack, seen)
+
+    def _forget(self, top: str) -> Iterator[Change]:
+        """`top` is gone: every file known in it or below is deleted."""
+        join = os.path.join
+        visited = []
+        stack = [top]
+        while stack:
+            directory = stack.pop()
+            visited.append(directory)
+            entry = self._dirs.get(directory)
+            subdirs: set[str] = set(entry[1]) if entry is not None else set()
+            if self.known_subdirs is not None:
+                subdirs.update(self.known_subdirs(directory))
+            known = self.known(directory)
+            for name in known:
+                self.stats.changes += 1
+                yield Change("deleted", join(directory, name), None)
+            hot = self._hot_in(directory)
+            if hot:
+                for name, hsig in hot.items():
+                    if hsig is not None and name not in known:
+                        self.stats.changes += 1
+                        yield Change("deleted", join(directory, name), None)
+                    self._hot_set(directory, name, None)
+            stack.extend(join(directory, name) for name in sorted(subdirs, reverse=True))
+        for directory in visited:  # forgotten only once every deletion was yielded
+            self._dirs.pop(directory, None)
+
+    def _scan_hot(self, listed: set[str]) -> Iterator[Change]:
+        """Re-stat hot files in directories this scan did not list."""
+        with self._hot_lock:
+            todo = [(d, list(names.items())) for d, names in self._hot.items() if d not in listed]
+        join = os.path.join
+        for directory, items in todo:
+            for name, last in items:
+                path = join(directory, name)
+                self.stats.hot_statted += 1
+                try:
+                    st = os.stat(path, follow_symlinks=self.follow_symlinks)
+                except (FileNotFoundError, NotADirectoryError):
+                    st = None
+                except OSError as exc:
+                    self._error(path, exc)
+                    continue
+                if st is not None and st.st_mode & _S_IFMT != _S_IFREG:
+                    st = None
+                if st is None:
+                    if last is None:
+                        continue
+                    change = Change("deleted", path, None)
+                elif last is None:
+                    change = Change("created", path, FileSig(st.st_size, st.st_mtime_ns, st.st_ino))
+                elif (
+                    last.mtime_ns != st.st_mtime_ns
+                    or last.size != st.st_size
+                    or last.inode != st.st_ino
+                ):
+                    change = Change(
+                        "modified", path, FileSig(st.st_size, st.st_mtime_ns, st.st_ino)
+                    )
+                else:
+                    continue
+                self.stats.changes += 1
+                yield change
+                self._hot_set(directory, name, change.sig)

@@ -1,0 +1,188 @@
+"""The settle rule: when has a file stopped changing long enough to be inspected?
+
+A path is handed on only when it has been quiet for `quiet_seconds` and two stats that far
+apart agree on (size, mtime_ns, inode). IN_CLOSE_WRITE shortens the wait for local writers
+but is never trusted alone: the two agreeing stats are still required. Files that inspect as
+incomplete come back here and are re-checked with exponential backoff until
+`max_wait_seconds` from their first sighting.
+
+Pure state plus an injectable clock and stat function: no threads, no sleeping. The daemon
+calls `poll()` in a loop and sleeps until `next_due()`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from exrwatchd.journal import FileSig
+
+EventKind = Literal["changed", "closed", "gone"]
+
+
+@dataclass(frozen=True, slots=True)
+class SettledFile:
+    """Quiet and stable: ready for inspection."""
+
+    path: str
+    sig: FileSig
+    first_seen: float  # clock time of the first event of this episode
+    attempt: int  # 0 for the first inspection, n for the n-th re-check of an incomplete file
+
+
+@dataclass(frozen=True, slots=True)
+class Vanished:
+    """The path no longer exists (deleted, or renamed away before it settled)."""
+
+    path: str
+
+
+@dataclass(slots=True)
+class _Pending:
+    first_seen: float
+    due: float
+    sig: FileSig | None = None  # None until the first stat
+    quiet_from: float = 0.0  # when `sig` was first seen unchanged
+    attempt: int = 0
+    closed: bool = False
+    seq: int = 0
+
+
+def stat_sig(path: str) -> FileSig | None:
+    """(size, mtime_ns, inode) of a regular file; None when it is missing or not a file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if (st.st_mode & 0o170000) != 0o100000:
+        return None
+    return FileSig(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class Settler:
+    """Collapses events per path and says which paths are ready.
+
+    Memory is one small entry per path in flight; events for a path already pending only
+    move its timers, so a burst of duplicate events costs nothing extra.
+    """
+
+    def __init__(
+        self,
+        *,
+        quiet_seconds: float,
+        max_wait_seconds: float,
+        recheck_initial: float,
+        recheck_max: float,
+        clock: Callable[[], float],
+        stat: Callable[[str], FileSig | None] = stat_sig,
+        close_quiet_seconds: float = 0.2,
+    ) -> None:
+        self.quiet = quiet_seconds
+        self.max_wait = max_wait_seconds
+        self.recheck_initial = recheck_initial
+        self.recheck_max = recheck_max
+        self.close_quiet = min(close_quiet_seconds, quiet_seconds)
+        self._clock = clock
+        self._stat = stat
+        self._pending: dict[str, _Pending] = {}
+        self._heap: list[tuple[float, int, str]] = []  # (due, seq, path); stale items skipped
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, path: str) -> bool:
+        return path in self._pending
+
+    def _schedule(self, path: str, entry: _Pending, due: float) -> None:
+        self._seq += 1
+        entry.due, entry.seq = due, self._seq
+        heapq.heappush(self._heap, (due, self._seq, path))
+
+    def observe(self, path: str, kind: EventKind = "changed") -> None:
+        """An event for `path`: look at it now.
+
+        The look restarts the quiet period if the file changed; the agreeing second look
+        follows a quiet period later. Many events before the next poll cost one stat.
+        """
+        now = self._clock()
+        entry = self._pending.get(path)
+        if entry is None:
+            entry = self._pending[path] = _Pending(first_seen=now, due=now)
+        entry.closed = kind == "closed"
+        self._schedule(path, entry, now)
+
+    def recheck(self, path: str, first_seen: float, attempt: int) -> bool:
+        """An inspection found `path` incomplete. Schedule another look with backoff.
+
+        Returns False when `max_wait_seconds` since `first_seen` has passed: the caller
+        records the file as incomplete and stops waiting for it.
+        """
+        now = self._clock()
+        if now - first_seen >= self.max_wait:
+            return False
+        delay = min(self.recheck_max, self.recheck_initial * 2 ** max(0, attempt))
+        entry = self._pending.get(path)
+        if entry is None:
+            entry = self._pending[path] = _Pending(first_seen=first_seen, due=now)
+        entry.attempt = max(entry.attempt, attempt + 1)
+        entry.first_seen = min(entry.first_seen, first_seen)
+        entry.sig = None  # a fresh pair of agreeing stats is needed
+        self._schedule(path, entry, now + delay)
+        return True
+
+    def forget(self, path: str) -> None:
+        self._pending.pop(path, None)
+
+    def next_due(self) -> float | None:
+        """Clock time of the earliest scheduled check, or None when nothing is pending."""
+        while self._heap:
+            due, seq, path = self._heap[0]
+            entry = self._pending.get(path)
+            if entry is not None and entry.seq == seq:
+                return due
+            heapq.heappop(self._heap)
+        return None
+
+    def poll(self, limit: int | None = None) -> list[SettledFile | Vanished]:
+        """Check every path that is due; return those that settled or vanished.
+
+        `limit` caps how many settled files are returned (backpressure: the rest stay
+        pending, due now, and come out of a later poll).
+        """
+        now = self._clock()
+        out: list[SettledFile | Vanished] = []
+        deferred: list[tuple[str, _Pending]] = []
+        settled = 0
+        while self._heap and self._heap[0][0] <= now:
+            _, seq, path = heapq.heappop(self._heap)
+            entry = self._pending.get(path)
+            if entry is None or entry.seq != seq:
+                continue
+            sig = self._stat(path)
+            if sig is None:
+                del self._pending[path]
+                out.append(Vanished(path))
+                continue
+            if sig != entry.sig:
+                entry.sig, entry.quiet_from = sig, now
+                wait = self.close_quiet if entry.closed else self.quiet
+                self._schedule(path, entry, now + wait)
+                continue
+            wait = self.close_quiet if entry.closed else self.quiet
+            if now - entry.quiet_from < wait:
+                self._schedule(path, entry, entry.quiet_from + wait)
+                continue
+            if limit is not None and settled >= limit:
+                deferred.append((path, entry))
+                continue
+            del self._pending[path]
+            settled += 1
+            out.append(SettledFile(path, sig, entry.first_seen, entry.attempt))
+        for path, entry in deferred:
+            # Keep the agreeing stat: it stays valid, and the file goes out on the next poll.
+            self._schedule(path, entry, now)
+        return out
