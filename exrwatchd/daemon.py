@@ -14,29 +14,28 @@ Signal handlers only set flags; the main loop does the work.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from types import FrameType
 
 from exrwatchd.config import Config, WatchConfig
 from exrwatchd.errors import ExrwatchdError
-from exrwatchd.inspector import Verdict, inspect_settled
-from exrwatchd.journal import Delete, Journal, Persist
+from exrwatchd.journal import Journal
 from exrwatchd.logs import get_logger
+from exrwatchd.pipeline import Pipeline
 from exrwatchd.reconcile import RootUnavailable, journal_known, reconcile
 from exrwatchd.shipper import JournalWriter, SinkLoop
 from exrwatchd.sinks.base import Sink
+from exrwatchd.status import write_status_file
 from exrwatchd.watch.filters import NameFilter
 from exrwatchd.watch.mounts import choose_backend, is_network_fs, mount_fstype
 from exrwatchd.watch.observers import Inbox, InotifyWatcher, PollWatcher
-from exrwatchd.watch.settle import SettledFile, Settler, Vanished
+from exrwatchd.watch.settle import Settler
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -81,16 +80,6 @@ class _Watch:
     watcher: InotifyWatcher | PollWatcher | None = None
 
 
-@dataclass
-class Counters:
-    detected: int = 0
-    inspected: int = 0
-    failed: int = 0
-    incomplete: int = 0
-    deleted: int = 0
-    started_at: float = field(default_factory=time.time)
-
-
 class Daemon:
     """`run()` until stopped. `once=True` makes it the one-shot `scan` command."""
 
@@ -100,13 +89,9 @@ class Daemon:
         self.inbox = Inbox()
         self.stopping = threading.Event()
         self.force = False
-        self.counters = Counters()
+        self.started_at = time.time()
         self._rescan = queue.Queue[str | None]()  # roots (or subtrees) to reconcile
         self._scanning = threading.Event()
-        self._work: queue.Queue[SettledFile | None] = queue.Queue(maxsize=cfg.daemon.queue_size)
-        self._verdicts: queue.Queue[Verdict] = queue.Queue()
-        self._inflight: set[str] = set()
-        self._dirty: set[str] = set()
         self.settler = Settler(
             quiet_seconds=cfg.settle.quiet_seconds, max_wait_seconds=cfg.settle.max_wait_seconds,
             recheck_initial=cfg.settle.recheck_initial_seconds,
@@ -116,6 +101,7 @@ class Daemon:
         self.journal: Journal | None = None
         self.writer: JournalWriter | None = None
         self.sink_loop: SinkLoop | None = None
+        self.pipeline: Pipeline | None = None
         self._workers: list[threading.Thread] = []
         self._reconciler: threading.Thread | None = None
 
@@ -136,10 +122,11 @@ class Daemon:
         self.writer = JournalWriter(self.journal, on_commit=self.sink_loop.wake)
         self.writer.start()
         self.sink_loop.start()
-        for i in range(self.cfg.daemon.workers):
-            worker = threading.Thread(target=self._work_loop, name=f"worker-{i}", daemon=True)
-            worker.start()
-            self._workers.append(worker)
+        self.pipeline = Pipeline(
+            self.settler, self.inbox, self.writer, self.cfg.daemon.queue_size,
+            rescan=self.request_rescan, settled=self._settled,
+        )  # fmt: skip
+        self._workers = self.pipeline.start_workers(self.cfg.daemon.workers)
         # Watch first, then reconcile: a file written during the first scan is seen by one
         # or the other (or both: the settle loop collapses them).
         if watch:
@@ -148,8 +135,20 @@ class Daemon:
         self._reconciler = threading.Thread(target=self._reconcile_loop, name="reconciler",
                                             daemon=True)  # fmt: skip
         self._reconciler.start()
+        self.request_rescan(None)
+
+    def request_rescan(self, path: str | None) -> None:
+        """Reconcile `path` (a subtree), or every watch root when None."""
+        if path is not None:
+            self._rescan.put(path)
+            return
         for w in self.watches:
             self._rescan.put(str(w.cfg.path))
+
+    def _settled(self, path: str) -> None:
+        for watch in self.watches:
+            if isinstance(watch.watcher, PollWatcher):
+                watch.watcher.settled(path)
 
     def _start_watch(self, watch: _Watch) -> None:
         root = str(watch.cfg.path)
@@ -181,20 +180,6 @@ class Daemon:
         log.warning("watch.walk_error", path=path, error=exc.strerror or str(exc))
 
     # ---- threads ----------------------------------------------------------------------
-
-    def _work_loop(self) -> None:
-        while True:
-            item = self._work.get()
-            if item is None:
-                return
-            try:
-                verdict = inspect_settled(item)
-            except Exception as exc:  # a reader bug must not kill the worker or lose the file
-                log.exception("file.failed", path=item.path, error=str(exc), stage="inspect",
-                              error_type=type(exc).__name__)  # fmt: skip
-                verdict = Verdict(item, "record", "failed", item.sig, None, str(exc), None)
-            self._verdicts.put(verdict)
-            self.inbox.wakeup.set()
 
     def _reconcile_loop(self) -> None:
         while True:
@@ -235,101 +220,11 @@ class Daemon:
         log.info("scan.finished", path=root, changed=found, gone=gone,
                  seconds=round(time.monotonic() - started, 3))  # fmt: skip
 
-    # ---- the settle loop --------------------------------------------------------------
-
-    def _drain_inbox(self) -> None:
-        items, lost = self.inbox.drain()
-        for reason in lost:
-            log.warning("watch.events_lost", reason=reason)
-        if lost:
-            for watch in self.watches:
-                self._rescan.put(str(watch.cfg.path))
-        for path, kind in items.items():
-            if kind == "subtree":
-                self._rescan.put(path)
-                continue
-            if path not in self.settler:
-                self.counters.detected += 1
-                log.debug("file.detected", path=path, trigger=kind)
-            self.settler.observe(path, kind)
-
-    def _dispatch(self) -> None:
-        free = self._work.maxsize - self._work.qsize()
-        for item in self.settler.poll(limit=max(0, free)):
-            if isinstance(item, Vanished):
-                self._record_gone(item.path)
-                continue
-            if item.path in self._inflight:
-                self._dirty.add(item.path)  # inspect again once the current look finishes
-                continue
-            log.info("file.settled", path=item.path, size=item.sig.size, attempt=item.attempt)
-            self._inflight.add(item.path)
-            self._work.put(item)
-
-    def _record_gone(self, path: str) -> None:
-        assert self.journal is not None and self.writer is not None
-        self.counters.deleted += 1
-        log.info("file.deleted", path=path)
-        self.writer.put(Delete(path))
-        self._settled(path)
-
-    def _settled(self, path: str) -> None:
-        for watch in self.watches:
-            if isinstance(watch.watcher, PollWatcher):
-                watch.watcher.settled(path)
-
-    def _handle_verdicts(self) -> None:
-        assert self.writer is not None
-        while True:
-            try:
-                v = self._verdicts.get_nowait()
-            except queue.Empty:
-                return
-            path = v.settled.path
-            self._inflight.discard(path)
-            if path in self._dirty:
-                self._dirty.discard(path)
-                self.settler.observe(path)
-                continue
-            if v.kind == "vanished":
-                self._record_gone(path)
-            elif v.kind == "changed":
-                self.settler.observe(path)
-            elif v.kind == "recheck" and self.settler.recheck(
-                path, v.settled.first_seen, v.settled.attempt
-            ):
-                log.info("file.incomplete", path=path, reason=v.reason, attempt=v.settled.attempt,
-                         will_recheck=True)  # fmt: skip
-            else:
-                self._persist(v)
-
-    def _persist(self, v: Verdict) -> None:
-        assert self.writer is not None
-        path = v.settled.path
-        if v.record is None:  # the reader itself crashed: record that, not nothing
-            v = Verdict(v.settled, v.kind, "failed", v.sig, None, v.reason,
-                        _crash_record(path, v.reason))  # fmt: skip
-        if v.status == "complete":
-            self.counters.inspected += 1
-            log.info("file.inspected", path=path, header_hash=v.header_hash,
-                     parts=len(v.record["parts"]))  # type: ignore[index]  # fmt: skip
-        elif v.status == "incomplete":
-            self.counters.incomplete += 1
-            log.warning("file.incomplete", path=path, reason=v.reason, will_recheck=False)
-        else:
-            self.counters.failed += 1
-            error = v.record.get("error") or {}  # type: ignore[union-attr]
-            log.warning("file.failed", path=path, error=v.reason, stage="inspect",
-                        error_type=error.get("kind"))  # fmt: skip
-        self.writer.put(Persist(path, v.sig, v.header_hash, v.status, v.record))  # type: ignore[arg-type]
-        self._settled(path)
-
     def idle(self) -> bool:
-        """Nothing pending anywhere in memory (the outbox may still hold entries)."""
+        """Nothing pending in memory: no scan running, nothing settling or inspecting."""
         return (
-            not self._scanning.is_set() and self._rescan.empty() and len(self.inbox) == 0
-            and len(self.settler) == 0 and not self._inflight and self._verdicts.empty()
-            and self._work.empty()
+            not self._scanning.is_set() and self._rescan.empty()
+            and self.pipeline is not None and self.pipeline.idle()
         )  # fmt: skip
 
     def finished(self) -> bool:
@@ -339,16 +234,6 @@ class Daemon:
         assert self.journal is not None
         stats = self.journal.stats()
         return stats.ready == 0 and stats.inflight == 0
-
-    def loop_once(self, max_wait: float = 0.5) -> None:
-        self._drain_inbox()
-        self._handle_verdicts()
-        self._dispatch()
-        due = self.settler.next_due()
-        wait = max_wait if due is None else min(max_wait, max(0.0, due - self.clock()))
-        if wait > 0:
-            self.inbox.wakeup.wait(wait)
-        self.inbox.wakeup.clear()
 
     # ---- health, status -----------------------------------------------------------------
 
@@ -367,24 +252,18 @@ class Daemon:
         return None
 
     def write_status(self) -> None:
-        assert self.journal is not None
-        status = {
-            "pid": os.getpid(), "updated_at": time.time(), "started_at": self.counters.started_at,
-            "pending": len(self.settler), "queue_depth": self._work.qsize(),
-            "inflight": len(self._inflight),
-            "journal_queue": self.writer.pending() if self.writer else 0,
-            "detected": self.counters.detected, "inspected": self.counters.inspected,
-            "failed": self.counters.failed, "incomplete": self.counters.incomplete,
-            "deleted": self.counters.deleted,
-            "persisted": self.sink_loop.delivered if self.sink_loop else 0,
-            "sink_unhealthy_since": self.sink_loop.unhealthy_since if self.sink_loop else None,
-            "sink_last_error": self.sink_loop.last_error if self.sink_loop else None,
+        assert self.pipeline is not None and self.writer is not None
+        assert self.sink_loop is not None
+        p, c, sink = self.pipeline, self.pipeline.counters, self.sink_loop
+        write_status_file(self.cfg.daemon.state_dir, {
+            "pid": os.getpid(), "updated_at": time.time(), "started_at": self.started_at,
+            "pending": len(self.settler), "queue_depth": p.work.qsize(),
+            "inflight": len(p.inflight), "journal_queue": self.writer.pending(),
+            "detected": c.detected, "inspected": c.inspected, "failed": c.failed,
+            "incomplete": c.incomplete, "deleted": c.deleted, "persisted": sink.delivered,
+            "sink_unhealthy_since": sink.unhealthy_since, "sink_last_error": sink.last_error,
             "watches": [{"path": str(w.cfg.path), "backend": w.backend} for w in self.watches],
-        }  # fmt: skip
-        target = Path(self.cfg.daemon.state_dir) / "status.json"
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(status))
-        os.replace(tmp, target)
+        })  # fmt: skip
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -407,8 +286,9 @@ class Daemon:
         next_rescan = time.monotonic() + self.cfg.daemon.rescan_interval
         next_status = 0.0
         code = EXIT_OK
+        assert self.pipeline is not None
         while not self.stopping.is_set():
-            self.loop_once()
+            self.pipeline.step(self.clock)
             now = time.monotonic()
             if progress is not None:
                 progress(self)
@@ -422,37 +302,36 @@ class Daemon:
                     break
             if now >= next_rescan:
                 next_rescan = now + self.cfg.daemon.rescan_interval
-                for watch in self.watches:
-                    self._rescan.put(str(watch.cfg.path))
+                self.request_rescan(None)
             if once and self.finished():
                 break
         return code
 
     def shutdown(self) -> None:
-        log.info("daemon.stopping", pending=len(self.settler), inflight=len(self._inflight))
+        p = self.pipeline
+        inflight = set(p.inflight) if p else set()
+        log.info("daemon.stopping", pending=len(self.settler), inflight=len(inflight))
         deadline = time.monotonic() + self.cfg.daemon.shutdown_timeout
         for watch in self.watches:
             if watch.watcher is not None:
                 watch.watcher.stop()
         self._rescan.put(None)
-        # Let in-flight inspections finish and reach the journal; drop nothing silently:
-        # whatever is still pending is found again by the start-up reconciliation.
-        while self._inflight and time.monotonic() < deadline and not self.force:
-            self._handle_verdicts()
-            time.sleep(0.01)
-        self._handle_verdicts()
-        for _ in self._workers:
-            try:
-                self._work.put_nowait(None)
-            except queue.Full:
-                break
+        if p is not None:
+            # Let in-flight inspections finish and reach the journal. Nothing is dropped
+            # silently: whatever is still settling is found again by the start-up scan.
+            while p.inflight and time.monotonic() < deadline and not self.force:
+                p.handle_verdicts()
+                p.inbox.wakeup.wait(0.05)
+            p.handle_verdicts()
+            p.stop_workers(len(self._workers))
         if self.writer is not None:
             self.writer.stop(timeout=max(1.0, deadline - time.monotonic()))
         if self.sink_loop is not None:
             self.sink_loop.stop(timeout=max(1.0, deadline - time.monotonic()))
         if self.journal is not None:
             self.journal.close()
-        log.info("daemon.stopped", unfinished=len(self._inflight) + len(self.settler))
+        log.info("daemon.stopped", unfinished_inspections=len(p.inflight) if p else 0,
+                 left_settling=len(self.settler))  # fmt: skip
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -463,11 +342,3 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-
-
-def _crash_record(path: str, reason: str | None) -> dict:
-    from exrwatchd.exr.model import InspectError, Inspection
-    from exrwatchd.inspector import make_record
-
-    error = InspectError("internal", reason or "inspection crashed")
-    return make_record(Inspection(path, None, None, False, None, None, error, ()))

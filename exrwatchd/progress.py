@@ -19,7 +19,9 @@ class Progress:
         self._last = 0.0
 
     def _line(self, daemon: Daemon) -> str:
-        c = daemon.counters
+        if daemon.pipeline is None:
+            return "starting"
+        c = daemon.pipeline.counters
         persisted = daemon.sink_loop.delivered if daemon.sink_loop else 0
         done = c.inspected + c.failed + c.incomplete
         elapsed = max(1e-6, time.monotonic() - self._started)

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from exrwatchd.config import Config
@@ -67,3 +68,11 @@ def render_status(status: dict[str, Any]) -> str:
     else:
         lines.append("journal: " + ", ".join(f"{k} {v}" for k, v in journal.items()))
     return "\n".join(lines)
+
+
+def write_status_file(state_dir: Path, status: dict[str, Any]) -> None:
+    """Atomically replace <state_dir>/status.json (readers never see half a file)."""
+    target = state_dir / "status.json"
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(status))
+    os.replace(tmp, target)

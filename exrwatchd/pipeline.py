@@ -1,0 +1,185 @@
+"""The settle loop: events in, settled files out to the workers, verdicts into the journal.
+
+One thread (the daemon's main thread) owns all of this state, so none of it needs locks: the
+Settler, the paths being inspected, and the paths that changed while being inspected. The
+workers only take from `work` and put into `verdicts`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from exrwatchd.exr.model import InspectError, Inspection
+from exrwatchd.inspector import Verdict, inspect_settled, make_record
+from exrwatchd.journal import Delete, Persist
+from exrwatchd.logs import get_logger
+from exrwatchd.shipper import JournalWriter
+from exrwatchd.watch.observers import Inbox
+from exrwatchd.watch.settle import SettledFile, Settler, Vanished
+
+log = get_logger("exrwatchd.pipeline")
+
+
+@dataclass
+class Counters:
+    detected: int = 0
+    inspected: int = 0
+    failed: int = 0
+    incomplete: int = 0
+    deleted: int = 0
+
+
+@dataclass
+class Pipeline:
+    settler: Settler
+    inbox: Inbox
+    writer: JournalWriter
+    queue_size: int
+    rescan: Callable[[str | None], None]  # a subtree, or None for every watch root
+    settled: Callable[[str], None]  # the daemon is done with a path (poll watchers forget it)
+    counters: Counters = field(default_factory=Counters)
+    work: queue.Queue[SettledFile | None] = field(init=False)
+    verdicts: queue.Queue[Verdict] = field(default_factory=queue.Queue)
+    inflight: set[str] = field(default_factory=set)
+    dirty: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.work = queue.Queue(maxsize=self.queue_size)
+
+    # ---- worker threads ---------------------------------------------------------------
+
+    def work_loop(self) -> None:
+        """A worker thread: inspect settled files until a None arrives."""
+        while True:
+            item = self.work.get()
+            if item is None:
+                return
+            try:
+                verdict = inspect_settled(item)
+            except Exception as exc:  # a reader bug must not kill the worker or lose the file
+                log.exception("file.failed", path=item.path, error=str(exc), stage="inspect",
+                              error_type=type(exc).__name__)  # fmt: skip
+                verdict = Verdict(item, "record", "failed", item.sig, None, str(exc), None)
+            self.verdicts.put(verdict)
+            self.inbox.wakeup.set()
+
+    def stop_workers(self, count: int) -> None:
+        for _ in range(count):
+            try:
+                self.work.put_nowait(None)
+            except queue.Full:
+                return
+
+    # ---- the settle loop (main thread) --------------------------------------------------
+
+    def drain_inbox(self) -> None:
+        items, lost = self.inbox.drain()
+        for reason in lost:
+            log.warning("watch.events_lost", reason=reason)
+        if lost:
+            self.rescan(None)
+        for path, kind in items.items():
+            if kind == "subtree":
+                self.rescan(path)
+                continue
+            if path not in self.settler:
+                self.counters.detected += 1
+                log.debug("file.detected", path=path, trigger=kind)
+            self.settler.observe(path, kind)
+
+    def dispatch(self) -> None:
+        free = self.work.maxsize - self.work.qsize()
+        for item in self.settler.poll(limit=max(0, free)):
+            if isinstance(item, Vanished):
+                self._gone(item.path)
+                continue
+            if item.path in self.inflight:
+                self.dirty.add(item.path)  # inspect again once the current look finishes
+                continue
+            log.info("file.settled", path=item.path, size=item.sig.size, attempt=item.attempt)
+            self.inflight.add(item.path)
+            self.work.put(item)
+
+    def handle_verdicts(self) -> None:
+        while True:
+            try:
+                v = self.verdicts.get_nowait()
+            except queue.Empty:
+                return
+            path = v.settled.path
+            self.inflight.discard(path)
+            if path in self.dirty:
+                self.dirty.discard(path)
+                self.settler.observe(path)
+            elif v.kind == "vanished":
+                self._gone(path)
+            elif v.kind == "changed":
+                self.settler.observe(path)
+            elif v.kind == "recheck" and self.settler.recheck(
+                path, v.settled.first_seen, v.settled.attempt
+            ):
+                log.info("file.incomplete", path=path, reason=v.reason,
+                         attempt=v.settled.attempt, will_recheck=True)  # fmt: skip
+            else:
+                self._persist(v)
+
+    def _gone(self, path: str) -> None:
+        self.counters.deleted += 1
+        log.info("file.deleted", path=path)
+        # Always through the writer: it is FIFO, so a Persist queued just before this
+        # Delete is journaled first and cannot resurrect the path afterwards.
+        self.writer.put(Delete(path))
+        self.settled(path)
+
+    def _persist(self, v: Verdict) -> None:
+        path = v.settled.path
+        record = v.record if v.record is not None else _crash_record(path, v.reason)
+        if v.status == "complete":
+            self.counters.inspected += 1
+            log.info("file.inspected", path=path, header_hash=v.header_hash,
+                     parts=len(record["parts"]))  # fmt: skip
+        elif v.status == "incomplete":
+            self.counters.incomplete += 1
+            log.warning("file.incomplete", path=path, reason=v.reason, will_recheck=False)
+        else:
+            self.counters.failed += 1
+            error = record.get("error") or {}
+            log.warning("file.failed", path=path, error=v.reason, stage="inspect",
+                        error_type=error.get("kind"))  # fmt: skip
+        self.writer.put(Persist(path, v.sig, v.header_hash, v.status, record))
+        self.settled(path)
+
+    def idle(self) -> bool:
+        """Nothing pending in memory: no events, nothing settling, inspecting or queued."""
+        return (
+            len(self.inbox) == 0 and len(self.settler) == 0 and not self.inflight
+            and self.verdicts.empty() and self.work.empty()
+        )  # fmt: skip
+
+    def step(self, clock: Callable[[], float], max_wait: float = 0.5) -> None:
+        """One turn of the settle loop; sleeps until the next thing is due or an event."""
+        self.drain_inbox()
+        self.handle_verdicts()
+        self.dispatch()
+        due = self.settler.next_due()
+        wait = max_wait if due is None else min(max_wait, max(0.0, due - clock()))
+        if wait > 0:
+            self.inbox.wakeup.wait(wait)
+        self.inbox.wakeup.clear()
+
+    def start_workers(self, count: int) -> list[threading.Thread]:
+        threads = [threading.Thread(target=self.work_loop, name=f"worker-{i}", daemon=True)
+                   for i in range(count)]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        return threads
+
+
+def _crash_record(path: str, reason: str | None) -> dict[str, Any]:
+    """A record for a file whose inspection crashed: recorded, not silently dropped."""
+    error = InspectError("internal", reason or "inspection crashed")
+    return make_record(Inspection(path, None, None, False, None, None, error, ()))

@@ -1,0 +1,133 @@
+"""The commands as a user runs them: real subprocesses, real files, exit codes and output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from exrgen import write_multipart, write_scanline, zeroed_offset_table_copy
+from harness import ROOT, write_config
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exrwatchd", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    root = tmp_path / "shots"
+    write_scanline(root / "sh010" / "beauty.0001.exr")
+    write_multipart(root / "sh010" / "beauty.0002.exr")
+    (root / "sh010" / "notes.txt").write_text("not a frame")
+    (root / "sh010" / ".hidden.exr").write_bytes(b"ignored: hidden")
+    return root
+
+
+class TestInspect:
+    def test_directory_is_walked_and_json_lines_printed(self, shots: Path) -> None:
+        proc = run("inspect", "--json", str(shots))
+        assert proc.returncode == 0, proc.stderr
+        records = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert sorted(Path(r["path"]).name for r in records) == [
+            "beauty.0001.exr",
+            "beauty.0002.exr",
+        ]
+        for record in records:
+            assert record["complete"] and record["error"] is None
+            assert record["frame_number"] in (1, 2)
+            assert len(record["header_hash"]) == 64
+            assert "metadata_embedding" not in record
+
+    def test_embeddings_flag(self, shots: Path) -> None:
+        proc = run("inspect", "--embeddings", str(shots / "sh010" / "beauty.0001.exr"))
+        record = json.loads(proc.stdout)
+        assert len(record["metadata_embedding"]) == 384
+        assert len(record["channel_fingerprint"]) == 128
+        assert record["embedding_version"] >= 1
+
+    def test_exit_1_when_any_file_failed(self, shots: Path) -> None:
+        bad = shots / "bad.exr"
+        bad.write_bytes(b"definitely not an exr")
+        proc = run("inspect", str(shots / "sh010" / "beauty.0001.exr"), str(bad))
+        assert proc.returncode == 1
+        assert f"{bad}: ERROR not_exr" in proc.stdout
+
+    def test_incomplete_is_read_but_strict_fails(self, shots: Path, tmp_path: Path) -> None:
+        partial = zeroed_offset_table_copy(shots / "sh010" / "beauty.0001.exr", tmp_path / "p.exr")
+        proc = run("inspect", str(partial))
+        assert proc.returncode == 0 and "INCOMPLETE" in proc.stdout
+        assert run("inspect", "--strict", str(partial)).returncode == 1
+
+    def test_usage_errors_exit_2(self) -> None:
+        assert run("inspect").returncode == 2
+        assert run("no-such-command").returncode == 2
+
+    def test_missing_path_is_an_error_record(self, tmp_path: Path) -> None:
+        proc = run("inspect", "--json", str(tmp_path / "nope.exr"))
+        assert proc.returncode == 1
+        assert json.loads(proc.stdout)["error"]["kind"] == "vanished"
+
+
+class TestCheckConfig:
+    def test_example_config_passes(self) -> None:
+        proc = run("check-config", "config.example.toml")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["sink"]["kind"] == "local"
+
+    def test_errors_name_file_key_and_suggestion(self, tmp_path: Path) -> None:
+        cfg = tmp_path / "config.toml"
+        cfg.write_text('[[watch]]\npath = "/srv"\nrecursve = true\n[daemon]\nworkers = "4"\n')
+        proc = run("check-config", str(cfg))
+        assert proc.returncode == 1
+        assert 'config.toml: watch[0].recursve: unknown key (did you mean "recursive"?)' in (
+            proc.stderr
+        )
+        assert "config.toml: daemon.workers:" in proc.stderr
+
+    def test_secrets_are_masked(self, tmp_path: Path) -> None:
+        cfg = tmp_path / "config.toml"
+        cfg.write_text('[[watch]]\npath = "/srv"\n[sink]\nkind = "vast"\n[vast]\n'
+                       'endpoint = "http://127.0.0.1:9"\nbucket = "b"\n')  # fmt: skip
+        env = {"VAST_DB_ACCESS_KEY": "AKIAEXAMPLEACCESS", "VAST_DB_SECRET_KEY": "s3cr3t-v4lue-xyz"}
+        proc = run("check-config", str(cfg), env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert "s3cr3t-v4lue-xyz" not in proc.stdout + proc.stderr
+        assert "AKIAEXAMPLEACCESS" not in proc.stdout + proc.stderr
+
+
+class TestScanAndStatus:
+    def test_scan_catalogs_everything_then_exits(self, shots: Path, tmp_path: Path) -> None:
+        state = tmp_path / "state"
+        cfg = write_config(tmp_path / "c.toml", state, [{"path": str(shots)}])
+        proc = run("scan", "--config", str(cfg))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        events = [json.loads(line)["event"] for line in proc.stdout.splitlines()]
+        assert "scan.started" in events and "scan.finished" in events
+        import sqlite3
+
+        con = sqlite3.connect(state / "catalog.db")
+        names = sorted(Path(r[0]).name for r in con.execute("SELECT file_path FROM files"))
+        con.close()
+        assert names == ["beauty.0001.exr", "beauty.0002.exr"]
+
+        status = run("status", "--config", str(cfg), "--json")
+        assert status.returncode == 0, status.stderr
+        report = json.loads(status.stdout)
+        assert report["journal"]["ready"] == 0 and report["journal"]["dead"] == 0
+        assert report["journal"]["paths_by_status"]["complete"] == 2
+        assert report["daemon"]["running"] is False
+
+        again = run("scan", "--config", str(cfg))  # nothing changed: nothing re-inspected
+        assert again.returncode == 0
+        assert '"file.inspected"' not in again.stdout

@@ -1,0 +1,69 @@
+"""Lost events: a real inotify queue overflow, and a start-up with work already waiting.
+
+The overflow is real: the daemon process is frozen with SIGSTOP while more than
+`fs.inotify.max_queued_events` events happen (no system setting is changed), so the kernel
+drops events and queues IN_Q_OVERFLOW. After SIGCONT the daemon must notice and rescan.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from exrgen import write_scanline
+from harness import Catalog, DaemonProcess, write_config
+
+
+def _max_queued_events() -> int:
+    try:
+        return int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    except OSError:
+        return 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not 0 < _max_queued_events() <= 65536, reason="inotify queue limit unknown")
+def test_inotify_queue_overflow_triggers_a_rescan(tmp_path: Path) -> None:
+    template = write_scanline(tmp_path / "t.exr").read_bytes()
+    renders = tmp_path / "renders"
+    renders.mkdir()
+    state = tmp_path / "state"
+    config = write_config(
+        tmp_path / "c.toml", state, [{"path": str(renders), "backend": "inotify"}],
+        daemon={"rescan_interval": 3600.0},  # only the overflow can trigger the rescan
+        log={"level": "info"},
+    )  # fmt: skip
+    daemon = DaemonProcess(config, state)
+    try:
+        daemon.wait_event("scan.finished")
+        # Each new file costs IN_CREATE, IN_MODIFY and IN_CLOSE_WRITE: 3 events.
+        count = _max_queued_events() // 3 + 2000
+        os.kill(daemon.proc.pid, signal.SIGSTOP)
+        try:
+            expected = set()
+            for i in range(count):
+                path = renders / f"f.{i:06d}.exr"
+                path.write_bytes(template)
+                expected.add(str(path))
+        finally:
+            os.kill(daemon.proc.pid, signal.SIGCONT)
+        daemon.wait_event("watch.events_lost", timeout=60)
+        Catalog(state).wait_paths(expected, timeout=240)
+        rescans = daemon.seen("scan.finished")
+        assert len(rescans) >= 2  # the start-up scan, and the one the overflow caused
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_backlog_present_at_start_is_found_by_the_first_scan(tmp_path: Path) -> None:
+    renders = tmp_path / "renders"
+    expected = {str(write_scanline(renders / f"d{i % 7}" / f"f.{i}.exr")) for i in range(60)}
+    state = tmp_path / "state"
+    config = write_config(tmp_path / "c.toml", state, [{"path": str(renders)}])
+    daemon = DaemonProcess(config, state)
+    try:
+        Catalog(state).wait_paths(expected, timeout=60)
+    finally:
+        assert daemon.stop() == 0
