@@ -28,7 +28,7 @@ from exrwatchd.errors import ExrwatchdError
 from exrwatchd.journal import Journal
 from exrwatchd.logs import get_logger
 from exrwatchd.pipeline import Pipeline
-from exrwatchd.reconcile import RootUnavailable, journal_known, reconcile
+from exrwatchd.reconcile import RootUnavailable, check_root, journal_known, reconcile
 from exrwatchd.shipper import JournalWriter, SinkLoop
 from exrwatchd.sinks.base import Sink
 from exrwatchd.status import write_status_file
@@ -78,6 +78,7 @@ class _Watch:
     accept: NameFilter
     backend: str
     watcher: InotifyWatcher | PollWatcher | None = None
+    retry_at: float = 0.0  # monotonic time before which a failed start is not retried
 
 
 class Daemon:
@@ -165,16 +166,27 @@ class Daemon:
                 root, self.inbox, watch.accept.accepts, recursive=watch.cfg.recursive,
                 follow_symlinks=watch.cfg.follow_symlinks, interval=watch.cfg.poll_interval,
                 known=journal_known(self.journal), on_error=self._walk_error,
+                guard=lambda: self._root_problem(root),
             )  # fmt: skip
         try:
             watch.watcher.start()
         except OSError as exc:
-            # A missing mount or exhausted inotify watches: keep going on rescans alone.
+            # A missing mount or exhausted inotify watches: keep going on rescans alone,
+            # and try again in a minute.
             log.error("watch.failed", path=root, backend=backend, error=str(exc),
-                      error_type=type(exc).__name__)  # fmt: skip
+                      error_type=type(exc).__name__, retry_in_seconds=60)  # fmt: skip
             watch.watcher = None
+            watch.retry_at = time.monotonic() + 60.0
             return
         log.info("watch.started", path=root, backend=backend, reason=reason)
+
+    def _root_problem(self, root: str) -> str | None:
+        assert self.journal is not None
+        try:
+            check_root(root, self.journal)
+        except RootUnavailable as exc:
+            return str(exc)
+        return None
 
     def _walk_error(self, path: str, exc: OSError) -> None:
         log.warning("watch.walk_error", path=path, error=exc.strerror or str(exc))
@@ -246,10 +258,25 @@ class Daemon:
             return f"sink loop died: {self.sink_loop.error}"
         if not all(w.is_alive() for w in self._workers):
             return "a worker thread died"
-        for watch in self.watches:
-            if watch.watcher is not None and not watch.watcher.alive():
-                return f"watcher for {watch.cfg.path} died"
         return None
+
+    def revive_watchers(self) -> None:
+        """Restart watchers that died or never started, then rescan what they missed.
+
+        An observer dies when its root vanishes (an unmount, a deleted directory) or on an
+        internal error; either way events were lost, so a rescan follows a restart.
+        """
+        for watch in self.watches:
+            if watch.watcher is not None and watch.watcher.alive():
+                continue
+            if watch.watcher is not None:
+                log.error("watch.died", path=str(watch.cfg.path), backend=watch.backend)
+                watch.watcher.stop()
+                watch.watcher = None
+            if time.monotonic() >= watch.retry_at and os.path.isdir(watch.cfg.path):
+                self._start_watch(watch)
+                if watch.watcher is not None:
+                    self.request_rescan(str(watch.cfg.path))
 
     def write_status(self) -> None:
         assert self.pipeline is not None and self.writer is not None
@@ -295,6 +322,8 @@ class Daemon:
             if now >= next_status:
                 self.write_status()
                 next_status = now + 2.0
+                if not once:
+                    self.revive_watchers()
                 dead = self.check_threads()
                 if dead:
                     log.critical("daemon.unhealthy", reason=dead)

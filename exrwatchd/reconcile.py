@@ -40,7 +40,7 @@ class RootUnavailable(Exception):
     """The watch root is missing or empty while the journal knows files under it."""
 
 
-def _check_root(root: str, journal: Journal) -> None:
+def check_root(root: str, journal: Journal) -> None:
     # An unmounted NFS share looks like a missing or empty directory. Reporting every file
     # under it as deleted would wipe the catalog, so refuse instead and let the caller log.
     try:
@@ -71,7 +71,7 @@ def reconcile(
     or suspiciously empty. A subdirectory that is gone simply means its files are gone.
     """
     if is_watch_root:
-        _check_root(root, journal)
+        check_root(root, journal)
     elif not os.path.isdir(root):
         for directory in journal.known_dirs(root):
             for name in journal.paths_in_dir(directory):

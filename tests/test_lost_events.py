@@ -8,6 +8,7 @@ drops events and queues IN_Q_OVERFLOW. After SIGCONT the daemon must notice and 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -65,5 +66,61 @@ def test_backlog_present_at_start_is_found_by_the_first_scan(tmp_path: Path) -> 
     daemon = DaemonProcess(config, state)
     try:
         Catalog(state).wait_paths(expected, timeout=60)
+    finally:
+        assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize("backend", ["inotify", "poll"])
+def test_watch_root_removed_and_recreated(tmp_path: Path, backend: str) -> None:
+    """A root that turns up empty (an unmounted share) is never taken to mean that every
+    file under it was deleted; when it comes back, watching carries on."""
+    renders = tmp_path / "renders"
+    first = write_scanline(renders / "a.0001.exr")
+    state = tmp_path / "state"
+    config = write_config(
+        tmp_path / "c.toml", state,
+        [{"path": str(renders), "backend": backend, "poll_interval": 0.2}],
+        daemon={"rescan_interval": 0.5},
+    )  # fmt: skip
+    daemon = DaemonProcess(config, state)
+    catalog = Catalog(state)
+    try:
+        catalog.wait_paths({str(first)})
+        away = tmp_path / "elsewhere"
+        renders.rename(away)
+        renders.mkdir()  # an empty mount point: what an unmounted share looks like
+        daemon.wait_event("scan.root_unavailable", timeout=30)
+        if backend == "poll":
+            daemon.wait_event("watch.walk_error", timeout=30)
+        assert set(catalog.paths()) == {str(first)}  # not wiped
+        renders.rmdir()
+        away.rename(renders)  # the share is back
+        second = write_scanline(renders / "b.0001.exr")
+        catalog.wait_paths({str(first), str(second)}, timeout=30)
+        assert daemon.proc.poll() is None  # still running
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_dead_observer_is_restarted_and_rescans(tmp_path: Path) -> None:
+    """Deleting the watched root kills watchdog's emitter; when the root is back the daemon
+    starts a new observer and rescans, and files deleted meanwhile leave the catalog."""
+    renders = tmp_path / "renders"
+    first = write_scanline(renders / "a.0001.exr")
+    state = tmp_path / "state"
+    config = write_config(
+        tmp_path / "c.toml", state, [{"path": str(renders), "backend": "inotify"}],
+        daemon={"rescan_interval": 3600.0},
+    )  # fmt: skip
+    daemon = DaemonProcess(config, state)
+    catalog = Catalog(state)
+    try:
+        catalog.wait_paths({str(first)})
+        shutil.rmtree(renders)
+        daemon.wait_event("watch.died", timeout=30)
+        renders.mkdir()
+        second = write_scanline(renders / "b.0001.exr")
+        catalog.wait_paths({str(second)}, timeout=30)
+        assert len(daemon.seen("watch.started")) == 2
     finally:
         assert daemon.stop() == 0

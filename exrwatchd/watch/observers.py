@@ -158,9 +158,14 @@ class PollWatcher:
     def __init__(
         self, root: str, inbox: Inbox, accept: Callable[[str], bool], *, recursive: bool,
         follow_symlinks: bool, interval: float, known: Callable[[str], Mapping[str, FileSig]],
-        on_error: Callable[[str, OSError], None],
+        on_error: Callable[[str, OSError], None], guard: Callable[[], str | None] | None = None,
     ) -> None:  # fmt: skip
         self.root = root
+        # Why not to trust a scan right now (an empty root that used to hold files looks
+        # exactly like an unmounted share); the poller skips that round rather than
+        # report every file deleted.
+        self._guard = guard
+        self._on_error = on_error
         self._inbox = inbox
         self._interval = interval
         self._scanner = PollScanner(
@@ -191,6 +196,11 @@ class PollWatcher:
                     done, self._settled = self._settled, []
                 for path in done:
                     self._scanner.settled(path)
+                reason = self._guard() if self._guard else None
+                if reason is not None:
+                    self._on_error(self.root, OSError(0, reason))
+                    self._stop.wait(self._interval)
+                    continue
                 for change in self._scanner.scan():
                     if self._stop.is_set():
                         return
