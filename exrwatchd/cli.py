@@ -111,7 +111,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         daemon = Daemon(cfg)
         daemon.install_signal_handlers()
         return daemon.run()
-    except (StartupError, ConfigError) as exc:
+    except StartupError as exc:
+        print(f"exrwatchd: cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ConfigError as exc:
         print(f"exrwatchd: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
@@ -143,7 +146,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
         if progress:
             progress.finish(daemon)
         return code
-    except (StartupError, ConfigError) as exc:
+    except StartupError as exc:
+        print(f"exrwatchd: cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ConfigError as exc:
         print(f"exrwatchd: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 

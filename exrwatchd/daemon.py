@@ -25,12 +25,12 @@ from types import FrameType
 
 from exrwatchd.config import Config, WatchConfig
 from exrwatchd.errors import ExrwatchdError
-from exrwatchd.journal import Journal
+from exrwatchd.journal import Journal, JournalError
 from exrwatchd.logs import get_logger
 from exrwatchd.pipeline import Pipeline
 from exrwatchd.reconcile import RootUnavailable, check_root, journal_known, reconcile
 from exrwatchd.shipper import JournalWriter, SinkLoop
-from exrwatchd.sinks.base import Sink
+from exrwatchd.sinks.base import Sink, SinkUnavailable
 from exrwatchd.status import write_status_file
 from exrwatchd.watch.filters import NameFilter
 from exrwatchd.watch.mounts import choose_backend, is_network_fs, mount_fstype
@@ -48,15 +48,23 @@ class StartupError(ExrwatchdError):
     """The daemon cannot start (state_dir on a network file system, journal unusable...)."""
 
 
-def open_journal(cfg: Config) -> Journal:
-    state_dir = str(cfg.daemon.state_dir)
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    fstype, mount_point = mount_fstype(state_dir)
+def check_local_disk(state_dir: str, mounts_text: str | None = None) -> None:
+    """Refuse a state_dir on a network file system: SQLite's WAL needs a local disk."""
+    fstype, mount_point = mount_fstype(state_dir, mounts_text)
     if is_network_fs(fstype):
         raise StartupError(
             f"daemon.state_dir {state_dir} is on a {fstype} mount ({mount_point}); the journal "
             "needs a local disk (SQLite WAL does not work on network file systems)"
         )
+
+
+def open_journal(cfg: Config) -> Journal:
+    state_dir = str(cfg.daemon.state_dir)
+    try:
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"daemon.state_dir {state_dir}: {exc.strerror}") from None
+    check_local_disk(state_dir)
     return Journal.open(
         cfg.daemon.state_dir, max_attempts=cfg.sink.max_attempts,
         backoff_initial=cfg.sink.backoff_initial_seconds,
@@ -298,7 +306,13 @@ class Daemon:
         self, *, once: bool = False, progress: Callable[[Daemon], None] | None = None
     ) -> int:
         """The main loop. `once`: reconcile, inspect, persist, then return (`scan`)."""
-        self.start(watch=not once)
+        try:
+            self.start(watch=not once)
+        except (OSError, JournalError, SinkUnavailable) as exc:
+            self.shutdown()
+            if isinstance(exc, OSError) and exc.filename:
+                raise StartupError(f"{exc.filename}: {exc.strerror}") from exc
+            raise StartupError(str(exc)) from exc
         log.info("daemon.ready", watches=len(self.watches), workers=self.cfg.daemon.workers,
                  sink=self.cfg.sink.kind, state_dir=str(self.cfg.daemon.state_dir))  # fmt: skip
         try:

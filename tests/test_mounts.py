@@ -140,3 +140,33 @@ class TestChooseBackend:
     def test_unknown_backend_is_rejected(self) -> None:
         with pytest.raises(ValueError, match="kqueue"):
             choose_backend("kqueue", "/data", MOUNTS)
+
+
+class TestStateDirMustBeLocal:
+    MOUNTS = (
+        "/dev/vda1 / ext4 rw 0 0\n"
+        "filer:/export/state /var/lib/exrwatchd nfs4 rw,relatime 0 0\n"
+    )
+
+    def test_network_state_dir_is_refused_with_a_clear_message(self) -> None:
+        from exrwatchd.daemon import StartupError, check_local_disk
+
+        with pytest.raises(StartupError, match=r"daemon.state_dir /var/lib/exrwatchd/x is on a "
+                           r"nfs4 mount \(/var/lib/exrwatchd\); the journal needs a local disk"):
+            check_local_disk("/var/lib/exrwatchd/x", self.MOUNTS)
+        check_local_disk("/srv/state", self.MOUNTS)  # ext4: fine
+
+    def test_unusable_state_dir_is_a_clear_start_error(self, tmp_path: Path) -> None:
+        import subprocess
+        import sys
+
+        from harness import ROOT, write_config
+
+        blocker = tmp_path / "state"
+        blocker.write_text("a file where the state directory should be")
+        cfg = write_config(tmp_path / "c.toml", blocker, [{"path": str(tmp_path)}])
+        proc = subprocess.run([sys.executable, "-m", "exrwatchd", "run", "--config", str(cfg)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)  # fmt: skip
+        assert proc.returncode == 78
+        assert f"exrwatchd: cannot start: daemon.state_dir {blocker}: File exists" in proc.stderr
+        assert "Traceback" not in proc.stderr
