@@ -188,6 +188,19 @@ class TestChanges:
         os.rename(env.path("old/name.exr"), env.path("new/name.exr"))
         env.catalog.wait_paths({env.path("new/name.exr")})
 
+    def test_files_moved_in_and_out_of_the_tree(
+        self, env: Env, templates: dict[str, bytes]
+    ) -> None:
+        env.start()
+        outside = env.tmp / "outside"
+        outside.mkdir()
+        put(outside / "incoming.0001.exr", templates["rgba"])
+        put(env.path("leaving.0001.exr"), templates["aovs"])
+        env.catalog.wait_paths({env.path("leaving.0001.exr")})
+        os.rename(outside / "incoming.0001.exr", env.path("incoming.0001.exr"))
+        os.rename(env.path("leaving.0001.exr"), outside / "leaving.0001.exr")
+        env.catalog.wait_paths({env.path("incoming.0001.exr")})
+
     def test_directory_moved_out_of_the_tree(self, env: Env, templates: dict[str, bytes]) -> None:
         env.start()
         for i in range(3):
