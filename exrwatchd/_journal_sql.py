@@ -216,6 +216,18 @@ def connect(path: Path) -> sqlite3.Connection:
         os.umask(old_umask)
 
 
+def make_state_dir(state_dir: Path) -> None:
+    """Create `state_dir` with mode 0700 if missing; an existing one keeps its mode."""
+    try:
+        state_dir.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass  # an existing directory keeps its mode: systemd's StateDirectory= owns it
+    except OSError as e:
+        raise Unusable(f"cannot create state directory {state_dir}: {e}") from e
+    else:
+        state_dir.chmod(0o700)  # mkdir's mode is filtered through the umask
+
+
 def _create_private(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)

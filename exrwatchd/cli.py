@@ -166,6 +166,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_vast_init(args: argparse.Namespace) -> int:
+    from exrwatchd.sinks.base import SinkUnavailable
+    from exrwatchd.sinks.vast import init_catalog
+
+    cfg = _load(args.config)
+    vast = cfg.vast
+    if not (vast.endpoint and vast.bucket and vast.access_key and vast.secret_key):
+        print(f"{cfg.source}: vast: endpoint, bucket, access_key and secret_key are required "
+              "for `vast init`", file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG
+    try:
+        counts = init_catalog(vast)
+    except SinkUnavailable as exc:
+        print(f"exrwatchd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for table, rows in counts.items():
+        print(f"{vast.bucket}/{vast.schema}/{table}: ready ({rows} rows)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="exrwatchd",
@@ -193,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, metavar="PATH")
     p.add_argument("paths", nargs="*", metavar="PATH", help="trees to scan (default: all watches)")
     p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("vast", help="VAST DataBase administration")
+    vast = p.add_subparsers(dest="vast_command", required=True, metavar="VAST_COMMAND")
+    v = vast.add_parser("init", help="create the schema, tables and missing columns")
+    v.add_argument("--config", required=True, metavar="PATH")
+    v.set_defaults(func=cmd_vast_init)
 
     p = sub.add_parser("status", help="journal counts, daemon progress and sink health")
     p.add_argument("--config", required=True, metavar="PATH")

@@ -77,7 +77,9 @@ def build_sink(cfg: Config) -> Sink:
         from exrwatchd.sinks.local import LocalSink
 
         return LocalSink(cfg.daemon.state_dir / "catalog.db")
-    raise StartupError(f"{cfg.source}: sink.kind = {cfg.sink.kind!r} is not available yet")
+    from exrwatchd.sinks.vast import VastSink
+
+    return VastSink(cfg.vast)
 
 
 @dataclass

@@ -2,12 +2,12 @@
 
 A record is committed here (WAL, synchronous=FULL) before any sink sees it and leaves only
 when the sink acknowledges it: at-least-once delivery, in order per path. Schema, SQL and
-the opening checks live in exrwatchd/_journal_sql.py.
+the opening checks live in exrwatchd/_journal_sql.py; the value types (re-exported here)
+and their mapping to rows in exrwatchd/_journal_types.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import sqlite3
@@ -15,98 +15,43 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from exrwatchd import _journal_sql as sql
+from exrwatchd import _journal_types as conv
+from exrwatchd._journal_types import (
+    DeadLetter,
+    Delete,
+    FileSig,
+    JournalStats,
+    Op,
+    OutboxEntry,
+    PathState,
+    PathStatus,
+    Persist,
+)
 from exrwatchd.errors import ExrwatchdError
 
-Op = Literal["upsert", "delete"]
-PathStatus = Literal["complete", "incomplete", "failed", "deleted"]
+__all__ = [
+    "DeadLetter",
+    "Delete",
+    "FileSig",
+    "Journal",
+    "JournalError",
+    "JournalStats",
+    "Op",
+    "OutboxEntry",
+    "PathState",
+    "PathStatus",
+    "Persist",
+]
 
-
-@dataclass(frozen=True, slots=True)
-class FileSig:
-    """What a stat says about a file: enough to tell whether it changed."""
-
-    size: int
-    mtime_ns: int
-    inode: int
-
-
-@dataclass(frozen=True, slots=True)
-class Persist:
-    """A finished inspection of `path`, to be recorded and shipped."""
-
-    path: str
-    sig: FileSig | None
-    header_hash: str | None
-    status: PathStatus
-    record: dict[str, Any]  # the JSON record (docs/architecture.md)
-
-
-@dataclass(frozen=True, slots=True)
-class Delete:
-    """`path` is gone (deleted or moved out of the tree)."""
-
-    path: str
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    id: int
-    path: str
-    op: Op
-    record: dict[str, Any] | None  # None for deletions
-    attempts: int
-    created_at: float  # unix seconds
-
-
-@dataclass(frozen=True, slots=True)
-class PathState:
-    path: str
-    sig: FileSig | None
-    header_hash: str | None
-    status: PathStatus
-    error: str | None
-    updated_at: float
+_KNOWN_DIRS_PAGE = 1000
 
 
 class JournalError(ExrwatchdError):
     """The journal cannot be opened or written; the message names the file and what to do."""
-
-
-@dataclass(frozen=True, slots=True)
-class JournalStats:
-    """A consistent snapshot of the journal, for `exrwatchd status` and metrics."""
-
-    ready: int
-    inflight: int
-    dead: int
-    outbox_total: int
-    paths_by_status: dict[PathStatus, int]  # every PathStatus is a key, zero included
-    oldest_ready_age: float | None  # seconds since the oldest ready entry was written
-    last_error: str | None  # most recent delivery error still on an outbox entry
-    last_error_path: str | None
-    last_error_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """An outbox entry that will not be retried until someone requeues it."""
-
-    id: int
-    path: str
-    op: Op
-    attempts: int
-    last_error: str | None
-    updated_at: float
-
-
-_LIVE_STATUSES = frozenset({"complete", "incomplete", "failed"})
-_ALL_STATUSES: tuple[PathStatus, ...] = ("complete", "incomplete", "failed", "deleted")
-_KNOWN_DIRS_PAGE = 1000
 
 
 class Journal:
@@ -157,13 +102,9 @@ class Journal:
         """Open ``<state_dir>/journal.db``, creating `state_dir` (mode 0700) if missing."""
         state_dir = Path(state_dir)
         try:
-            state_dir.mkdir(mode=0o700, parents=True)
-        except FileExistsError:
-            pass  # an existing directory keeps its mode: systemd's StateDirectory= owns it
-        except OSError as e:
-            raise JournalError(f"cannot create state directory {state_dir}: {e}") from e
-        else:
-            state_dir.chmod(0o700)  # mkdir's mode is filtered through the umask
+            sql.make_state_dir(state_dir)
+        except sql.Unusable as e:
+            raise JournalError(str(e)) from e.__cause__
         return cls(state_dir / "journal.db", **kw)
 
     def close(self) -> None:
@@ -202,35 +143,12 @@ class Journal:
             latest[item.path] = item
         if not latest:
             return
-        now = self._clock()
-        path_rows: list[tuple[object, ...]] = []
-        tombstones: list[tuple[float, bytes]] = []
-        keys: list[tuple[bytes]] = []
-        entries: list[tuple[object, ...]] = []
-        for path, item in latest.items():
-            key = os.fsencode(path)
-            keys.append((key,))
-            if isinstance(item, Persist):
-                if item.status not in _LIVE_STATUSES:
-                    raise ValueError(f"Persist of {path!r} with status {item.status!r}")
-                sig = item.sig
-                path_rows.append((
-                    key, os.path.dirname(key),
-                    sig.size if sig else None, sig.mtime_ns if sig else None,
-                    sig.inode if sig else None,
-                    item.header_hash, item.status, _error_message(item.record), now,
-                ))  # fmt: skip
-                entries.append((key, "upsert", now, now, now, sql.encode_record(item.record)))
-            elif isinstance(item, Delete):
-                tombstones.append((now, key))
-                entries.append((key, "delete", now, now, now, None))
-            else:
-                raise TypeError(f"cannot journal {type(item).__name__}")
+        params = conv.write_params(latest.values(), self._clock())
         with self._transaction("write") as conn:
-            conn.executemany(sql.UPSERT_PATH, path_rows)
-            conn.executemany(sql.TOMBSTONE_PATH, tombstones)
-            conn.executemany(sql.DROP_SUPERSEDED, keys)
-            conn.executemany(sql.INSERT_OUTBOX, entries)
+            conn.executemany(sql.UPSERT_PATH, params.path_rows)
+            conn.executemany(sql.TOMBSTONE_PATH, params.tombstones)
+            conn.executemany(sql.DROP_SUPERSEDED, params.keys)
+            conn.executemany(sql.INSERT_OUTBOX, params.entries)
 
     # -- sink thread ---------------------------------------------------------------------
 
@@ -247,17 +165,12 @@ class Journal:
         claimed: list[OutboxEntry] = []
         with self._transaction("claim") as conn:
             seen: set[bytes] = set()
-            for id_, key, op, record, attempts, created_at in conn.execute(
-                sql.SELECT_CLAIMABLE, (now, limit)
-            ).fetchall():
+            for row in conn.execute(sql.SELECT_CLAIMABLE, (now, limit)).fetchall():
+                key = row[1]
                 if key in seen:  # cannot happen while writes keep one ready entry per path
                     continue
                 seen.add(key)
-                claimed.append(OutboxEntry(
-                    id=id_, path=os.fsdecode(key), op=op,
-                    record=None if record is None else json.loads(record),
-                    attempts=attempts, created_at=created_at,
-                ))  # fmt: skip
+                claimed.append(conv.outbox_entry(row))
             conn.executemany(sql.MARK_INFLIGHT, [(now, e.id) for e in claimed])
         return claimed
 
@@ -342,11 +255,7 @@ class Journal:
         """Dead entries, most recently failed first."""
         with self._reading("dead_letters") as conn:
             rows = conn.execute(sql.SELECT_DEAD, (limit,)).fetchall()
-        return [
-            DeadLetter(id=id_, path=os.fsdecode(key), op=op, attempts=attempts,
-                       last_error=error, updated_at=updated_at)
-            for id_, key, op, attempts, error, updated_at in rows
-        ]  # fmt: skip
+        return [conv.dead_letter(row) for row in rows]
 
     def requeue_dead(self, path: str | None = None) -> int:
         """Dead entries (all, or `path`'s) go back to 'ready', due now with attempts 0.
@@ -374,17 +283,7 @@ class Journal:
             by_status = dict(conn.execute(sql.COUNT_PATHS).fetchall())
             oldest = conn.execute(sql.OLDEST_READY).fetchone()
             error = conn.execute(sql.LAST_ERROR).fetchone()
-        return JournalStats(
-            ready=by_state.get("ready", 0),
-            inflight=by_state.get("inflight", 0),
-            dead=by_state.get("dead", 0),
-            outbox_total=sum(by_state.values()),
-            paths_by_status={s: by_status.get(s, 0) for s in _ALL_STATUSES},
-            oldest_ready_age=None if oldest is None else max(0.0, now - oldest[0]),
-            last_error=None if error is None else error[1],
-            last_error_path=None if error is None else os.fsdecode(error[0]),
-            last_error_at=None if error is None else error[2],
-        )
+        return conv.journal_stats(now, by_state, by_status, oldest, error)
 
     # -- path state (scanner, reconciler) ------------------------------------------------
 
@@ -392,13 +291,13 @@ class Journal:
         """What the journal knows of `path`, tombstones included; None if never seen."""
         with self._reading("path_state") as conn:
             row = conn.execute(sql.SELECT_PATH, (os.fsencode(path),)).fetchone()
-        return None if row is None else _path_state(row)
+        return None if row is None else conv.path_state(row)
 
     def paths_in_dir(self, directory: str) -> dict[str, PathState]:
         """Live (non-deleted) paths directly in `directory`, by base name. One indexed query."""
         with self._reading("paths_in_dir") as conn:
             rows = conn.execute(sql.SELECT_DIR, (sql.dir_key(directory),)).fetchall()
-        return {os.fsdecode(os.path.basename(row[0])): _path_state(row) for row in rows}
+        return {os.fsdecode(os.path.basename(row[0])): conv.path_state(row) for row in rows}
 
     def known_dirs(self, root: str) -> Iterator[str]:
         """Directories at or under `root` that hold live paths: `root` first, then in byte order.
@@ -423,45 +322,42 @@ class Journal:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _live(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise JournalError(f"{self.path}: the journal is closed")
-        return self._conn
+    @contextmanager
+    def _locked(self, what: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                raise JournalError(f"{self.path}: the journal is closed")
+            try:
+                yield self._conn
+            except sqlite3.Error as e:
+                raise JournalError(f"{self.path}: {what} failed: {e}") from e
 
     @contextmanager
     def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads first
         # and then writes can fail at once with "database is locked" when another
         # connection wrote in between, since busy_timeout cannot help a stale snapshot.
-        with self._lock:
-            conn = self._live()
+        with self._locked(what) as conn:
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:  # SQLite may have rolled back on its own
-                        conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as e:
-                raise JournalError(f"{self.path}: {what} failed: {e}") from e
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # SQLite may have rolled back on its own
+                    conn.execute("ROLLBACK")
+                raise
 
     @contextmanager
     def _reading(self, what: str, *, snapshot: bool = False) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self._live()
+        with self._locked(what) as conn:
+            if not snapshot:
+                yield conn
+                return
+            conn.execute("BEGIN")
             try:
-                if not snapshot:
-                    yield conn
-                    return
-                conn.execute("BEGIN")
-                try:
-                    yield conn
-                finally:
-                    conn.execute("COMMIT")
-            except sqlite3.Error as e:
-                raise JournalError(f"{self.path}: {what} failed: {e}") from e
+                yield conn
+            finally:
+                conn.execute("COMMIT")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -469,18 +365,3 @@ def _connect(path: Path) -> sqlite3.Connection:
         return sql.connect(path)
     except sql.Unusable as e:
         raise JournalError(str(e)) from e.__cause__
-
-
-def _error_message(record: dict[str, Any]) -> str | None:
-    error = record.get("error")
-    message = error.get("message") if isinstance(error, dict) else None
-    return None if message is None else sql.clean_text(str(message))
-
-
-def _path_state(row: tuple[Any, ...]) -> PathState:
-    key, size, mtime_ns, inode, header_hash, status, error, updated_at = row
-    sig = None if size is None else FileSig(size=size, mtime_ns=mtime_ns, inode=inode)
-    return PathState(
-        path=os.fsdecode(key), sig=sig, header_hash=header_hash, status=status,
-        error=error, updated_at=updated_at,
-    )  # fmt: skip

@@ -11,22 +11,35 @@ Paths: the key is `normalize_path` (``os.path.normpath``: case kept, symlinks no
 no file system access). `file_id_for` hashes its raw bytes, so paths that are not valid UTF-8
 (lone surrogates in the str) keep distinct ids, while string columns show such paths with
 ``backslashreplace`` escapes so that every catalog can store them.
+
+The checks and conversions of single values live in exrwatchd/catalog/_convert.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
+from exrwatchd.catalog._convert import (
+    RecordError,
+    as_bool,
+    as_box,
+    as_float,
+    as_frame,
+    as_inode,
+    as_int,
+    as_json_text,
+    as_str,
+    as_time,
+    as_vector,
+    display_text,
+    need,
+)
 from exrwatchd.catalog.schema import (
     ATTRIBUTES,
     CHANNEL_DIM,
@@ -36,17 +49,8 @@ from exrwatchd.catalog.schema import (
     PARTS,
     TABLES,
 )
-from exrwatchd.errors import ExrwatchdError
 
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_BOX_KEYS = ("xmin", "ymin", "xmax", "ymax")
-
-
-class RecordError(ExrwatchdError):
-    """The record cannot become catalog rows (a key is missing or has the wrong type).
-
-    Permanent: the same record will always fail, so a sink rejects the entry.
-    """
+# RecordError and display_text come from _convert and stay importable from here.
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,140 +92,6 @@ def file_id_for(path: str | os.PathLike[str]) -> str:
     return hashlib.sha256(path_bytes(normalize_path(path))).hexdigest()[:32]
 
 
-def display_text(text: str) -> str:
-    """`text` as storable UTF-8: lone surrogates become ``\\udcff``-style escapes."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
-
-
-# --------------------------------------------------------------------------- typed reads
-
-
-def _need(mapping: Mapping[str, Any], key: str, where: str) -> Any:
-    try:
-        return mapping[key]
-    except KeyError:
-        raise RecordError(f"{where} has no {key!r}") from None
-    except TypeError:
-        raise RecordError(f"{where} is not an object") from None
-
-
-def _as_str(value: Any, what: str, *, nullable: bool = False) -> str | None:
-    if value is None and nullable:
-        return None
-    if not isinstance(value, str):
-        raise RecordError(f"{what} must be a string, got {type(value).__name__}")
-    return display_text(value)
-
-
-def _as_int(value: Any, what: str, *, nullable: bool = False) -> int | None:
-    if value is None and nullable:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise RecordError(f"{what} must be an integer, got {type(value).__name__}")
-    if not _INT64_MIN <= value <= _INT64_MAX:
-        raise RecordError(f"{what} = {value} does not fit in 64 bits")
-    return value
-
-
-def _as_bool(value: Any, what: str) -> bool:
-    if not isinstance(value, bool):
-        raise RecordError(f"{what} must be a boolean, got {type(value).__name__}")
-    return value
-
-
-def _as_float(value: Any, what: str) -> float | None:
-    """A finite float, or None: the reader writes non-finite header floats as "NaN" text."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise RecordError(f"{what} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RecordError(f"{what} must be a number, got {type(value).__name__}")
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _as_time(value: Any, what: str, *, nullable: bool = False) -> datetime | None:
-    if value is None and nullable:
-        return None
-    if not isinstance(value, str):
-        raise RecordError(f"{what} must be an ISO 8601 string, got {type(value).__name__}")
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise RecordError(f"{what} is not ISO 8601: {value!r}") from None
-    if moment.tzinfo is None:  # the record's times are UTC by definition
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def _as_vector(value: Any, dim: int, what: str) -> np.ndarray | None:
-    if value is None:
-        return None
-    try:
-        vec = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise RecordError(f"{what} must be a list of {dim} numbers") from None
-    if vec.shape != (dim,):
-        raise RecordError(f"{what} must hold {dim} numbers, got shape {vec.shape}")
-    if not np.isfinite(vec).all():
-        raise RecordError(f"{what} holds NaN or infinite values")
-    vec.flags.writeable = False
-    return vec
-
-
-def _inode(value: Any) -> int | None:
-    # st_ino is unsigned 64-bit; the catalog column is int64: keep identity, wrap the top half.
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**64:
-        raise RecordError(f"inode must be an unsigned 64-bit integer, got {value!r}")
-    return value - 2**64 if value > _INT64_MAX else value
-
-
-def _frame(value: Any) -> int | None:
-    # Derived from the file name, so it can be any length of digits: out of range -> null.
-    if value is None or (isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX):
-        return None
-    return _as_int(value, "frame_number")
-
-
-def _box(value: Any, what: str) -> str:
-    if (
-        not isinstance(value, list | tuple)
-        or len(value) != 4
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
-        raise RecordError(f"{what} must be [{','.join(_BOX_KEYS)}] integers, got {value!r}")
-    return json.dumps(list(value), separators=(",", ":"))
-
-
-def _finite_json(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_json(v) for v in value]
-    return value
-
-
-def _json_text(value: Any, what: str) -> str:
-    """Strict JSON text (non-finite floats as "NaN" strings, as the attribute decoder does)."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        text = json.dumps(_finite_json(value), ensure_ascii=False, separators=(",", ":"))
-    except TypeError as exc:
-        raise RecordError(f"{what} is not JSON: {exc}") from None
-    return display_text(text)
-
-
 # --------------------------------------------------------------------------- rows
 
 
@@ -245,43 +115,43 @@ def _part_rows(
     file_id: str, file_path: str, index: int, part: Mapping[str, Any], multi_view: bool
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     where = f"parts[{index}]"
-    if _need(part, "index", where) != index:
+    if need(part, "index", where) != index:
         raise RecordError(f"{where} has index {part['index']!r}")
-    part_type = _as_str(_need(part, "type", where), f"{where}.type")
-    data_window = _need(part, "data_window", where)
-    dw = _box(data_window, f"{where}.data_window")
-    tiles = _need(part, "tiles", where)
+    part_type = as_str(need(part, "type", where), f"{where}.type")
+    data_window = need(part, "data_window", where)
+    dw = as_box(data_window, f"{where}.data_window")
+    tiles = need(part, "tiles", where)
     if tiles is not None and not isinstance(tiles, Mapping):
         raise RecordError(f"{where}.tiles must be an object or null")
-    channels = _need(part, "channels", where)
-    attributes = _need(part, "attributes", where)
+    channels = need(part, "channels", where)
+    attributes = need(part, "attributes", where)
     if not isinstance(channels, list) or not isinstance(attributes, Mapping):
         raise RecordError(f"{where}: channels must be a list and attributes an object")
     base = {"file_id": file_id, "file_path": file_path, "part_index": index}
 
     part_row = _ordered(PARTS, base | {
-        "part_name": _as_str(_need(part, "name", where), f"{where}.name", nullable=True),
-        "view_name": _as_str(_need(part, "view", where), f"{where}.view", nullable=True),
+        "part_name": as_str(need(part, "name", where), f"{where}.name", nullable=True),
+        "view_name": as_str(need(part, "view", where), f"{where}.view", nullable=True),
         "multi_view": multi_view,
         "part_type": part_type,
         "data_window": dw,
-        "display_window": _box(_need(part, "display_window", where), f"{where}.display_window"),
+        "display_window": as_box(need(part, "display_window", where), f"{where}.display_window"),
         "width": data_window[2] - data_window[0] + 1,
         "height": data_window[3] - data_window[1] + 1,
-        "pixel_aspect_ratio": _as_float(_need(part, "pixel_aspect_ratio", where),
+        "pixel_aspect_ratio": as_float(need(part, "pixel_aspect_ratio", where),
                                         f"{where}.pixel_aspect_ratio"),
-        "line_order": _as_str(_need(part, "line_order", where), f"{where}.line_order"),
-        "compression": _as_str(_need(part, "compression", where), f"{where}.compression"),
+        "line_order": as_str(need(part, "line_order", where), f"{where}.line_order"),
+        "compression": as_str(need(part, "compression", where), f"{where}.compression"),
         "is_tiled": tiles is not None,
-        "tile_width": None if tiles is None else _as_int(
-            _need(tiles, "x_size", where), f"{where}.tiles.x_size"),
-        "tile_height": None if tiles is None else _as_int(
-            _need(tiles, "y_size", where), f"{where}.tiles.y_size"),
-        "tile_level_mode": None if tiles is None else _as_str(
-            _need(tiles, "level_mode", where), f"{where}.tiles.level_mode"),
-        "tile_rounding_mode": None if tiles is None else _as_str(
-            _need(tiles, "rounding_mode", where), f"{where}.tiles.rounding_mode"),
-        "chunk_count": _as_int(_need(part, "chunk_count", where), f"{where}.chunk_count"),
+        "tile_width": None if tiles is None else as_int(
+            need(tiles, "x_size", where), f"{where}.tiles.x_size"),
+        "tile_height": None if tiles is None else as_int(
+            need(tiles, "y_size", where), f"{where}.tiles.y_size"),
+        "tile_level_mode": None if tiles is None else as_str(
+            need(tiles, "level_mode", where), f"{where}.tiles.level_mode"),
+        "tile_rounding_mode": None if tiles is None else as_str(
+            need(tiles, "rounding_mode", where), f"{where}.tiles.rounding_mode"),
+        "chunk_count": as_int(need(part, "chunk_count", where), f"{where}.chunk_count"),
         "is_deep": part_type in ("deepscanline", "deeptile"),
         "channel_count": len(channels),
     })  # fmt: skip
@@ -289,7 +159,7 @@ def _part_rows(
     channel_rows = []
     for ci, ch in enumerate(channels):
         cw = f"{where}.channels[{ci}]"
-        name = _as_str(_need(ch, "name", cw), f"{cw}.name")
+        name = as_str(need(ch, "name", cw), f"{cw}.name")
         assert name is not None
         layer, _, component = name.rpartition(".")
         channel_rows.append(_ordered(CHANNELS, base | {
@@ -297,21 +167,21 @@ def _part_rows(
             "channel_name": name,
             "layer_name": layer,
             "component_name": component,
-            "channel_type": _as_str(_need(ch, "type", cw), f"{cw}.type"),
-            "x_sampling": _as_int(_need(ch, "x_sampling", cw), f"{cw}.x_sampling"),
-            "y_sampling": _as_int(_need(ch, "y_sampling", cw), f"{cw}.y_sampling"),
-            "p_linear": _as_bool(_need(ch, "p_linear", cw), f"{cw}.p_linear"),
-            "view_name": _as_str(ch.get("view"), f"{cw}.view", nullable=True),
+            "channel_type": as_str(need(ch, "type", cw), f"{cw}.type"),
+            "x_sampling": as_int(need(ch, "x_sampling", cw), f"{cw}.x_sampling"),
+            "y_sampling": as_int(need(ch, "y_sampling", cw), f"{cw}.y_sampling"),
+            "p_linear": as_bool(need(ch, "p_linear", cw), f"{cw}.p_linear"),
+            "view_name": as_str(ch.get("view"), f"{cw}.view", nullable=True),
         }))  # fmt: skip
 
     attribute_rows = []
     for name, attr in attributes.items():
         aw = f"{where}.attributes[{name!r}]"
         attribute_rows.append(_ordered(ATTRIBUTES, base | {
-            "attribute_name": _as_str(name, f"{aw} name"),
-            "attribute_type": _as_str(_need(attr, "type", aw), f"{aw}.type"),
-            "attribute_value": _json_text(_need(attr, "value", aw), f"{aw}.value"),
-            "attribute_base64": _as_str(attr.get("base64"), f"{aw}.base64", nullable=True),
+            "attribute_name": as_str(name, f"{aw} name"),
+            "attribute_type": as_str(need(attr, "type", aw), f"{aw}.type"),
+            "attribute_value": as_json_text(need(attr, "value", aw), f"{aw}.value"),
+            "attribute_base64": as_str(attr.get("base64"), f"{aw}.base64", nullable=True),
         }))  # fmt: skip
     return part_row, channel_rows, attribute_rows
 
@@ -329,19 +199,19 @@ def build_rows(record: Mapping[str, Any]) -> FileRows:
 def _build_rows(record: Mapping[str, Any]) -> FileRows:
     if not isinstance(record, Mapping):
         raise RecordError(f"record must be an object, got {type(record).__name__}")
-    raw_path = _need(record, "path", "record")
+    raw_path = need(record, "path", "record")
     if not isinstance(raw_path, str) or not raw_path:
         raise RecordError(f"record path must be a non-empty string, got {raw_path!r}")
     file_id = file_id_for(raw_path)
     file_path = display_text(raw_path)
-    inspected_at = _as_time(_need(record, "inspected_at", "record"), "inspected_at")
-    parts = _need(record, "parts", "record")
+    inspected_at = as_time(need(record, "inspected_at", "record"), "inspected_at")
+    parts = need(record, "parts", "record")
     if not isinstance(parts, list):
         raise RecordError("record parts must be a list")
-    error = _need(record, "error", "record")
+    error = need(record, "error", "record")
     if error is not None and not isinstance(error, Mapping):
         raise RecordError("record error must be an object or null")
-    inspection_id = _as_str(_need(record, "inspection_id", "record"), "inspection_id")
+    inspection_id = as_str(need(record, "inspection_id", "record"), "inspection_id")
     if not inspection_id:
         raise RecordError("inspection_id must not be empty")
 
@@ -357,27 +227,27 @@ def _build_rows(record: Mapping[str, Any]) -> FileRows:
         "file_id": file_id,
         "file_path": file_path,
         "file_path_normalized": display_text(normalize_path(raw_path)),
-        "header_hash": _as_str(_need(record, "header_hash", "record"), "header_hash",
+        "header_hash": as_str(need(record, "header_hash", "record"), "header_hash",
                                nullable=True),
-        "size_bytes": _as_int(_need(record, "size_bytes", "record"), "size_bytes",
+        "size_bytes": as_int(need(record, "size_bytes", "record"), "size_bytes",
                               nullable=True),
-        "mtime": _as_time(_need(record, "mtime", "record"), "mtime", nullable=True),
-        "inode": _inode(record.get("inode")),
+        "mtime": as_time(need(record, "mtime", "record"), "mtime", nullable=True),
+        "inode": as_inode(record.get("inode")),
         "multipart_count": len(parts),
         "is_deep": any(p["is_deep"] for p in part_rows),
-        "is_complete": _as_bool(_need(record, "complete", "record"), "complete"),
-        "incomplete_reason": _as_str(_need(record, "incomplete_reason", "record"),
+        "is_complete": as_bool(need(record, "complete", "record"), "complete"),
+        "incomplete_reason": as_str(need(record, "incomplete_reason", "record"),
                                      "incomplete_reason", nullable=True),
-        "error_kind": None if error is None else _as_str(
-            _need(error, "kind", "error"), "error.kind"),
-        "error_message": None if error is None else _as_str(
-            _need(error, "message", "error"), "error.message"),
-        "frame_number": _frame(_need(record, "frame_number", "record")),
-        "metadata_embedding": _as_vector(record.get("metadata_embedding"), METADATA_DIM,
+        "error_kind": None if error is None else as_str(
+            need(error, "kind", "error"), "error.kind"),
+        "error_message": None if error is None else as_str(
+            need(error, "message", "error"), "error.message"),
+        "frame_number": as_frame(need(record, "frame_number", "record")),
+        "metadata_embedding": as_vector(record.get("metadata_embedding"), METADATA_DIM,
                                          "metadata_embedding"),
-        "channel_fingerprint": _as_vector(record.get("channel_fingerprint"), CHANNEL_DIM,
+        "channel_fingerprint": as_vector(record.get("channel_fingerprint"), CHANNEL_DIM,
                                           "channel_fingerprint"),
-        "embedding_version": _as_int(record.get("embedding_version"), "embedding_version",
+        "embedding_version": as_int(record.get("embedding_version"), "embedding_version",
                                      nullable=True),
         "inspection_timestamp": inspected_at,
         "inspection_count": 1,

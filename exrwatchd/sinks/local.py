@@ -9,7 +9,8 @@ delivery that gives exactly one current row set per path (docs/catalog.md).
 The tables, columns and their order come from the Arrow schemas (`exrwatchd.catalog.schema`):
 string -> TEXT, integers and bool -> INTEGER, floats -> REAL, timestamps -> TEXT
 (``2026-01-31T12:00:00.000000Z``: sorts as time and reads as time), vectors -> BLOB of
-little-endian float32. The DDL is derived below, never written by hand. Tables are plain (not
+little-endian float32. The DDL is derived from them in exrwatchd/sinks/_sqlite_catalog.py,
+never written by hand, as are the value mapping and the statements. Tables are plain (not
 STRICT) so that the sqlite3 3.26 shipped with EL8 can still read the file; types are checked
 when the rows are built instead.
 
@@ -29,166 +30,27 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-
-from exrwatchd.catalog.rows import (
-    FileRows,
-    RecordError,
-    build_rows,
-    file_id_for,
-    normalize_path,
-)
-from exrwatchd.catalog.schema import CATALOG_VERSION, CHILD_TABLES, TABLES
+from exrwatchd.catalog.rows import RecordError, build_rows, file_id_for, normalize_path
+from exrwatchd.catalog.schema import CATALOG_VERSION, TABLES
 from exrwatchd.journal import OutboxEntry
 from exrwatchd.logs import get_logger
+from exrwatchd.sinks._sqlite_catalog import CHILD_KEYS, ddl, delete_file, py_row, sql_type
+from exrwatchd.sinks._sqlite_catalog import upsert as _upsert  # a global here: tests patch it
 from exrwatchd.sinks.base import Delivery, Outcome, SinkUnavailable
+
+# CHILD_KEYS, ddl and sql_type live in _sqlite_catalog; importing them from here still works.
+__all__ = ["CATALOG_FILENAME", "CHILD_KEYS", "LocalSink", "ddl", "is_transient", "sql_type"]
 
 CATALOG_FILENAME = "catalog.db"
 
-#: Unique keys of the child tables; their leading file_id column also serves lookups by file.
-CHILD_KEYS: dict[str, tuple[str, ...]] = {
-    "parts": ("file_id", "part_index"),
-    "channels": ("file_id", "part_index", "channel_index"),
-    "attributes": ("file_id", "part_index", "attribute_name"),
-}
-
 _log = get_logger("exrwatchd.sinks.local")
-
-# --------------------------------------------------------------------------- DDL from Arrow
-
-
-def sql_type(type_: pa.DataType) -> str:
-    """The SQLite column type of an Arrow type of the catalog (TypeError for any other)."""
-    if pa.types.is_string(type_):
-        return "TEXT"
-    if pa.types.is_integer(type_) or pa.types.is_boolean(type_):
-        return "INTEGER"
-    if pa.types.is_floating(type_):
-        return "REAL"
-    if pa.types.is_timestamp(type_):
-        return "TEXT"
-    if pa.types.is_fixed_size_list(type_) and pa.types.is_float32(type_.value_type):
-        return "BLOB"
-    raise TypeError(f"no SQLite mapping for Arrow type {type_}")
-
-
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-
-def _columns(schema: pa.Schema) -> str:
-    cols = []
-    for field in schema:
-        if not _IDENT.match(field.name):
-            raise ValueError(f"not a plain identifier: {field.name!r}")
-        cols.append(f"{field.name} {sql_type(field.type)}{'' if field.nullable else ' NOT NULL'}")
-    return ",\n    ".join(cols)
-
-
-def ddl() -> list[str]:
-    """CREATE statements for the catalog, derived from `TABLES`."""
-    statements = [
-        f"CREATE TABLE IF NOT EXISTS {name} (\n    {_columns(schema)}\n)"
-        for name, schema in TABLES.items()
-    ]
-    statements += [
-        "CREATE UNIQUE INDEX IF NOT EXISTS files_by_path ON files (file_path_normalized)",
-        "CREATE UNIQUE INDEX IF NOT EXISTS files_by_id ON files (file_id)",
-    ]
-    statements += [
-        f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_by_file ON {table} ({', '.join(key)})"
-        for table, key in CHILD_KEYS.items()
-    ]
-    return statements
-
-
-# --------------------------------------------------------------------------- value mapping
-
-
-def _time_to_sql(value: datetime) -> str:
-    # isoformat pads the year to four digits (strftime %Y does not below 1000).
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
-def _time_from_sql(value: str) -> datetime:
-    return datetime.fromisoformat(value)
-
-
-def _vector_to_sql(value: Any) -> bytes:
-    return np.asarray(value, dtype="<f4").tobytes()
-
-
-def _vector_from_sql(value: bytes) -> np.ndarray:
-    return np.frombuffer(value, dtype="<f4").astype(np.float32)
-
-
-Convert = Callable[[Any], Any]
-
-
-def _converters(schema: pa.Schema) -> tuple[list[Convert | None], list[Convert | None]]:
-    to_sql: list[Convert | None] = []
-    from_sql: list[Convert | None] = []
-    for field in schema:
-        t = field.type
-        if pa.types.is_timestamp(t):
-            to_sql.append(_time_to_sql)
-            from_sql.append(_time_from_sql)
-        elif pa.types.is_fixed_size_list(t):
-            to_sql.append(_vector_to_sql)
-            from_sql.append(_vector_from_sql)
-        elif pa.types.is_boolean(t):
-            to_sql.append(int)
-            from_sql.append(bool)
-        else:
-            to_sql.append(None)
-            from_sql.append(None)
-    return to_sql, from_sql
-
-
-_TO_SQL: dict[str, list[Convert | None]] = {}
-_FROM_SQL: dict[str, list[Convert | None]] = {}
-_INSERT: dict[str, str] = {}
-for _name, _schema in TABLES.items():
-    _TO_SQL[_name], _FROM_SQL[_name] = _converters(_schema)
-    _INSERT[_name] = (f"INSERT INTO {_name} ({', '.join(_schema.names)}) "
-                      f"VALUES ({', '.join('?' * len(_schema.names))})")  # fmt: skip
-
-
-def _sql_row(table: str, row: dict[str, Any]) -> tuple[Any, ...]:
-    names = TABLES[table].names
-    return tuple(
-        row[n] if conv is None or row[n] is None else conv(row[n])
-        for n, conv in zip(names, _TO_SQL[table], strict=True)
-    )
-
-
-def _py_row(table: str, values: Sequence[Any]) -> dict[str, Any]:
-    names = TABLES[table].names
-    return {
-        n: v if conv is None or v is None else conv(v)
-        for n, v, conv in zip(names, values, _FROM_SQL[table], strict=True)
-    }
-
-
-#: What a re-inspection with an unchanged header updates (plus inspection_count + 1).
-_AUDIT_COLUMNS = (
-    "size_bytes", "mtime", "inode", "is_complete", "incomplete_reason",
-    "error_kind", "error_message", "last_inspected", "last_inspection_id",
-)  # fmt: skip
-_AUDIT_UPDATE = (
-    "UPDATE files SET "
-    + ", ".join(f"{c} = ?" for c in _AUDIT_COLUMNS)
-    + ", inspection_count = inspection_count + 1 WHERE file_id = ?"
-)
 
 # --------------------------------------------------------------------------- errors
 
@@ -414,7 +276,7 @@ class LocalSink:
 
     def _apply(self, conn: sqlite3.Connection, entry: OutboxEntry) -> None:
         if entry.op == "delete":
-            _delete_file(conn, file_id_for(entry.path))
+            delete_file(conn, file_id_for(entry.path))
         elif entry.op == "upsert":
             if entry.record is None:
                 raise RecordError("upsert entry without a record")
@@ -446,10 +308,10 @@ class LocalSink:
                 .execute(f"SELECT {names} FROM files WHERE file_id = ?", (file_id_for(path),))
                 .fetchone()
             )
-        return None if found is None else _py_row("files", found)
+        return None if found is None else py_row("files", found)
 
 
-# --------------------------------------------------------------------------- statements
+# --------------------------------------------------------------------------- transactions
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -462,39 +324,3 @@ def _release(conn: sqlite3.Connection, *, rollback: bool) -> None:
     if rollback:
         conn.execute("ROLLBACK TO entry")
     conn.execute("RELEASE entry")
-
-
-def _delete_file(conn: sqlite3.Connection, file_id: str) -> None:
-    for table in ("files", *CHILD_TABLES):
-        conn.execute(f"DELETE FROM {table} WHERE file_id = ?", (file_id,))
-
-
-def _upsert(conn: sqlite3.Connection, rows: FileRows) -> None:
-    new = rows.files
-    old = conn.execute(
-        "SELECT header_hash, last_inspection_id, inspection_count, embedding_version "
-        "FROM files WHERE file_id = ?",
-        (rows.file_id,),
-    ).fetchone()
-    if old is not None:
-        header_hash, last_id, count, embedding_version = old
-        if last_id == new["last_inspection_id"]:
-            return  # a replay of the inspection this row was written from
-        if (
-            header_hash is not None
-            and header_hash == new["header_hash"]
-            and embedding_version == new["embedding_version"]
-        ):
-            # Same header: parts, channels, attributes and vectors are unchanged.
-            values = _sql_row("files", new)
-            index = {n: i for i, n in enumerate(TABLES["files"].names)}
-            conn.execute(_AUDIT_UPDATE,
-                         (*(values[index[c]] for c in _AUDIT_COLUMNS), rows.file_id))  # fmt: skip
-            return
-        _delete_file(conn, rows.file_id)
-    files_row = dict(new, inspection_count=1 if old is None else count + 1)
-    conn.execute(_INSERT["files"], _sql_row("files", files_row))
-    for table, children in (("parts", rows.parts), ("channels", rows.channels),
-                            ("attributes", rows.attributes)):  # fmt: skip
-        if children:
-            conn.executemany(_INSERT[table], [_sql_row(table, r) for r in children])

@@ -5,30 +5,34 @@ Why not watchdog's PollingObserver: it keeps a `DirectorySnapshot` of every path
 million files that is hundreds of MB and a full stat walk each interval; the issue asks for
 neither.
 
-What this scanner remembers is O(directories): for every directory it listed, its mtime and the
-names of its subdirectories. What it knows about files comes from the caller's `known(directory)`
-(the journal, on disk), asked one directory at a time, plus a small set of "hot" files (written
-recently and not yet settled) bounded by how many files are in flight.
+What this scanner remembers is O(directories): for every directory it listed, its mtime and
+ctime and the names of its subdirectories. What it knows about files comes from the caller's
+`known(directory)` (the journal, on disk), asked one directory at a time, plus a small set of
+"hot" files (written recently and not yet settled) bounded by how many files are in flight.
 
-A scan visits every directory. A directory whose mtime is unchanged since it was last listed is
-*pruned*: its files are neither listed nor stat'ed, and its subdirectories (remembered from the
-last listing) are stat'ed to be visited in turn, because a change deep down does not change the
-mtime of its ancestors. Any other directory is listed: accepted files are stat'ed and compared
-with `known(directory)` overlaid with the hot set.
+A scan visits every directory. A directory whose mtime and ctime are unchanged since it was last
+listed is *pruned*: its files are neither listed nor stat'ed, and its subdirectories (remembered
+from the last listing) are stat'ed to be visited in turn, because a change deep down does not
+change the mtime of its ancestors. Any other directory is listed: accepted files are stat'ed
+and compared with `known(directory)` overlaid with the hot set. The ctime is there for tools
+that put a directory's mtime back after changing it (`rsync -a`, `tar`, `cp -a`): nothing can
+set a ctime, so the change still shows.
 
 What pruning cannot see, and how it is covered:
 
-- An in-place rewrite does not change the directory's mtime. Files the daemon marked hot
-  (`mark_hot`) are re-stat'ed on every scan wherever they are; the rest is caught by the
-  periodic full pass (every `full_every`-th scan lists every directory).
-- NFS caches directory attributes (acdirmax, 60 s by default): a new file may be seen late by up
-  to that long. Keep `full_every * poll_interval` above it so the full pass is a real backstop.
-- Two changes within one mtime tick: a directory modified while (or just before) it was listed
-  may keep the same mtime after a later change. A directory whose mtime is within `RACY_NS` of
-  the scan's start is therefore not trusted for pruning and is listed again next scan (the
-  "racy git" rule).
+- An in-place rewrite does not change the directory. Files the daemon marked hot (`mark_hot`)
+  are re-stat'ed on every scan wherever they are; the rest is caught by the periodic full pass
+  (every `full_every`-th scan lists every directory).
+- NFS caches directory attributes (acdirmax, 60 s by default): a directory may look unchanged
+  for up to that long after a file appeared in it, so detection takes up to the poll interval
+  plus the attribute cache time.
+- Two changes within one timestamp tick: a directory changed just before it was listed may
+  show the same mtime after a later change. A directory whose mtime is within `RACY_NS` of the
+  scan's start is not trusted for pruning and is listed again next scan ("racy git" rule).
+- File systems whose directory times do not follow their contents (some FUSE object-store
+  mounts report a fixed mtime): only the full pass sees changes there; use `full_every=1`.
 
-Changes are at-least-once: a directory's mtime is remembered only after every change found in
+Changes are at-least-once: a directory's times are remembered only after every change found in
 it was yielded, so a scan abandoned half-way repeats those changes next time rather than losing
 them. Changes are reported relative to `known()`, so a file the journal has not yet recorded is
 reported again by every listing of its directory until it is recorded or marked hot.
@@ -44,7 +48,7 @@ import os
 import stat as stat_mod
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -58,6 +62,7 @@ ChangeKind = Literal["created", "modified", "deleted"]
 RACY_NS = 2_000_000_000
 
 _UNTRUSTED = -1  # a cached mtime that never matches: list the directory next scan
+_DirEntry = tuple[int, int, tuple[str, ...]]  # mtime_ns, ctime_ns, subdirectory names
 _NO_NAMES: tuple[str, ...] = ()
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _S_IFMT = stat_mod.S_IFMT(0o177777)
@@ -128,8 +133,8 @@ class PollScanner:
         self.stats = ScanStats()
         self.scans = 0
         self._since_full: int | None = None  # None: never scanned, the first scan is full
-        # directory -> (mtime_ns when last listed, or _UNTRUSTED; names of its subdirectories)
-        self._dirs: dict[str, tuple[int, tuple[str, ...]]] = {}
+        # directory -> (mtime_ns when last listed or _UNTRUSTED, ctime_ns, subdirectory names)
+        self._dirs: dict[str, _DirEntry] = {}
         # directory -> {base name: last reported FileSig, or None when last seen absent}
         self._hot: dict[str, dict[str, FileSig | None]] = {}
         self._hot_lock = threading.Lock()
@@ -197,7 +202,7 @@ class PollScanner:
 
     # -- scanning --------------------------------------------------------------------------
 
-    def scan(self, full: bool = False) -> Iterator[Change]:
+    def scan(self, full: bool = False) -> Generator[Change, None, None]:
         """Changes since the last scan. `full` lists every directory (no pruning)."""
         since = self._since_full
         if full or since is None or since >= self.full_every - 1:
@@ -226,8 +231,13 @@ class PollScanner:
         while stack:
             directory, dst = stack.pop()
             prev = self._dirs.get(directory)
-            if not full_pass and prev is not None and prev[0] == dst.st_mtime_ns:
-                children = self._stat_subdirs(directory, prev[1], strict=True)
+            if (
+                not full_pass
+                and prev is not None
+                and prev[0] == dst.st_mtime_ns
+                and prev[1] == dst.st_ctime_ns
+            ):
+                children = self._stat_subdirs(directory, prev[2], strict=True)
                 if children is not None:  # else: the cache is inconsistent, list it after all
                     stats.dirs_pruned += 1
                     self._descend(children, stack, seen)
@@ -289,7 +299,7 @@ class PollScanner:
         self,
         directory: str,
         dst: os.stat_result,
-        prev: tuple[int, tuple[str, ...]] | None,
+        prev: _DirEntry | None,
         stack: list[tuple[str, os.stat_result]],
         seen: set[tuple[int, int]],
         listed: set[str],
@@ -406,13 +416,13 @@ class PollScanner:
                         changes.append((name, Change("deleted", prefix + name, None)))
             if kept:
                 names = tuple(kept)
-            before: set[str] = set(prev[1]) if prev is not None else set()
+            before: set[str] = set(prev[2]) if prev is not None else set()
             if prev is None and self.recursive and self.known_subdirs is not None:
                 before.update(self.known_subdirs(directory))
             if before:
                 gone = sorted(before.difference(names))
         elif prev is not None:
-            names = prev[1]  # keep visiting what we knew was below
+            names = prev[2]  # keep visiting what we knew was below
             children = self._stat_subdirs(directory, names, strict=False) or []
 
         for name, change in changes:
@@ -428,7 +438,7 @@ class PollScanner:
         if not complete or mtime >= racy_after:
             mtime = _UNTRUSTED
         if complete or prev is not None:
-            self._dirs[directory] = (mtime, names)
+            self._dirs[directory] = (mtime, dst.st_ctime_ns, names)
         if complete:
             listed.add(directory)
         self._descend(children, stack, seen)
@@ -442,7 +452,7 @@ class PollScanner:
             directory = stack.pop()
             visited.append(directory)
             entry = self._dirs.get(directory)
-            subdirs: set[str] = set(entry[1]) if entry is not None else set()
+            subdirs: set[str] = set(entry[2]) if entry is not None else set()
             if self.known_subdirs is not None:
                 subdirs.update(self.known_subdirs(directory))
             known = self.known(directory)

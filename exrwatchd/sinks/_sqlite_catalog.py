@@ -1,0 +1,188 @@
+"""The catalog in SQLite, for exrwatchd/sinks/local.py: DDL derived from the Arrow schemas,
+the value mapping between row dicts and SQLite rows, and the statements that store one file.
+
+No locking, transactions or error handling here: the caller (LocalSink) owns the connection.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from exrwatchd.catalog.plan import AUDIT_COLUMNS, Action, plan, replaced_files_row
+from exrwatchd.catalog.rows import FileRows
+from exrwatchd.catalog.schema import CHILD_TABLES, TABLES
+
+#: Unique keys of the child tables; their leading file_id column also serves lookups by file.
+CHILD_KEYS: dict[str, tuple[str, ...]] = {
+    "parts": ("file_id", "part_index"),
+    "channels": ("file_id", "part_index", "channel_index"),
+    "attributes": ("file_id", "part_index", "attribute_name"),
+}
+
+# --------------------------------------------------------------------------- DDL from Arrow
+
+
+def sql_type(type_: pa.DataType) -> str:
+    """The SQLite column type of an Arrow type of the catalog (TypeError for any other)."""
+    if pa.types.is_string(type_):
+        return "TEXT"
+    if pa.types.is_integer(type_) or pa.types.is_boolean(type_):
+        return "INTEGER"
+    if pa.types.is_floating(type_):
+        return "REAL"
+    if pa.types.is_timestamp(type_):
+        return "TEXT"
+    if pa.types.is_fixed_size_list(type_) and pa.types.is_float32(type_.value_type):
+        return "BLOB"
+    raise TypeError(f"no SQLite mapping for Arrow type {type_}")
+
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def _columns(schema: pa.Schema) -> str:
+    cols = []
+    for field in schema:
+        if not _IDENT.match(field.name):
+            raise ValueError(f"not a plain identifier: {field.name!r}")
+        cols.append(f"{field.name} {sql_type(field.type)}{'' if field.nullable else ' NOT NULL'}")
+    return ",\n    ".join(cols)
+
+
+def ddl() -> list[str]:
+    """CREATE statements for the catalog, derived from `TABLES`."""
+    statements = [
+        f"CREATE TABLE IF NOT EXISTS {name} (\n    {_columns(schema)}\n)"
+        for name, schema in TABLES.items()
+    ]
+    statements += [
+        "CREATE UNIQUE INDEX IF NOT EXISTS files_by_path ON files (file_path_normalized)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS files_by_id ON files (file_id)",
+    ]
+    statements += [
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_by_file ON {table} ({', '.join(key)})"
+        for table, key in CHILD_KEYS.items()
+    ]
+    return statements
+
+
+# --------------------------------------------------------------------------- value mapping
+
+
+def _time_to_sql(value: datetime) -> str:
+    # isoformat pads the year to four digits (strftime %Y does not below 1000).
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _time_from_sql(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def _vector_to_sql(value: Any) -> bytes:
+    return np.asarray(value, dtype="<f4").tobytes()
+
+
+def _vector_from_sql(value: bytes) -> np.ndarray:
+    return np.frombuffer(value, dtype="<f4").astype(np.float32)
+
+
+Convert = Callable[[Any], Any]
+
+
+def _converters(schema: pa.Schema) -> tuple[list[Convert | None], list[Convert | None]]:
+    to_sql: list[Convert | None] = []
+    from_sql: list[Convert | None] = []
+    for field in schema:
+        t = field.type
+        if pa.types.is_timestamp(t):
+            to_sql.append(_time_to_sql)
+            from_sql.append(_time_from_sql)
+        elif pa.types.is_fixed_size_list(t):
+            to_sql.append(_vector_to_sql)
+            from_sql.append(_vector_from_sql)
+        elif pa.types.is_boolean(t):
+            to_sql.append(int)
+            from_sql.append(bool)
+        else:
+            to_sql.append(None)
+            from_sql.append(None)
+    return to_sql, from_sql
+
+
+_TO_SQL: dict[str, list[Convert | None]] = {}
+_FROM_SQL: dict[str, list[Convert | None]] = {}
+_INSERT: dict[str, str] = {}
+for _name, _schema in TABLES.items():
+    _TO_SQL[_name], _FROM_SQL[_name] = _converters(_schema)
+    _INSERT[_name] = (f"INSERT INTO {_name} ({', '.join(_schema.names)}) "
+                     f"VALUES ({', '.join('?' * len(_schema.names))})")  # fmt: skip
+
+
+def _convert(values: Iterable[Any], converters: Sequence[Convert | None]) -> list[Any]:
+    return [
+        v if conv is None or v is None else conv(v)
+        for v, conv in zip(values, converters, strict=True)
+    ]
+
+
+def sql_row(table: str, row: dict[str, Any]) -> tuple[Any, ...]:
+    """The SQLite values of a row dict of `table`, in column order."""
+    return tuple(_convert((row[n] for n in TABLES[table].names), _TO_SQL[table]))
+
+
+def py_row(table: str, values: Sequence[Any]) -> dict[str, Any]:
+    """The row dict (Python values) of SQLite values of `table` in column order."""
+    return dict(zip(TABLES[table].names, _convert(values, _FROM_SQL[table]), strict=True))
+
+
+# --------------------------------------------------------------------------- statements
+
+_AUDIT_UPDATE = (
+    "UPDATE files SET "
+    + ", ".join(f"{c} = ?" for c in AUDIT_COLUMNS)
+    + ", inspection_count = inspection_count + 1 WHERE file_id = ?"
+)
+
+
+def delete_file(conn: sqlite3.Connection, file_id: str) -> None:
+    """Delete the file's rows from every table."""
+    for table in ("files", *CHILD_TABLES):
+        conn.execute(f"DELETE FROM {table} WHERE file_id = ?", (file_id,))
+
+
+def upsert(conn: sqlite3.Connection, rows: FileRows) -> None:
+    """Store one file's rows: skip a replay, touch the audit columns, or replace them all."""
+    new = rows.files
+    found = conn.execute(
+        "SELECT header_hash, last_inspection_id, inspection_count, embedding_version "
+        "FROM files WHERE file_id = ?",
+        (rows.file_id,),
+    ).fetchone()
+    stored = None if found is None else dict(zip(
+        ("header_hash", "last_inspection_id", "inspection_count", "embedding_version"), found,
+        strict=True,
+    ))  # fmt: skip
+    action = plan(stored, new)
+    if action is Action.SKIP:
+        return
+    if action is Action.AUDIT:
+        values = sql_row("files", new)
+        index = {n: i for i, n in enumerate(TABLES["files"].names)}
+        conn.execute(_AUDIT_UPDATE,
+                     (*(values[index[c]] for c in AUDIT_COLUMNS), rows.file_id))  # fmt: skip
+        return
+    if stored is not None:
+        delete_file(conn, rows.file_id)
+    files_row = replaced_files_row(stored, new)
+    conn.execute(_INSERT["files"], sql_row("files", files_row))
+    for table, children in (("parts", rows.parts), ("channels", rows.channels),
+                            ("attributes", rows.attributes)):  # fmt: skip
+        if children:
+            conn.executemany(_INSERT[table], [sql_row(table, r) for r in children])
