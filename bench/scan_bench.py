@@ -8,18 +8,21 @@ size under ~sqrt(dirs) parents. It is reused when ROOT/.scanbench says it has th
 (generating a million files takes a minute); `--delete` removes it at the end.
 
 Everything runs with a warm page cache (one untimed `find` first). Each measurement is repeated
-`--runs` times; the table shows the best and the median. Every scanner measurement runs in its
-own child process, so "peak RSS" is that measurement's own high-water mark:
+`--runs` times, each right after a `find` of the same tree; the table shows the best and the
+median time and the median of the paired ratios to find, by wall time and by CPU time (user +
+sys: steadier on a shared machine). Every scanner measurement runs in its own child process,
+so "peak RSS" is that measurement's own high-water mark:
 
 - find: `find ROOT -name '*.exr' -printf '%s %T@ %p\\n' > /dev/null` (stats every file)
 - first scan: a new PollScanner, `known` returns {} so every file is "created"
 - pruned rescan: the same scanner again over the unchanged tree (directory mtimes prune all)
 - full rescan, journal knows all: `scan(full=True)` with `known` backed by a dict of every
-  file's FileSig (the steady state of the periodic full pass, and of a daemon restart); its
-  RSS includes that dict (the stand-in journal), shown separately as "RSS before"
+  file's FileSig (the steady state of the periodic full pass); its RSS includes that dict
+  (the stand-in journal), shown separately as "RSS before"
 - first scan of a new process, journal knows all: a restart; the first listing of each
   directory also runs every known name through the filter (it may have changed)
-- floor: the least a Python scandir walk can do (is_dir, name match, stat), for reference
+- floor: the least a Python scandir walk can do (is_dir, name match, stat through a directory
+  fd as the scanner does), for reference
 - tree.walk_files: the existing simple walker (builds a FoundFile per file)
 """
 
@@ -96,23 +99,34 @@ def _peak_rss_kb() -> int:
 FIND = ["find", "ROOT", "-name", "*.exr", "-printf", "%s %T@ %p\n"]
 
 
-def _find(root: str) -> float:
-    t0 = time.perf_counter()
+def _cpu(who: int) -> float:
+    ru = resource.getrusage(who)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _find(root: str) -> tuple[float, float]:
+    """Wall and CPU (user + sys) seconds of one find."""
+    c0, t0 = _cpu(resource.RUSAGE_CHILDREN), time.perf_counter()
     subprocess.run(
         [root if a == "ROOT" else a for a in FIND], check=True, stdout=subprocess.DEVNULL
     )
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _cpu(resource.RUSAGE_CHILDREN) - c0
 
 
 def _timed(fn: Callable[[], object], root: str, runs: int, out: dict) -> None:
     """Time `fn` `runs` times, each right after a `find` of the same tree: the machine is
-    shared, and a ratio of neighbours is steadier than a ratio of separate medians."""
-    out["times"], out["find_times"] = [], []
+    shared, and a ratio of neighbours is steadier than a ratio of separate medians. CPU time
+    (user + sys) is kept too: it moves less than wall time when other work competes."""
+    for key in ("times", "cpu", "find_times", "find_cpu"):
+        out[key] = []
     for _ in range(runs):
-        out["find_times"].append(_find(root))
-        t0 = time.perf_counter()
+        wall, cpu = _find(root)
+        out["find_times"].append(wall)
+        out["find_cpu"].append(cpu)
+        c0, t0 = _cpu(resource.RUSAGE_SELF), time.perf_counter()
         fn()
         out["times"].append(time.perf_counter() - t0)
+        out["cpu"].append(_cpu(resource.RUSAGE_SELF) - c0)
 
 
 def phase(name: str, root: str, runs: int) -> dict:
@@ -166,7 +180,7 @@ def phase(name: str, root: str, runs: int) -> dict:
         journal = {}
         for c in PollScanner(root, accept, lambda d: EMPTY).scan():
             directory, base = os.path.split(c.path)
-            journal.setdefault(directory, {})[base] = c.sig
+            journal.setdefault(directory, {})[base] = c.sig  # type: ignore[assignment]
         out["files"] = sum(len(v) for v in journal.values())
         out["rss_before_kb"] = _rss_now_kb()
 
@@ -282,20 +296,23 @@ def main() -> None:
     results = {name: run_phase(name, root, args.runs) for name in labels}
 
     find_all = [t for res in results.values() for t in res["find_times"]]
+    find_cpu = [t for res in results.values() for t in res["find_cpu"]]
     lines = [
-        "| measurement | best (s) | median (s) | / find (paired median) | RSS before (MB) "
-        "| peak RSS (MB) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| measurement | best (s) | median (s) | / find, wall | / find, CPU "
+        "| RSS before (MB) | peak RSS (MB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         f"| find -printf (stats every file), {len(find_all)} runs | {min(find_all):.3f} "
-        f"| {statistics.median(find_all):.3f} | 1.00x | | |",
+        f"| {statistics.median(find_all):.3f} | 1.00x "
+        f"| 1.00x ({statistics.median(find_cpu):.2f} s) | | |",
     ]
     for name, label in labels.items():
         res = results[name]
         times = res["times"]
-        ratio = statistics.median(t / f for t, f in zip(times, res["find_times"], strict=True))
+        wall = statistics.median(t / f for t, f in zip(times, res["find_times"], strict=True))
+        cpu = statistics.median(t / f for t, f in zip(res["cpu"], res["find_cpu"], strict=True))
         lines.append(
-            f"| {label} | {min(times):.3f} | {statistics.median(times):.3f} | {ratio:.2f}x "
-            f"| {res['rss_before_kb'] / 1024:.0f} | {res['peak_rss_kb'] / 1024:.0f} |"
+            f"| {label} | {min(times):.3f} | {statistics.median(times):.3f} | {wall:.2f}x "
+            f"| {cpu:.2f}x | {res['rss_before_kb'] / 1024:.0f} | {res['peak_rss_kb'] / 1024:.0f} |"
         )
     print()
     print("\n".join(lines))

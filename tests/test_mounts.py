@@ -144,15 +144,17 @@ class TestChooseBackend:
 
 class TestStateDirMustBeLocal:
     MOUNTS = (
-        "/dev/vda1 / ext4 rw 0 0\n"
-        "filer:/export/state /var/lib/exrwatchd nfs4 rw,relatime 0 0\n"
+        "/dev/vda1 / ext4 rw 0 0\nfiler:/export/state /var/lib/exrwatchd nfs4 rw,relatime 0 0\n"
     )
 
     def test_network_state_dir_is_refused_with_a_clear_message(self) -> None:
         from exrwatchd.daemon import StartupError, check_local_disk
 
-        with pytest.raises(StartupError, match=r"daemon.state_dir /var/lib/exrwatchd/x is on a "
-                           r"nfs4 mount \(/var/lib/exrwatchd\); the journal needs a local disk"):
+        with pytest.raises(
+            StartupError,
+            match=r"daemon.state_dir /var/lib/exrwatchd/x is on a "
+            r"nfs4 mount \(/var/lib/exrwatchd\); the journal needs a local disk",
+        ):
             check_local_disk("/var/lib/exrwatchd/x", self.MOUNTS)
         check_local_disk("/srv/state", self.MOUNTS)  # ext4: fine
 

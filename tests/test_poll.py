@@ -1,9 +1,11 @@
 """The mtime-pruning poller, on real temporary trees.
 
 No sleeps and no mocks: directory mtimes are set with os.utime to explicit nanosecond values, so
-"unchanged" and "changed" never depend on the clock. `Journal` below plays the daemon's journal:
-it records every change it is given and answers `known(directory)` like
-`Journal.paths_in_dir` would.
+"unchanged" and "changed" never depend on the clock. The one thing a local disk cannot show, a
+directory whose times look unchanged although its entries changed (an NFS client's attribute
+cache), is produced by `looks_unchanged`, which edits the scanner's memory of those times.
+`Journal` below plays the daemon's journal: it records every change it is given and answers
+`known(directory)` like `Journal.paths_in_dir` would.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def touch(path: Path, data: bytes = b"") -> Path:
     return path
 
 
-def set_mtime(path: Path | str, ns: int) -> None:
+def set_mtime(path: Path | str | bytes, ns: int) -> None:
     os.utime(path, ns=(ns, ns), follow_symlinks=False)
 
 
@@ -103,12 +105,22 @@ def freeze(root: Path, ns: int = OLD) -> None:
 
 
 def rewrite(path: Path, data: bytes) -> None:
-    """Rewrite in place (same inode) and keep the parent directory's mtime as it was."""
-    parent_ns = os.stat(path.parent).st_mtime_ns
+    """Rewrite in place: same inode, and the parent directory does not change."""
+    parent = os.stat(path.parent)
     with open(path, "r+b") as f:
         f.write(data)
         f.truncate()
-    set_mtime(path.parent, parent_ns)
+    after = os.stat(path.parent)
+    assert (after.st_mtime_ns, after.st_ctime_ns) == (parent.st_mtime_ns, parent.st_ctime_ns)
+
+
+def looks_unchanged(s: PollScanner, directory: Path) -> None:
+    """Make `s` see `directory` as unchanged since its last listing, as an NFS client with
+    cached directory attributes would. (A local directory's ctime cannot be put back, so this
+    edits the scanner's memory of the directory's times instead.)"""
+    st = os.stat(directory)
+    _mtime, _ctime, names = s._dirs[str(directory)]
+    s._dirs[str(directory)] = (st.st_mtime_ns, st.st_ctime_ns, names)
 
 
 @pytest.fixture
@@ -264,6 +276,19 @@ class TestInPlaceRewrites:
         assert changes[0].sig is not None and changes[0].sig.size == 9
         assert list(s.scan()) == [] and not s.stats.full
 
+    def test_replaced_file_with_the_directory_mtime_put_back_is_found(self, tree: Path) -> None:
+        # rsync -a: new content under a temporary name, renamed over the old file, and the
+        # directory's mtime set back to the source's. The ctime still moves.
+        j = Journal()
+        s = scanner(tree, j)
+        j.apply(s.scan())
+        d = tree / "sh020" / "depth"
+        before = os.stat(d).st_mtime_ns
+        touch(d / ".sh020_depth.1001.exr.Xa81Qz", b"re-rendered").rename(d / "sh020_depth.1001.exr")
+        set_mtime(d, before)
+        assert kinds(s.scan(), tree) == {("modified", "sh020/depth/sh020_depth.1001.exr")}
+        assert not s.stats.full and s.stats.dirs_listed == 1
+
     def test_hot_file_rewritten_in_place_is_found_by_the_next_pruned_scan(self, tree: Path) -> None:
         j = Journal()
         s = scanner(tree, j)
@@ -319,7 +344,7 @@ class TestInPlaceRewrites:
         f = tree / "sh020" / "depth" / "sh020_depth.1001.exr"
         s.mark_hot(str(f))
         f.unlink()
-        set_mtime(f.parent, OLD)  # pretend the directory looks unchanged (NFS attribute cache)
+        looks_unchanged(s, f.parent)  # NFS attribute cache
         assert kinds(s.scan(), tree) == {("deleted", "sh020/depth/sh020_depth.1001.exr")}
         assert s.stats.dirs_listed == 0 and s.hot_count == 0
 
@@ -330,7 +355,7 @@ class TestInPlaceRewrites:
         s.mark_hot(str(f))  # e.g. an inotify event from another watcher, or a render manager
         assert list(s.scan()) == []
         touch(f, b"abc")
-        set_mtime(f.parent, OLD)
+        looks_unchanged(s, f.parent)
         assert kinds(s.scan(), tree) == {("created", "sh010/depth/sh010_depth.1009.exr")}
         assert list(s.scan()) == []
 
@@ -364,7 +389,7 @@ class TestDeletions:
         assert s.dirs_known == N_DIRS - 3
         assert list(s.scan()) == []
 
-    def test_stale_parent_mtime_is_caught_when_a_remembered_subdirectory_is_gone(
+    def test_stale_parent_times_are_caught_when_a_remembered_subdirectory_is_gone(
         self, tree: Path
     ) -> None:
         # NFS may show the parent's old mtime for up to a minute: a remembered subdirectory
@@ -378,8 +403,8 @@ class TestDeletions:
         for f in (tree / "sh010" / "depth").iterdir():
             f.unlink()
         (tree / "sh010" / "depth").rmdir()
-        set_mtime(tree, OLD)
-        set_mtime(tree / "sh010", OLD)
+        looks_unchanged(s, tree)
+        looks_unchanged(s, tree / "sh010")
         changes = j.apply(s.scan())
         assert kinds(changes, tree) == {
             ("deleted", "sh010/depth/sh010_depth.1001.exr"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import ClassVar, Literal
 
@@ -33,6 +34,9 @@ from exrwatchd.journal import FileSig
 from exrwatchd.watch.poll import PollScanner
 
 InboxKind = Literal["changed", "closed", "gone", "subtree"]
+
+#: Files modified within this window are re-stat'ed on every poll until they settle.
+HOT_WINDOW_NS = 10 * 60 * 1_000_000_000
 
 
 class Inbox:
@@ -201,14 +205,19 @@ class PollWatcher:
                     self._on_error(self.root, OSError(0, reason))
                     self._stop.wait(self._interval)
                     continue
+                recent = time.time_ns() - HOT_WINDOW_NS
                 for change in self._scanner.scan():
                     if self._stop.is_set():
                         return
                     if change.kind == "deleted":
                         self._inbox.put(change.path, "gone")
-                    else:
-                        self._scanner.mark_hot(change.path)
-                        self._inbox.put(change.path, "changed")
+                        continue
+                    # Only files written lately can still be growing in place (which does not
+                    # touch the directory's mtime): keep those under watch. A first scan of a
+                    # big backlog must not make every old file "hot" and undo the pruning.
+                    if change.sig is not None and change.sig.mtime_ns >= recent:
+                        self._scanner.mark_hot(change.path, change.sig)
+                    self._inbox.put(change.path, "changed")
                 self._stop.wait(self._interval)
         except BaseException as exc:  # a dead poller must be noticed, not silent
             self.error = exc
