@@ -102,29 +102,35 @@ def _load(path: str) -> Any:
     return cfg
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _run_daemon(cfg: Any, *, once: bool) -> int:
+    """Run the daemon (or, with `once`, the one-shot scan) and map start errors to 78."""
     from exrwatchd.daemon import Daemon, StartupError
+    from exrwatchd.progress import Progress
 
-    cfg = _load(args.config)
     try:
         cfg.require_watches()
         daemon = Daemon(cfg)
         daemon.install_signal_handlers()
-        return daemon.run()
+        progress = Progress(sys.stderr) if once and sys.stderr.isatty() else None
+        code = daemon.run(once=once, progress=progress)
+        if progress:
+            progress.finish(daemon)
+        return code
     except StartupError as exc:
         print(f"exrwatchd: cannot start: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
     except ConfigError as exc:
         print(f"exrwatchd: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    return EXIT_CONFIG
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run_daemon(_load(args.config), once=False)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     import dataclasses
 
     from exrwatchd.config import WatchConfig
-    from exrwatchd.daemon import Daemon, StartupError
-    from exrwatchd.progress import Progress
 
     cfg = _load(args.config)
     if args.paths:
@@ -137,21 +143,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             base = owner or WatchConfig(path=Path(path))
             watches.append(dataclasses.replace(base, path=Path(path)))
         cfg = dataclasses.replace(cfg, watch=tuple(watches))
-    try:
-        cfg.require_watches()
-        daemon = Daemon(cfg)
-        daemon.install_signal_handlers()
-        progress = Progress(sys.stderr) if sys.stderr.isatty() else None
-        code = daemon.run(once=True, progress=progress)
-        if progress:
-            progress.finish(daemon)
-        return code
-    except StartupError as exc:
-        print(f"exrwatchd: cannot start: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except ConfigError as exc:
-        print(f"exrwatchd: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    return _run_daemon(cfg, once=True)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
