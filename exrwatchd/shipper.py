@@ -91,6 +91,8 @@ class JournalWriter:
 class SinkLoop:
     """One thread that moves outbox entries to the sink, acknowledging each."""
 
+    LOUD_INTERVAL = 60.0  # seconds between repeated sink.unavailable errors
+
     def __init__(
         self, journal: Journal, sink: Sink, *, batch_size: int, batch_wait: float,
         unavailable_backoff: tuple[float, float] = (1.0, 60.0),
@@ -108,6 +110,7 @@ class SinkLoop:
         self.error: BaseException | None = None
         self.unhealthy_since: float | None = None
         self.last_error: str | None = None
+        self._last_loud = 0.0
         self.delivered = 0
 
     def start(self) -> None:
@@ -149,9 +152,14 @@ class SinkLoop:
         except SinkUnavailable as exc:
             self._journal.retry([(e.id, str(exc)) for e in batch])
             now = time.monotonic()
-            if self.unhealthy_since is None or self.last_error != str(exc):
+            # Loud, but once per interval: an outage of hours must not flood the logs.
+            if (self.unhealthy_since is None or self.last_error != str(exc)
+                    or now - self._last_loud >= self.LOUD_INTERVAL):  # fmt: skip
+                self._last_loud = now
+                down_for = round(now - (self.unhealthy_since or now), 1)
                 log.error("sink.unavailable", sink=self._sink.name, error=str(exc),
-                          error_type=type(exc).__name__, entries=len(batch))  # fmt: skip
+                          error_type=type(exc).__name__, entries=len(batch),
+                          down_for_seconds=down_for)  # fmt: skip
             self.unhealthy_since = self.unhealthy_since or now
             self.last_error = str(exc)
             return False

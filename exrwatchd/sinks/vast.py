@@ -20,6 +20,7 @@ Credentials live only in the SDK session; messages are scrubbed of them regardle
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -27,7 +28,7 @@ from typing import Any, Literal
 import requests
 import vastdb
 from vastdb import errors as vast_errors
-from vastdb.config import SessionConfig
+from vastdb.config import BackoffConfig, SessionConfig
 
 from exrwatchd.catalog.rows import FileRows, RecordError, build_rows, file_id_for
 from exrwatchd.config import VastConfig
@@ -38,6 +39,17 @@ from exrwatchd.sinks.base import Delivery, Outcome, SinkUnavailable
 from exrwatchd.sinks.vast_schema import SchemaMismatch, ensure_catalog
 
 log = get_logger("exrwatchd.sinks.vast")
+
+
+class _PinnedEndpointNoise(logging.Filter):
+    # With data endpoints pinned (the default) the SDK still warns on every select that
+    # discovery found no VIPs; that is expected here, and would flood stderr.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No vips returned" not in str(record.msg)
+
+
+logging.getLogger("vastdb").addFilter(_PinnedEndpointNoise())
+logging.getLogger("vastdb._session_context").addFilter(_PinnedEndpointNoise())
 
 Kind = Literal["transient", "entry", "sink"]
 
@@ -96,10 +108,13 @@ class VastSink:
         config = SessionConfig() if cfg.discover_endpoints else SessionConfig(
             data_endpoints=[cfg.endpoint]  # type: ignore[list-item]
         )  # fmt: skip
+        # The SDK retries GETs and SlowDown on its own, for up to a minute by default; keep
+        # that short, since the sink loop has its own backoff and must stay responsive.
+        backoff = BackoffConfig(max_tries=3, max_time=min(30.0, cfg.read_timeout))
         return vastdb.connect(
             endpoint=cfg.endpoint, access=self._secrets[0], secret=self._secrets[1],
             ssl_verify=cfg.ssl_verify, timeout=(cfg.connect_timeout, cfg.read_timeout),
-            config=config,
+            backoff_config=backoff, config=config,
         )  # fmt: skip
 
     def _ready(self) -> tuple[Any, dict[str, Any]]:
@@ -204,7 +219,9 @@ def init_catalog(cfg: VastConfig, attempts: int = 5) -> dict[str, int]:
             session = sink._connect()
             with session.transaction() as tx:
                 tables = ensure_catalog(tx, cfg.bucket, cfg.schema, create=True)  # type: ignore[arg-type]
-            return {name: int(getattr(t.stats, "num_rows", 0) or 0) for name, t in tables.items()}
+                counts = {name: int(getattr(t.stats, "num_rows", 0) or 0)
+                          for name, t in tables.items()}  # fmt: skip
+            return counts
         except Exception as exc:
             if classify(exc) != "transient":
                 raise SinkUnavailable(f"vast: {sink.describe(exc)}") from None
