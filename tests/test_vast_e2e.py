@@ -91,7 +91,7 @@ def test_burst_through_every_fault_lands_exactly_once(tmp_path: Path, emu: VastE
     try:
         for round_, fault in enumerate(faults):
             fault()
-            for i in range(40):
+            for i in range(150):  # 7 rounds: a burst of 1,050 files
                 path = renders / f"r{round_}" / f"f.{i:04d}.exr"
                 path.parent.mkdir(exist_ok=True)
                 path.write_bytes(templates[i % 2])
