@@ -7,11 +7,12 @@ Every dir value must therefore be a BLOB too: SQLite orders all TEXT before all 
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from pathlib import Path
 from typing import Any
+
+from exrwatchd import _json
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 10_000
@@ -306,8 +307,8 @@ def dir_key(directory: str) -> bytes:
 
 
 def encode_record(record: dict[str, Any]) -> str:
-    # ensure_ascii turns lone surrogates into \udcXX escapes: valid UTF-8, lossless.
-    return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
+    # Lone surrogates (undecodable file names) become \udcXX escapes: valid UTF-8, lossless.
+    return _json.dumps(record)
 
 
 # Sink errors can be whole response bodies; the journal keeps enough to diagnose.

@@ -6,12 +6,12 @@ functions mirror the column order of the statements in exrwatchd/_journal_sql.py
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from exrwatchd import _json
 from exrwatchd._journal_sql import clean_text, encode_record
 
 Op = Literal["upsert", "delete"]
@@ -147,7 +147,7 @@ def outbox_entry(row: tuple[Any, ...]) -> OutboxEntry:
     id_, key, op, record, attempts, created_at = row
     return OutboxEntry(
         id=id_, path=os.fsdecode(key), op=op,
-        record=None if record is None else json.loads(record),
+        record=None if record is None else _json.loads(record),
         attempts=attempts, created_at=created_at,
     )  # fmt: skip
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import orjson
 
 from exrwatchd.errors import ExrwatchdError
 
@@ -148,12 +149,26 @@ def _finite_json(value: Any) -> Any:
     return value
 
 
+def _has_non_finite(value: Any) -> bool:
+    # orjson writes NaN as null; the catalog spells it "NaN" like the attribute decoder.
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite(v) for v in value)
+    return False
+
+
 def as_json_text(value: Any, what: str) -> str:
     """Strict JSON text (non-finite floats as "NaN" strings, as the attribute decoder does)."""
     try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        text = json.dumps(_finite_json(value), ensure_ascii=False, separators=(",", ":"))
-    except TypeError as exc:
+        if _has_non_finite(value):
+            value = _finite_json(value)
+        try:
+            text = orjson.dumps(value).decode()
+        except TypeError:  # lone surrogates: the standard library escapes them
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
         raise RecordError(f"{what} is not JSON: {exc}") from None
     return display_text(text)

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import ClassVar, Literal
+from typing import Literal
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -42,11 +42,10 @@ HOT_WINDOW_NS = 10 * 60 * 1_000_000_000
 class Inbox:
     """Thread-safe, collapsing hand-off from observers to the settle loop.
 
-    Holds at most one entry per path ("gone" and "subtree" win over changes, since they
-    need the stronger reaction) plus a flag for lost events.
+    Holds at most one entry per path, the latest event (so the close that follows a
+    create is what the settle loop sees, and it can use the shorter wait), except that a
+    directory's "subtree" walk is never replaced; plus the reasons events were lost.
     """
-
-    _RANK: ClassVar[dict[str, int]] = {"closed": 0, "changed": 1, "gone": 2, "subtree": 3}
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -56,8 +55,7 @@ class Inbox:
 
     def put(self, path: str, kind: InboxKind) -> None:
         with self._lock:
-            old = self._items.get(path)
-            if old is None or self._RANK[kind] >= self._RANK[old]:
+            if self._items.get(path) != "subtree":
                 self._items[path] = kind
         self.wakeup.set()
 
@@ -122,6 +120,16 @@ class _OverflowAlarm(logging.Handler):
             self._inbox.lost(f"inotify: {record.getMessage()}")
 
 
+# The kernel only queues what is subscribed. Not IN_MODIFY: it fires on every write() call,
+# so a renderer writing a frame in many chunks would flood the queue (and overflow it) for
+# nothing: a file that is pending is re-stat'ed by the settle rule anyway, and a file
+# rewritten in place announces the end with IN_CLOSE_WRITE. Not IN_OPEN/IN_CLOSE_NOWRITE:
+# our own inspections would trigger them. Periodic rescans cover whatever this misses.
+_SUBSCRIBED = (
+    FileCreatedEvent, FileClosedEvent, FileDeletedEvent, FileMovedEvent,
+    DirCreatedEvent, DirDeletedEvent, DirMovedEvent,
+)  # fmt: skip
+
 _WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
 
 
@@ -137,8 +145,9 @@ class InotifyWatcher:
         self._observer = InotifyObserver()
         self._observer.daemon = True
         self._observer.schedule(
-            _Handler(inbox, accept), root, recursive=recursive, follow_symlink=follow_symlinks
-        )
+            _Handler(inbox, accept), root, recursive=recursive, follow_symlink=follow_symlinks,
+            event_filter=list(_SUBSCRIBED),
+        )  # fmt: skip
         self._alarm = _OverflowAlarm(inbox)
 
     def start(self) -> None:
