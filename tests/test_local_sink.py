@@ -412,14 +412,13 @@ class TestFailures:
     ) -> None:
         bad = make_record(frames[0])
         del bad["parts"]
-        real = local_mod._upsert
+        real = local_mod.upsert_batch
 
-        def flaky(conn: sqlite3.Connection, rows: Any) -> None:
-            if rows.file_id == file_id_for(frames[2]):
-                raise sqlite3.OperationalError("database or disk is full")
-            real(conn, rows)
+        def flaky(conn: sqlite3.Connection, work: Any) -> None:
+            real(conn, work)  # rows written, then the disk fills before the commit
+            raise sqlite3.OperationalError("database or disk is full")
 
-        monkeypatch.setattr(local_mod, "_upsert", flaky)
+        monkeypatch.setattr(local_mod, "upsert_batch", flaky)
         result = sink.write([upsert(bad), upsert(make_record(frames[1])),
                              upsert(make_record(frames[2]))])  # fmt: skip
         assert outcomes(result) == [Outcome.REJECT, Outcome.RETRY, Outcome.RETRY]

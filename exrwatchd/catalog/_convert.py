@@ -162,13 +162,16 @@ def _has_non_finite(value: Any) -> bool:
 
 def as_json_text(value: Any, what: str) -> str:
     """Strict JSON text (non-finite floats as "NaN" strings, as the attribute decoder does)."""
+    # Values come from the attribute decoder (non-finite floats already spelled "NaN")
+    # through JSON, so a float NaN can only appear in a hand-made record: checked only
+    # when orjson's output shows a null it may have produced from one.
     try:
-        if _has_non_finite(value):
-            value = _finite_json(value)
+        text = orjson.dumps(value).decode()
+        if "null" in text and _has_non_finite(value):
+            text = orjson.dumps(_finite_json(value)).decode()
+    except TypeError:  # lone surrogates (or an unserialisable object)
         try:
-            text = orjson.dumps(value).decode()
-        except TypeError:  # lone surrogates: the standard library escapes them
             text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise RecordError(f"{what} is not JSON: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise RecordError(f"{what} is not JSON: {exc}") from None
     return display_text(text)

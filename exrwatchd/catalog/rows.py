@@ -41,9 +41,7 @@ from exrwatchd.catalog._convert import (
     need,
 )
 from exrwatchd.catalog.schema import (
-    ATTRIBUTES,
     CHANNEL_DIM,
-    CHANNELS,
     FILES,
     METADATA_DIM,
     PARTS,
@@ -156,13 +154,17 @@ def _part_rows(
         "channel_count": len(channels),
     })  # fmt: skip
 
+    # Child rows are dict literals in schema column order (test_catalog checks the order):
+    # there are dozens per file, so no merging or re-ordering on this path. Error texts
+    # are only formatted when something is wrong.
     channel_rows = []
     for ci, ch in enumerate(channels):
         cw = f"{where}.channels[{ci}]"
         name = as_str(need(ch, "name", cw), f"{cw}.name")
         assert name is not None
         layer, _, component = name.rpartition(".")
-        channel_rows.append(_ordered(CHANNELS, base | {
+        channel_rows.append({
+            "file_id": file_id, "file_path": file_path, "part_index": index,
             "channel_index": ci,
             "channel_name": name,
             "layer_name": layer,
@@ -172,17 +174,26 @@ def _part_rows(
             "y_sampling": as_int(need(ch, "y_sampling", cw), f"{cw}.y_sampling"),
             "p_linear": as_bool(need(ch, "p_linear", cw), f"{cw}.p_linear"),
             "view_name": as_str(ch.get("view"), f"{cw}.view", nullable=True),
-        }))  # fmt: skip
+        })  # fmt: skip
 
     attribute_rows = []
     for name, attr in attributes.items():
-        aw = f"{where}.attributes[{name!r}]"
-        attribute_rows.append(_ordered(ATTRIBUTES, base | {
-            "attribute_name": as_str(name, f"{aw} name"),
-            "attribute_type": as_str(need(attr, "type", aw), f"{aw}.type"),
-            "attribute_value": as_json_text(need(attr, "value", aw), f"{aw}.value"),
-            "attribute_base64": as_str(attr.get("base64"), f"{aw}.base64", nullable=True),
-        }))  # fmt: skip
+        if not isinstance(name, str) or not isinstance(attr, Mapping):
+            raise RecordError(f"{where}.attributes[{name!r}] is malformed")
+        type_name = attr.get("type")
+        raw = attr.get("base64")
+        if not isinstance(type_name, str) or not (raw is None or isinstance(raw, str)):
+            raise RecordError(f"{where}.attributes[{name!r}]: type must be a string and "
+                              "base64 a string or null")  # fmt: skip
+        if "value" not in attr:
+            raise RecordError(f"{where}.attributes[{name!r}] has no 'value'")
+        attribute_rows.append({
+            "file_id": file_id, "file_path": file_path, "part_index": index,
+            "attribute_name": display_text(name),
+            "attribute_type": display_text(type_name),
+            "attribute_value": as_json_text(attr["value"], f"{where}.attributes[{name!r}]"),
+            "attribute_base64": raw,
+        })  # fmt: skip
     return part_row, channel_rows, attribute_rows
 
 

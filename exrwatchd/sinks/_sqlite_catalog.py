@@ -132,9 +132,25 @@ def _convert(values: Iterable[Any], converters: Sequence[Convert | None]) -> lis
     ]
 
 
+_NAMES = {name: list(schema.names) for name, schema in TABLES.items()}
+#: Per table, the (index, converter) pairs of the columns that need converting.
+_CONVERTED = {
+    name: tuple((i, c) for i, c in enumerate(_TO_SQL[name]) if c is not None) for name in TABLES
+}
+
+
 def sql_row(table: str, row: dict[str, Any]) -> tuple[Any, ...]:
-    """The SQLite values of a row dict of `table`, in column order."""
-    return tuple(_convert((row[n] for n in TABLES[table].names), _TO_SQL[table]))
+    """The SQLite values of a row dict of `table`, in column order.
+
+    Rows are built in column order (catalog/rows.py), so the values are taken as they
+    are and only the few timestamp/vector/bool columns are converted.
+    """
+    names = _NAMES[table]
+    values = list(row.values()) if list(row) == names else [row[n] for n in names]
+    for i, convert in _CONVERTED[table]:
+        if values[i] is not None:
+            values[i] = convert(values[i])
+    return tuple(values)
 
 
 def py_row(table: str, values: Sequence[Any]) -> dict[str, Any]:
@@ -186,3 +202,53 @@ def upsert(conn: sqlite3.Connection, rows: FileRows) -> None:
                             ("attributes", rows.attributes)):  # fmt: skip
         if children:
             conn.executemany(_INSERT[table], [sql_row(table, r) for r in children])
+
+
+def upsert_batch(conn: sqlite3.Connection, batch: Sequence[tuple[str, FileRows | None]]) -> None:
+    """Apply a whole batch at once: one lookup, then one executemany per table.
+
+    `batch` holds (file_id, rows) per entry, rows None for a deletion, at most one entry
+    per file. Same decisions as `upsert`, an order of magnitude fewer statements; the caller
+    falls back to per-entry upserts when this raises for one bad entry.
+    """
+    ids = [file_id for file_id, _ in batch]
+    stored: dict[str, dict[str, Any]] = {}
+    columns = ("file_id", "header_hash", "last_inspection_id", "inspection_count",
+               "embedding_version")  # fmt: skip
+    for start in range(0, len(ids), 500):  # SQLite's default limit of host parameters
+        chunk = ids[start : start + 500]
+        query = (f"SELECT {', '.join(columns)} FROM files "
+                 f"WHERE file_id IN ({', '.join('?' * len(chunk))})")  # fmt: skip
+        for found in conn.execute(query, chunk):
+            stored[found[0]] = dict(zip(columns, found, strict=True))
+    delete: list[tuple[str]] = []
+    audits: list[tuple[Any, ...]] = []
+    inserts: dict[str, list[tuple[Any, ...]]] = {t: [] for t in TABLES}
+    index = {n: i for i, n in enumerate(TABLES["files"].names)}
+    for file_id, rows in batch:
+        old = stored.get(file_id)
+        if rows is None:
+            if old is not None:
+                delete.append((file_id,))
+            continue
+        action = plan(old, rows.files)
+        if action is Action.SKIP:
+            continue
+        if action is Action.AUDIT:
+            values = sql_row("files", rows.files)
+            audits.append((*(values[index[c]] for c in AUDIT_COLUMNS), file_id))
+            continue
+        if old is not None:
+            delete.append((file_id,))
+        inserts["files"].append(sql_row("files", replaced_files_row(old, rows.files)))
+        for table, children in (("parts", rows.parts), ("channels", rows.channels),
+                                ("attributes", rows.attributes)):  # fmt: skip
+            inserts[table].extend(sql_row(table, r) for r in children)
+    for table in ("files", *CHILD_TABLES):
+        if delete:
+            conn.executemany(f"DELETE FROM {table} WHERE file_id = ?", delete)
+    if audits:
+        conn.executemany(_AUDIT_UPDATE, audits)
+    for table, values in inserts.items():
+        if values:
+            conn.executemany(_INSERT[table], values)

@@ -37,11 +37,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from exrwatchd.catalog.rows import RecordError, build_rows, file_id_for, normalize_path
+from exrwatchd.catalog.rows import FileRows, RecordError, build_rows, file_id_for, normalize_path
 from exrwatchd.catalog.schema import CATALOG_VERSION, TABLES
 from exrwatchd.journal import OutboxEntry
 from exrwatchd.logs import get_logger
-from exrwatchd.sinks._sqlite_catalog import CHILD_KEYS, ddl, delete_file, py_row, sql_type
+from exrwatchd.sinks._sqlite_catalog import (
+    CHILD_KEYS,
+    ddl,
+    delete_file,
+    py_row,
+    sql_type,
+    upsert_batch,
+)
 from exrwatchd.sinks._sqlite_catalog import upsert as _upsert  # a global here: tests patch it
 from exrwatchd.sinks.base import Delivery, Outcome, SinkUnavailable
 
@@ -226,9 +233,54 @@ class LocalSink:
     # ------------------------------------------------------------------ writing
 
     def write(self, batch: Sequence[OutboxEntry]) -> list[Delivery]:
-        """Apply `batch` in one transaction; one Delivery per entry, in order."""
+        """Apply `batch` in one transaction; one Delivery per entry, in order.
+
+        Fast path first: the whole batch with one statement per table. Should any entry
+        make that fail for a reason other than a transient one, the batch is applied again
+        entry by entry, each in its own savepoint, so only the bad entry is rejected.
+        """
         if not batch:
             return []
+        fast = self._write_fast(batch)
+        if fast is not None:
+            return fast
+        return self._write_each(batch)
+
+    def _write_fast(self, batch: Sequence[OutboxEntry]) -> list[Delivery] | None:
+        outcome: dict[int, Delivery] = {}
+        work: list[tuple[str, FileRows | None]] = []
+        seen: set[str] = set()
+        for entry in batch:
+            try:
+                file_id, rows = _prepare(entry)
+            except RecordError as exc:
+                outcome[entry.id] = Delivery(entry.id, Outcome.REJECT, str(exc))
+                continue
+            except Exception:
+                return None  # a bug: the per-entry path isolates and reports it
+            if file_id in seen:
+                return None  # two entries for one file: keep their order, one by one
+            seen.add(file_id)
+            work.append((file_id, rows))
+        with self._lock:
+            conn = self._require()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                upsert_batch(conn, work)
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                if not is_transient(exc):
+                    return None
+                reason = f"transient: {_describe(exc)}"
+                return [outcome.get(e.id) or Delivery(e.id, Outcome.RETRY, reason)
+                        for e in batch]  # fmt: skip
+            except BaseException:
+                _rollback(conn)
+                raise
+        return [outcome.get(e.id) or Delivery(e.id, Outcome.DELIVERED) for e in batch]
+
+    def _write_each(self, batch: Sequence[OutboxEntry]) -> list[Delivery]:
         with self._lock:
             conn = self._require()
             deliveries: list[Delivery] = []
@@ -275,20 +327,11 @@ class LocalSink:
         return Delivery(entry.id, Outcome.DELIVERED)
 
     def _apply(self, conn: sqlite3.Connection, entry: OutboxEntry) -> None:
-        if entry.op == "delete":
-            delete_file(conn, file_id_for(entry.path))
-        elif entry.op == "upsert":
-            if entry.record is None:
-                raise RecordError("upsert entry without a record")
-            rows = build_rows(entry.record)
-            if rows.file_id != file_id_for(entry.path):
-                raise RecordError(
-                    f"entry path {entry.path!r} differs from record path "
-                    f"{entry.record.get('path')!r}"
-                )
-            _upsert(conn, rows)
+        file_id, rows = _prepare(entry)
+        if rows is None:
+            delete_file(conn, file_id)
         else:
-            raise RecordError(f"unknown op {entry.op!r}")
+            _upsert(conn, rows)
 
     # ------------------------------------------------------------------ reading
 
@@ -312,6 +355,22 @@ class LocalSink:
 
 
 # --------------------------------------------------------------------------- transactions
+
+
+def _prepare(entry: OutboxEntry) -> tuple[str, FileRows | None]:
+    """(file_id, rows) of an entry; rows None for a deletion. RecordError if malformed."""
+    if entry.op == "delete":
+        return file_id_for(entry.path), None
+    if entry.op != "upsert":
+        raise RecordError(f"unknown op {entry.op!r}")
+    if entry.record is None:
+        raise RecordError("upsert entry without a record")
+    rows = build_rows(entry.record)
+    if rows.file_id != file_id_for(entry.path):
+        raise RecordError(
+            f"entry path {entry.path!r} differs from record path {entry.record.get('path')!r}"
+        )
+    return rows.file_id, rows
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
