@@ -58,18 +58,18 @@ def _columns(schema: pa.Schema) -> str:
 
 def ddl() -> list[str]:
     """CREATE statements for the catalog, derived from `TABLES`."""
+    # WITHOUT ROWID tables clustered on their natural keys: one B-tree insert per row
+    # instead of two (table + index), which halves the cost of the ~25 child rows a file
+    # brings; deleting a file's rows is a range scan on the key's file_id prefix.
+    keys = {"files": ("file_id",), **CHILD_KEYS}
     statements = [
-        f"CREATE TABLE IF NOT EXISTS {name} (\n    {_columns(schema)}\n)"
+        f"CREATE TABLE IF NOT EXISTS {name} (\n    {_columns(schema)},\n"
+        f"    PRIMARY KEY ({', '.join(keys[name])})\n) WITHOUT ROWID"
         for name, schema in TABLES.items()
     ]
-    statements += [
-        "CREATE UNIQUE INDEX IF NOT EXISTS files_by_path ON files (file_path_normalized)",
-        "CREATE UNIQUE INDEX IF NOT EXISTS files_by_id ON files (file_id)",
-    ]
-    statements += [
-        f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_by_file ON {table} ({', '.join(key)})"
-        for table, key in CHILD_KEYS.items()
-    ]
+    statements.append(
+        "CREATE UNIQUE INDEX IF NOT EXISTS files_by_path ON files (file_path_normalized)"
+    )
     return statements
 
 
