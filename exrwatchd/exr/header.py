@@ -31,7 +31,16 @@ from exrwatchd.exr.attributes import (
     float32_value,
 )
 from exrwatchd.exr.chunks import expected_chunk_count
-from exrwatchd.exr.model import PART_TYPES, Attribute, Box, Channel, Header, Part, Tiles
+from exrwatchd.exr.model import (
+    PART_TYPES,
+    Attribute,
+    Box,
+    Channel,
+    ChannelList,
+    Header,
+    Part,
+    Tiles,
+)
 from exrwatchd.exr.source import HEAD_BYTES, ByteSource
 
 MAGIC = b"\x76\x2f\x31\x01"
@@ -54,10 +63,16 @@ REQUIRED_MULTIPART = ("name", "type", "chunkCount")
 
 
 class _NeedMore(Exception):
-    """The buffered bytes end inside the header being parsed; `what` says where."""
+    """The buffered bytes end inside the header being parsed.
 
-    def __init__(self, what: str) -> None:
+    `what` says where; `resume` is where the unfinished attribute starts (everything before
+    it is parsed and kept), `needed` how far the buffer must reach to finish it, if known.
+    """
+
+    def __init__(self, what: str, resume: int, needed: int = 0) -> None:
         self.what = what
+        self.resume = resume
+        self.needed = needed
 
 
 class _Cursor:
@@ -70,8 +85,9 @@ class _Cursor:
         self.buf = source.read(0, HEAD_BYTES)
         self.pos = 0
 
-    def grow(self, what: str) -> None:
-        """Double the buffer, or fail: the file ends here, or the header is too large."""
+    def grow(self, what: str, needed: int = 0) -> None:
+        """Read at least to `needed` (and at least double the buffer), or fail: the file
+        ends here, or the header is too large."""
         if len(self.buf) >= self.source.size:
             raise ExrFormatError(
                 "truncated_header",
@@ -79,7 +95,8 @@ class _Cursor:
             )
         if len(self.buf) >= MAX_HEADER_BYTES:
             raise ExrFormatError("too_large", f"header is larger than {MAX_HEADER_BYTES} bytes")
-        want = min(len(self.buf), MAX_HEADER_BYTES - len(self.buf))
+        want = min(max(len(self.buf), needed - len(self.buf) + 4096),
+                   MAX_HEADER_BYTES - len(self.buf))  # fmt: skip
         self.buf += self.source.read(len(self.buf), want)
 
 
@@ -108,13 +125,13 @@ def _prefix(key: bytes) -> tuple[str, str, int | None]:
     return info
 
 
-def _parse_attributes(buf: bytes, pos: int) -> tuple[list[Attribute], int]:
-    """Attributes of one header starting at `pos`, and the position after its terminator.
+def _parse_attributes(buf: bytes, pos: int, attributes: list[Attribute]) -> int:
+    """Append the attributes of one header starting at `pos` to `attributes`; return the
+    position after the header's terminator.
 
-    Raises _NeedMore when the buffer ends first, so the caller can read more and parse this
-    header again (rare: the first read covers nearly every real header).
+    Raises _NeedMore when the buffer ends first; the caller reads more and resumes at the
+    unfinished attribute (rare: the first read covers nearly every real header).
     """
-    attributes: list[Attribute] = []
     end_of_buf = len(buf)
     match, prefixes, unpack_size = _PREFIX.match, _PREFIXES, _SIZE.unpack_from
     checked = VARIABLE_CHECKED
@@ -122,17 +139,17 @@ def _parse_attributes(buf: bytes, pos: int) -> tuple[list[Attribute], int]:
         m = match(buf, pos)
         if m is None:
             if pos < end_of_buf and buf[pos] == 0:
-                return attributes, pos + 1
+                return pos + 1
             _diagnose(buf, pos)
         key = m.group(1)
         name, type_name, expected = prefixes.get(key) or _prefix(key)
         start = m.end()
         size = unpack_size(buf, start - 4)[0]
-        pos = start + size
-        if pos > end_of_buf or size < 0:
+        if start + size > end_of_buf or size < 0:
             if size < 0 or size > MAX_HEADER_BYTES:
                 raise ExrFormatError("bad_attribute", f"attribute {name!r} has size {size}")
-            raise _NeedMore(f"value of attribute {name!r} ({size} bytes)")
+            raise _NeedMore(f"value of attribute {name!r} ({size} bytes)", pos, start + size)
+        pos = start + size
         raw = buf[start:pos]
         if expected != size and (expected is not None or type_name in checked):
             check_value(name, type_name, raw)
@@ -148,25 +165,27 @@ def _diagnose(buf: bytes, pos: int) -> NoReturn:
             raise ExrFormatError(
                 "bad_header", f"attribute name at byte {pos} is longer than {limit} bytes"
             )
-        raise _NeedMore(f"attribute name at byte {pos}")
+        raise _NeedMore(f"attribute name at byte {pos}", pos)
     name = _text(buf[pos:name_end])
     type_end = buf.find(b"\0", name_end + 1, name_end + limit + 2)
     if type_end < 0:
         if len(buf) > name_end + limit + 1:
             raise ExrFormatError("bad_attribute", f"type name of attribute {name!r} is too long")
-        raise _NeedMore(f"type of attribute {name!r}")
+        raise _NeedMore(f"type of attribute {name!r}", pos)
     if type_end == name_end + 1:
         raise ExrFormatError("bad_attribute", f"attribute {name!r} has an empty type name")
-    raise _NeedMore(f"size of attribute {name!r}")
+    raise _NeedMore(f"size of attribute {name!r}", pos)
 
 
 def _read_attributes(cur: _Cursor) -> list[Attribute]:
+    attributes: list[Attribute] = []
     while True:
         try:
-            attributes, cur.pos = _parse_attributes(cur.buf, cur.pos)
+            cur.pos = _parse_attributes(cur.buf, cur.pos, attributes)
             return attributes
         except _NeedMore as need:
-            cur.grow(need.what)
+            cur.pos = need.resume
+            cur.grow(need.what, need.needed)
 
 
 def _typed(attrs: dict[str, Attribute], key: str, type_name: str, index: int) -> bytes:
@@ -246,7 +265,7 @@ def _channels(
             raise ValueError(f"channel {name!r} has sampling {xs}x{ys}")
         view_of = _channel_view(name, multiview, view) if multiview or view else None
         channels.append(Channel(name, pixel_type, xs, ys, p_linear, view_of))
-    return tuple(channels)
+    return ChannelList(channels)
 
 
 def _part(index: int, attributes: list[Attribute], flags: int) -> Part:

@@ -1,8 +1,10 @@
 """What an inspection knows about one EXR file: frozen values, no behaviour beyond derivation.
 
-These dataclasses are the seam between the header reader and everything downstream
+These immutable values are the seam between the header reader and everything downstream
 (embeddings, journal, catalog rows, CLI output). Collections are tuples so a value can be
-shared between threads without copying.
+shared between threads without copying. The ones built per file or per attribute are
+NamedTuples rather than frozen dataclasses: the reader's benchmark (docs/benchmarks.md)
+runs against OpenImageIO, and a frozen dataclass pays a __setattr__ call per field.
 """
 
 from __future__ import annotations
@@ -49,6 +51,21 @@ class Channel(NamedTuple):
     view: str | None
 
 
+class ChannelList(tuple[Channel, ...]):
+    """The channels of a part: a tuple that remembers its hash.
+
+    The reader hands out one shared ChannelList per distinct channel list (every frame of a
+    sequence has the same), and the embeddings key their caches on it: hashing dozens of
+    channels again for every file would cost more than the cache lookup saves.
+    """
+
+    def __hash__(self) -> int:
+        cached: int | None = self.__dict__.get("hash")
+        if cached is None:
+            cached = self.__dict__["hash"] = tuple.__hash__(self)
+        return cached
+
+
 @dataclass(frozen=True, slots=True)
 class Tiles:
     x_size: int
@@ -57,8 +74,10 @@ class Tiles:
     rounding_mode: str  # "round_down" | "round_up"
 
 
-@dataclass(frozen=True, slots=True)
-class Part:
+class Part(NamedTuple):
+    """One part (subimage) of a file. Immutable; a NamedTuple rather than a frozen
+    dataclass because it is built on the reader's hot path (docs/benchmarks.md)."""
+
     index: int
     name: str | None
     type: str  # one of PART_TYPES
@@ -123,9 +142,11 @@ class FileStat(NamedTuple):
     inode: int
 
 
-@dataclass(frozen=True, slots=True)
-class Inspection:
-    """The result of inspecting one path: a record, an incomplete verdict, or an error."""
+class Inspection(NamedTuple):
+    """The result of inspecting one path: a record, an incomplete verdict, or an error.
+
+    Immutable; a NamedTuple for the same hot-path reason as Part.
+    """
 
     path: str
     stat: FileStat | None
