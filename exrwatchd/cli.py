@@ -212,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--config", required=True, metavar="PATH")
     v.set_defaults(func=cmd_vast_init)
 
+    from exrwatchd.journal_cli import register as register_journal
+
+    register_journal(sub)
+
     p = sub.add_parser("status", help="journal counts, daemon progress and sink health")
     p.add_argument("--config", required=True, metavar="PATH")
     p.add_argument("--json", action="store_true")

@@ -23,17 +23,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
+from exrwatchd.components import StartupError, build_sink, open_journal
 from exrwatchd.config import Config, WatchConfig
-from exrwatchd.errors import ExrwatchdError
 from exrwatchd.journal import Journal, JournalError
 from exrwatchd.logs import get_logger
 from exrwatchd.pipeline import Pipeline
 from exrwatchd.reconcile import RootUnavailable, check_root, journal_known, reconcile
 from exrwatchd.shipper import JournalWriter, SinkLoop
-from exrwatchd.sinks.base import Sink, SinkUnavailable
+from exrwatchd.sink_process import SinkProcess
+from exrwatchd.sinks.base import SinkUnavailable
 from exrwatchd.status import write_status_file
 from exrwatchd.watch.filters import NameFilter
-from exrwatchd.watch.mounts import choose_backend, is_network_fs, mount_fstype
+from exrwatchd.watch.mounts import choose_backend
 from exrwatchd.watch.observers import Inbox, InotifyWatcher, PollWatcher
 from exrwatchd.watch.settle import Settler
 
@@ -42,44 +43,6 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 78  # EX_CONFIG: systemd's Restart=on-failure will not help; the config must change
 
 log = get_logger("exrwatchd.daemon")
-
-
-class StartupError(ExrwatchdError):
-    """The daemon cannot start (state_dir on a network file system, journal unusable...)."""
-
-
-def check_local_disk(state_dir: str, mounts_text: str | None = None) -> None:
-    """Refuse a state_dir on a network file system: SQLite's WAL needs a local disk."""
-    fstype, mount_point = mount_fstype(state_dir, mounts_text)
-    if is_network_fs(fstype):
-        raise StartupError(
-            f"daemon.state_dir {state_dir} is on a {fstype} mount ({mount_point}); the journal "
-            "needs a local disk (SQLite WAL does not work on network file systems)"
-        )
-
-
-def open_journal(cfg: Config) -> Journal:
-    state_dir = str(cfg.daemon.state_dir)
-    try:
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    except OSError as exc:
-        raise StartupError(f"daemon.state_dir {state_dir}: {exc.strerror}") from None
-    check_local_disk(state_dir)
-    return Journal.open(
-        cfg.daemon.state_dir, max_attempts=cfg.sink.max_attempts,
-        backoff_initial=cfg.sink.backoff_initial_seconds,
-        backoff_max=cfg.sink.backoff_max_seconds,
-    )  # fmt: skip
-
-
-def build_sink(cfg: Config) -> Sink:
-    if cfg.sink.kind == "local":
-        from exrwatchd.sinks.local import LocalSink
-
-        return LocalSink(cfg.daemon.state_dir / "catalog.db")
-    from exrwatchd.sinks.vast import VastSink
-
-    return VastSink(cfg.vast)
 
 
 @dataclass
@@ -111,7 +74,7 @@ class Daemon:
         self.watches = [_Watch(w, NameFilter(w.include, w.exclude), w.backend) for w in cfg.watch]
         self.journal: Journal | None = None
         self.writer: JournalWriter | None = None
-        self.sink_loop: SinkLoop | None = None
+        self.sink_loop: SinkLoop | SinkProcess | None = None
         self.pipeline: Pipeline | None = None
         self._workers: list[threading.Thread] = []
         self._reconciler: threading.Thread | None = None
@@ -124,12 +87,18 @@ class Daemon:
         reset = self.journal.reset_inflight()
         if reset:
             log.info("journal.resumed", inflight_reset=reset)
+        # Open the sink here even when a child process ships: a misconfigured sink (bad
+        # credentials, missing bucket, schema mismatch) must stop the start-up, loudly.
         sink = build_sink(self.cfg)
         sink.open()
-        self.sink_loop = SinkLoop(
-            self.journal, sink, batch_size=self.cfg.sink.batch_size,
-            batch_wait=self.cfg.sink.batch_wait_ms / 1000.0,
-        )  # fmt: skip
+        if self.cfg.daemon.sink_process:
+            sink.close()
+            self.sink_loop = SinkProcess(self.cfg.source)
+        else:
+            self.sink_loop = SinkLoop(
+                self.journal, sink, batch_size=self.cfg.sink.batch_size,
+                batch_wait=self.cfg.sink.batch_wait_ms / 1000.0,
+            )  # fmt: skip
         self.writer = JournalWriter(self.journal, on_commit=self.sink_loop.wake)
         self.writer.start()
         self.sink_loop.start()

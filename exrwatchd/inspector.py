@@ -6,11 +6,13 @@ record it, look again later (incomplete, or caught mid-write), or treat it as go
 
 from __future__ import annotations
 
+import base64
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from exrwatchd.embed import EMBEDDING_VERSION, embed_parts
 from exrwatchd.exr.inspect import inspect_path
 from exrwatchd.exr.model import Inspection
 from exrwatchd.exr.report import inspection_to_dict
@@ -35,8 +37,20 @@ class Verdict:
 
 
 def make_record(result: Inspection, inspected_at: datetime | None = None) -> dict[str, Any]:
-    """The record the journal stores and the sinks turn into rows."""
-    record = inspection_to_dict(result, embeddings=True)
+    """The record the journal stores and the sinks turn into rows.
+
+    As `inspect --json --embeddings` prints it, except that the two vectors are base64 of
+    little-endian float32: exact, 2 KB instead of ~10 KB of decimal text, and many times
+    faster to parse back when the sink reads the outbox.
+    """
+    record = inspection_to_dict(result)
+    record["embedding_version"] = EMBEDDING_VERSION
+    if result.error is None:
+        metadata, channels = embed_parts(result.parts)
+        record["metadata_embedding"] = base64.b64encode(metadata.astype("<f4").tobytes()).decode()
+        record["channel_fingerprint"] = base64.b64encode(channels.astype("<f4").tobytes()).decode()
+    else:
+        record["metadata_embedding"] = record["channel_fingerprint"] = None
     moment = inspected_at or datetime.now(tz=UTC)
     record["inspection_id"] = uuid.uuid4().hex
     record["inspected_at"] = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -48,6 +48,26 @@ __all__ = [
 ]
 
 _KNOWN_DIRS_PAGE = 1000
+# Tombstones are purged a slice of the path key space at a time, each slice in its own short
+# transaction, so that the daemon's writer never waits long behind an operator's purge.
+_PURGE_STEP = 5000
+
+# Statements used by the operator methods only (exrwatchd/journal_cli.py). Scans of `paths`
+# by status read the whole table (no index covers it), but only in a reader's snapshot, which
+# never blocks the daemon in WAL mode.
+_SELECT_STATUS = f"""
+    SELECT {sql.PATH_COLUMNS} FROM paths WHERE status = ?
+    ORDER BY updated_at DESC, path DESC LIMIT ?
+"""
+_PURGEABLE = """
+    status = 'deleted' AND updated_at < :cutoff
+    AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.path = paths.path)
+"""
+_COUNT_PURGEABLE = f"SELECT count(*) FROM paths WHERE {_PURGEABLE}"
+# The last key of the next slice: OFFSET step - 1 walks at most `step` primary-key entries.
+_SLICE_END = "SELECT path FROM paths WHERE path > :low ORDER BY path LIMIT 1 OFFSET :skip"
+_PURGE_SLICE = f"DELETE FROM paths WHERE path > :low AND path <= :high AND {_PURGEABLE}"
+_PURGE_REST = f"DELETE FROM paths WHERE path > :low AND {_PURGEABLE}"
 
 
 class JournalError(ExrwatchdError):
@@ -106,6 +126,16 @@ class Journal:
         except sql.Unusable as e:
             raise JournalError(str(e)) from e.__cause__
         return cls(state_dir / "journal.db", **kw)
+
+    def acknowledgements_only(self) -> None:
+        """Mark this connection as one that only claims and acknowledges (the sink process).
+
+        Its commits need not wait for the disk (synchronous=NORMAL): losing the last ones to
+        a power cut only means entries are shipped again, which the sinks make harmless.
+        The writer's commits, which hold the records themselves, stay synchronous=FULL.
+        """
+        with self._locked("set synchronous") as conn:
+            conn.execute("PRAGMA synchronous = NORMAL")
 
     def close(self) -> None:
         """Close the connection; further calls raise JournalError. Closing twice is fine."""
@@ -274,6 +304,48 @@ class Journal:
         cutoff = self._clock() - older_than_seconds
         with self._transaction("purge_tombstones") as conn:
             return conn.execute(sql.PURGE_TOMBSTONES, (cutoff,)).rowcount
+
+    def purge_tombstones_stepwise(
+        self, older_than_seconds: float, *, step: int = _PURGE_STEP
+    ) -> int:
+        """Like purge_tombstones, in many short transactions instead of one long one.
+
+        Walks the paths in key order, `step` at a time, each slice in its own transaction,
+        releasing the lock in between: safe next to a running daemon on any journal size.
+        The cutoff is fixed at the start. Returns how many tombstones were deleted.
+        """
+        if step < 1:
+            raise ValueError(f"step must be at least 1, not {step}")
+        params: dict[str, Any] = {
+            "cutoff": self._clock() - older_than_seconds, "low": b"", "skip": step - 1,
+        }  # fmt: skip
+        purged = 0
+        while True:
+            with self._transaction("purge_tombstones") as conn:
+                row = conn.execute(_SLICE_END, params).fetchone()
+                if row is None:  # the last slice: everything after `low`
+                    return purged + conn.execute(_PURGE_REST, params).rowcount
+                params["high"] = row[0]
+                purged += conn.execute(_PURGE_SLICE, params).rowcount
+            params["low"] = params.pop("high")
+
+    def count_purgeable_tombstones(self, older_than_seconds: float) -> int:
+        """How many tombstones purge_tombstones(older_than_seconds) would delete now."""
+        cutoff = self._clock() - older_than_seconds
+        with self._reading("count_purgeable_tombstones") as conn:
+            return int(conn.execute(_COUNT_PURGEABLE, {"cutoff": cutoff}).fetchone()[0])
+
+    def paths_with_status(self, status: PathStatus, limit: int = 100) -> list[PathState]:
+        """Paths whose last recorded state is `status`, most recently updated first.
+
+        For the operator: 'failed' lists the files that could not be read (recorded as
+        such, not dead letters), 'incomplete' those that never became whole.
+        """
+        if status not in conv.ALL_STATUSES:
+            raise ValueError(f"unknown path status {status!r}")
+        with self._reading("paths_with_status") as conn:
+            rows = conn.execute(_SELECT_STATUS, (status, limit)).fetchall()
+        return [conv.path_state(row) for row in rows]
 
     def stats(self) -> JournalStats:
         """Counts and ages, all read from one snapshot."""

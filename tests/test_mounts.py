@@ -148,7 +148,7 @@ class TestStateDirMustBeLocal:
     )
 
     def test_network_state_dir_is_refused_with_a_clear_message(self) -> None:
-        from exrwatchd.daemon import StartupError, check_local_disk
+        from exrwatchd.components import StartupError, check_local_disk
 
         with pytest.raises(
             StartupError,

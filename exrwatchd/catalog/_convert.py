@@ -7,6 +7,7 @@ and display_text; import them from there.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections.abc import Mapping
@@ -99,12 +100,19 @@ def as_time(value: Any, what: str, *, nullable: bool = False) -> datetime | None
 
 
 def as_vector(value: Any, dim: int, what: str) -> np.ndarray | None:
+    """A vector from a list of numbers, or from base64 of little-endian float32 (how the
+    daemon's journal records carry them)."""
     if value is None:
         return None
     try:
-        vec = np.asarray(value, dtype=np.float32)
+        if isinstance(value, str):
+            vec = np.frombuffer(base64.b64decode(value, validate=True), dtype="<f4")
+        else:
+            vec = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError):
-        raise RecordError(f"{what} must be a list of {dim} numbers") from None
+        raise RecordError(
+            f"{what} must be a list of {dim} numbers or base64 float32 bytes"
+        ) from None
     if vec.shape != (dim,):
         raise RecordError(f"{what} must hold {dim} numbers, got shape {vec.shape}")
     if not np.isfinite(vec).all():

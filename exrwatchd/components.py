@@ -1,0 +1,52 @@
+"""The daemon's durable parts, built from the config: the journal and the sink.
+
+Shared by the daemon and the sink process (sink_process.py), which builds its own.
+"""
+
+from __future__ import annotations
+
+import os
+
+from exrwatchd.config import Config
+from exrwatchd.errors import ExrwatchdError
+from exrwatchd.journal import Journal
+from exrwatchd.sinks.base import Sink
+from exrwatchd.watch.mounts import is_network_fs, mount_fstype
+
+
+class StartupError(ExrwatchdError):
+    """The daemon cannot start (state_dir on a network file system, journal unusable...)."""
+
+
+def check_local_disk(state_dir: str, mounts_text: str | None = None) -> None:
+    """Refuse a state_dir on a network file system: SQLite's WAL needs a local disk."""
+    fstype, mount_point = mount_fstype(state_dir, mounts_text)
+    if is_network_fs(fstype):
+        raise StartupError(
+            f"daemon.state_dir {state_dir} is on a {fstype} mount ({mount_point}); the journal "
+            "needs a local disk (SQLite WAL does not work on network file systems)"
+        )
+
+
+def open_journal(cfg: Config) -> Journal:
+    state_dir = str(cfg.daemon.state_dir)
+    try:
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"daemon.state_dir {state_dir}: {exc.strerror}") from None
+    check_local_disk(state_dir)
+    return Journal.open(
+        cfg.daemon.state_dir, max_attempts=cfg.sink.max_attempts,
+        backoff_initial=cfg.sink.backoff_initial_seconds,
+        backoff_max=cfg.sink.backoff_max_seconds,
+    )  # fmt: skip
+
+
+def build_sink(cfg: Config) -> Sink:
+    if cfg.sink.kind == "local":
+        from exrwatchd.sinks.local import LocalSink
+
+        return LocalSink(cfg.daemon.state_dir / "catalog.db")
+    from exrwatchd.sinks.vast import VastSink
+
+    return VastSink(cfg.vast)

@@ -1,0 +1,619 @@
+"""Prometheus metrics and the health endpoint: optional, off unless `[metrics] listen` is set.
+
+`Metrics` holds the counters and histograms the daemon updates at each stage, on its own
+private `CollectorRegistry`; gauges (queue depths, outbox counts, sink and watcher health)
+are read from a `Snapshot` callback only when someone scrapes. `NullMetrics` has the same
+methods and does nothing, so call sites never test whether metrics are on.
+
+Every update is one dict lookup plus one prometheus-client increment (about a microsecond;
+tests/test_metrics.py prints the numbers). Label values come from closed vocabularies:
+anything else is counted as "other", so a caller passing an error message or a path by
+mistake cannot grow the series count. Metric names, labels and sample queries are in
+docs/metrics.md.
+
+`MetricsServer` serves `/metrics` (Prometheus text format) and `/healthz` (200 "ok", or
+503 and the reason) on a daemon thread; `health_reason` builds that reason.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from exrwatchd import __version__
+from exrwatchd.logs import get_logger
+
+log = get_logger("exrwatchd.metrics")
+
+# The `*_created` series (one per counter and histogram child) double the output and say
+# nothing `process_start_time_seconds` does not. exrwatchd is the only prometheus-client
+# user in its process, so this process-wide switch is ours to flip.
+disable_created_metrics()
+
+OTHER = "other"
+
+#: Label vocabularies. Values outside them are counted under "other" (see _Labelled).
+EVENT_KINDS = ("changed", "closed", "gone", "subtree")
+INSPECTION_STATUSES = ("complete", "incomplete", "failed")
+#: InspectError kinds (README "Error kinds", plus "internal" for a crashed inspection).
+ERROR_KINDS = (
+    "vanished", "unreadable", "not_a_file", "empty", "not_exr", "unsupported",
+    "truncated_header", "bad_attribute", "bad_header", "too_large", "internal",
+)  # fmt: skip
+DEAD_LETTER_REASONS = ("rejected", "max_attempts")
+LOST_REASONS = ("inotify_overflow", "inotify_error", "poller_died")
+RESCAN_TRIGGERS = ("start", "interval", "lost_events", "subtree", "watcher_restart")
+SCAN_FOUND_KINDS = ("changed", "gone")
+OUTBOX_STATES = ("ready", "inflight", "dead")
+
+# Buckets, in seconds unless named otherwise. Settling takes at least quiet_seconds (2 s by
+# default) and end-to-end adds the inspection and one sink batch, so both are dense from
+# 1 s to 10 s; rechecked incomplete files can take up to max_wait_seconds (1 h).
+INSPECTION_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+)  # fmt: skip
+LATENCY_BUCKETS = (
+    0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0,
+    300.0, 600.0, 1800.0, 3600.0,
+)  # fmt: skip
+IO_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0,
+)  # fmt: skip
+BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+SCAN_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0)
+
+#: At most this many paths wait between `journaled` and `delivered` for the end-to-end
+#: histogram; beyond it (a long sink outage) new paths are simply not measured.
+MAX_TRACKED = 100_000
+
+
+# ---- the snapshot (gauges) ------------------------------------------------------------
+
+
+class WatchState(NamedTuple):
+    """One `[[watch]]` entry, in config order. A plain `(path, backend, dirs)` tuple works."""
+
+    path: str  # never exported as a label; the metrics use the entry's index
+    backend: str  # "inotify" or "poll"
+    watched_dirs: int | None = None  # directories under watch; None when not known
+    alive: bool = True  # False when the watcher died or could not start
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the daemon holds right now; built by its callback at each scrape.
+
+    The callback runs on an HTTP thread, concurrently with the daemon: it should only read
+    (lengths, sizes, a journal `stats()`), never block on the settle loop.
+    """
+
+    queue_depth: int  # settled files waiting for a worker
+    pending: int  # files settling
+    inflight: int  # files being inspected
+    outbox_ready: int  # journaled, waiting for the sink
+    outbox_dead: int  # dead letters
+    oldest_pending_age_seconds: float | None  # oldest ready outbox entry; None when none
+    watches: Sequence[WatchState | tuple[str, str, int | None]] = ()
+    sink_healthy: bool = True
+    sink_unhealthy_seconds: float | None = None  # None (or 0) while healthy
+    outbox_inflight: int = 0  # claimed by the sink loop, not yet acknowledged
+    journal_queue: int = 0  # verdicts waiting for the journal writer
+
+
+# ---- label guard ----------------------------------------------------------------------
+
+
+class _Labelled:
+    """One-label counter children, cached; values outside `allowed` become "other".
+
+    The cache makes the hot path one dict lookup (prometheus-client's `labels()` takes a
+    lock and validates on every call). Every allowed value is created up front, so each
+    series exists (at 0) from the first scrape and `rate()`/`increase()` see the first
+    increment.
+    """
+
+    __slots__ = ("_children",)
+
+    def __init__(self, metric: Counter, allowed: Iterable[str]) -> None:
+        self._children = {value: metric.labels(value) for value in (*allowed, OTHER)}
+
+    def __getitem__(self, value: str) -> Counter:
+        child = self._children.get(value)
+        return child if child is not None else self._children[OTHER]
+
+
+def lost_reason(text: str) -> str:
+    """A label value for an `Inbox.lost()` text ("inotify: queue overflow", "poll /x: ...")."""
+    if text in LOST_REASONS:
+        return text
+    head = text[:64].lower()
+    if head.startswith("inotify"):
+        return "inotify_overflow" if "overflow" in text.lower() else "inotify_error"
+    if head.startswith("poll"):
+        return "poller_died"
+    return OTHER
+
+
+# ---- metrics --------------------------------------------------------------------------
+
+
+class NullMetrics:
+    """Metrics switched off: the same methods as `Metrics`, each doing nothing."""
+
+    enabled = False
+
+    def event(self, kind: str) -> None:
+        """One inbox entry of `kind` (changed, closed, gone, subtree) reached the settle loop."""
+
+    def events_lost(self, reason: str) -> None:
+        """Events were lost; `reason` is the Inbox.lost() text or a LOST_REASONS value."""
+
+    def rescans(self, trigger: str) -> None:
+        """A reconciliation was requested (start, interval, lost_events, subtree, ...)."""
+
+    def settle_seconds(self, seconds: float) -> None:
+        """First event to settled (a first attempt handed to a worker)."""
+
+    def inspection_seconds(self, seconds: float) -> None:
+        """One inspection by a worker, whatever its verdict."""
+
+    def inspected(self, status: str) -> None:
+        """A verdict went to the journal: complete, incomplete or failed."""
+
+    def failed(self, reason: str) -> None:
+        """A failed verdict's error kind (not_exr, truncated_header, ...)."""
+
+    def journaled(self, path: str, first_seen: float) -> None:
+        """`path` went to the journal; `first_seen` is its first event (Metrics' clock)."""
+
+    def journal_commit(self, seconds: float, size: int) -> None:
+        """The journal writer committed `size` items in one transaction."""
+
+    def sink_batch(self, seconds: float, size: int) -> None:
+        """The sink answered for a batch of `size` entries."""
+
+    def persisted(self, n: int) -> None:
+        """`n` outbox entries were delivered."""
+
+    def delivered(self, paths: Iterable[str]) -> None:
+        """Observe end-to-end latency for delivered paths seen by `journaled`."""
+
+    def end_to_end_seconds(self, seconds: float) -> None:
+        """First event to persisted, when the caller measured it itself."""
+
+    def sink_retry(self, n: int = 1) -> None:
+        """`n` entries will be retried (the sink asked, or was unavailable)."""
+
+    def dead_lettered(self, reason: str, n: int = 1) -> None:
+        """`n` entries were dead-lettered: rejected, or max_attempts."""
+
+    def scanned(self, seconds: float, changed: int, gone: int) -> None:
+        """A reconciliation finished and found `changed` and `gone` paths."""
+
+    def scan_skipped(self) -> None:
+        """A reconciliation was skipped: its root looked unmounted (scan.root_unavailable)."""
+
+
+class Metrics(NullMetrics):
+    """The daemon's metrics on a private registry. Thread-safe; every method is cheap.
+
+    `snapshot` is called at scrape time for the gauges (None: no gauges). `clock` is the
+    clock of the `first_seen` values passed to `journaled` (the daemon's monotonic clock).
+    """
+
+    enabled = True
+
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        process: bool = True,
+        max_tracked: int = MAX_TRACKED,
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self._clock = clock
+        self._max_tracked = max_tracked
+        self._first_seen: dict[str, float] = {}
+        r = self.registry
+
+        def counter(name: str, doc: str, label: str, allowed: Iterable[str]) -> _Labelled:
+            return _Labelled(Counter(name, doc, (label,), registry=r), allowed)
+
+        self._events = counter(
+            "exrwatchd_events_total", "Watch events reaching the settle loop, collapsed per "
+            "path per drain.", "kind", EVENT_KINDS,
+        )  # fmt: skip
+        self._lost = counter(
+            "exrwatchd_events_lost_total", "Signs that watch events were lost; each one "
+            "triggers a full rescan.", "reason", LOST_REASONS,
+        )  # fmt: skip
+        self._rescans = counter(
+            "exrwatchd_rescans_total", "Reconciliations requested, by trigger.", "trigger",
+            RESCAN_TRIGGERS,
+        )  # fmt: skip
+        self._inspected = counter(
+            "exrwatchd_inspections_total", "Verdicts journaled, by status.", "status",
+            INSPECTION_STATUSES,
+        )  # fmt: skip
+        self._failed = counter(
+            "exrwatchd_inspection_failures_total", "Failed verdicts journaled, by error kind.",
+            "reason", ERROR_KINDS,
+        )  # fmt: skip
+        self._dead = counter(
+            "exrwatchd_dead_letters_total", "Outbox entries dead-lettered.", "reason",
+            DEAD_LETTER_REASONS,
+        )  # fmt: skip
+        self._scan_found = counter(
+            "exrwatchd_scan_found_total", "Paths reconciliation found changed or gone.",
+            "kind", SCAN_FOUND_KINDS,
+        )  # fmt: skip
+        self._persisted = Counter(
+            "exrwatchd_persisted_total", "Outbox entries delivered to the sink.", registry=r
+        )
+        self._journaled = Counter(
+            "exrwatchd_journaled_total", "Items committed to the journal.", registry=r
+        )
+        self._retries = Counter(
+            "exrwatchd_sink_retries_total", "Outbox entries put back for a later retry.",
+            registry=r,
+        )  # fmt: skip
+        self._skipped = Counter(
+            "exrwatchd_scans_skipped_total", "Reconciliations skipped because the root "
+            "looked unmounted or emptied.", registry=r,
+        )  # fmt: skip
+        self._inspection = Histogram(
+            "exrwatchd_inspection_seconds", "Time a worker spent inspecting one file.",
+            buckets=INSPECTION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self._settle = Histogram(
+            "exrwatchd_settle_seconds", "First event to settled (first attempts only).",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self._end_to_end = Histogram(
+            "exrwatchd_end_to_end_seconds", "First event to delivered by the sink.",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self._journal_commit = Histogram(
+            "exrwatchd_journal_commit_seconds", "One journal transaction (write and fsync).",
+            buckets=IO_BUCKETS, registry=r,
+        )  # fmt: skip
+        self._sink_seconds = Histogram(
+            "exrwatchd_sink_batch_seconds", "One sink write of a batch.",
+            buckets=IO_BUCKETS, registry=r,
+        )  # fmt: skip
+        self._sink_size = Histogram(
+            "exrwatchd_sink_batch_entries", "Outbox entries per sink batch.",
+            buckets=BATCH_SIZE_BUCKETS, registry=r,
+        )  # fmt: skip
+        self._scan = Histogram(
+            "exrwatchd_scan_seconds", "One reconciliation of a root or subtree.",
+            buckets=SCAN_BUCKETS, registry=r,
+        )  # fmt: skip
+        r.register(_SnapshotCollector(snapshot))
+        if process:
+            ProcessCollector(namespace="exrwatchd", registry=r)
+
+    # -- watch inbox drain (settle loop) --------------------------------------------------
+
+    def event(self, kind: str) -> None:
+        self._events[kind].inc()
+
+    def events_lost(self, reason: str) -> None:
+        self._lost[lost_reason(reason)].inc()
+
+    def rescans(self, trigger: str) -> None:
+        self._rescans[trigger].inc()
+
+    # -- settle, inspect ----------------------------------------------------------------
+
+    def settle_seconds(self, seconds: float) -> None:
+        self._settle.observe(seconds)
+
+    def inspection_seconds(self, seconds: float) -> None:
+        self._inspection.observe(seconds)
+
+    def inspected(self, status: str) -> None:
+        self._inspected[status].inc()
+
+    def failed(self, reason: str) -> None:
+        self._failed[reason].inc()
+
+    # -- journal --------------------------------------------------------------------------
+
+    def journaled(self, path: str, first_seen: float) -> None:
+        # setdefault: the earliest undelivered event of a path wins, so a path that keeps
+        # changing faster than it is delivered shows its real wait.
+        if len(self._first_seen) < self._max_tracked:
+            self._first_seen.setdefault(path, first_seen)
+
+    def journal_commit(self, seconds: float, size: int) -> None:
+        self._journal_commit.observe(seconds)
+        self._journaled.inc(size)
+
+    # -- sink -----------------------------------------------------------------------------
+
+    def sink_batch(self, seconds: float, size: int) -> None:
+        self._sink_seconds.observe(seconds)
+        self._sink_size.observe(size)
+
+    def persisted(self, n: int) -> None:
+        if n:
+            self._persisted.inc(n)
+
+    def delivered(self, paths: Iterable[str]) -> None:
+        if not self._first_seen:
+            return
+        now = self._clock()
+        pop = self._first_seen.pop
+        for path in paths:
+            first = pop(path, None)
+            if first is not None:
+                self._end_to_end.observe(max(0.0, now - first))
+
+    def end_to_end_seconds(self, seconds: float) -> None:
+        self._end_to_end.observe(seconds)
+
+    def sink_retry(self, n: int = 1) -> None:
+        if n:
+            self._retries.inc(n)
+
+    def dead_lettered(self, reason: str, n: int = 1) -> None:
+        if n:
+            self._dead[reason].inc(n)
+
+    # -- reconciler -----------------------------------------------------------------------
+
+    def scanned(self, seconds: float, changed: int, gone: int) -> None:
+        self._scan.observe(seconds)
+        if changed:
+            self._scan_found["changed"].inc(changed)
+        if gone:
+            self._scan_found["gone"].inc(gone)
+
+    def scan_skipped(self) -> None:
+        self._skipped.inc()
+
+    # -- output ---------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """Everything, in the Prometheus text format (what /metrics serves)."""
+        return generate_latest(self.registry)
+
+
+class _SnapshotCollector(Collector):
+    """Gauges read from the daemon's snapshot callback, only when scraped."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot] | None) -> None:
+        self._snapshot = snapshot
+
+    def describe(self) -> Iterator[Metric]:
+        # Names only, for the registry's duplicate check: never calls the snapshot.
+        yield InfoMetricFamily("exrwatchd_build", _BUILD_DOC)
+        yield GaugeMetricFamily("exrwatchd_snapshot_ok", _SNAPSHOT_OK_DOC)
+        for name, doc, _ in _SCALARS:
+            yield GaugeMetricFamily(name, doc)
+        for name, doc, labels in _LABELLED:
+            yield GaugeMetricFamily(name, doc, labels=labels)
+
+    def collect(self) -> Iterator[Metric]:
+        info = InfoMetricFamily("exrwatchd_build", _BUILD_DOC)
+        info.add_metric([], {"version": __version__})
+        yield info
+        if self._snapshot is None:
+            return
+        try:
+            snap = self._snapshot()
+        except Exception as exc:  # a scrape must still show the counters
+            log.warning("metrics.snapshot_failed", error=str(exc), error_type=type(exc).__name__)
+            yield GaugeMetricFamily("exrwatchd_snapshot_ok", _SNAPSHOT_OK_DOC, value=0)
+            return
+        yield GaugeMetricFamily("exrwatchd_snapshot_ok", _SNAPSHOT_OK_DOC, value=1)
+        for name, doc, read in _SCALARS:
+            yield GaugeMetricFamily(name, doc, value=read(snap))
+        outbox, count, up, dirs = (GaugeMetricFamily(name, doc, labels=labels)
+                                   for name, doc, labels in _LABELLED)  # fmt: skip
+        states = (snap.outbox_ready, snap.outbox_inflight, snap.outbox_dead)
+        for state, value in zip(OUTBOX_STATES, states, strict=True):
+            outbox.add_metric([state], value)
+        backends: dict[str, int] = {}
+        for index, raw in enumerate(snap.watches):
+            w = WatchState(*raw)
+            backends[w.backend] = backends.get(w.backend, 0) + 1
+            up.add_metric([str(index), w.backend], 1 if w.alive else 0)
+            if w.watched_dirs is not None:
+                dirs.add_metric([str(index), w.backend], w.watched_dirs)
+        for backend, n in sorted(backends.items()):
+            count.add_metric([backend], n)
+        yield from (outbox, count, up, dirs)
+
+
+_BUILD_DOC = "exrwatchd version."
+_SNAPSHOT_OK_DOC = "1 when the gauges could be read at this scrape, 0 when the callback failed."
+
+_SCALARS: tuple[tuple[str, str, Callable[[Snapshot], float]], ...] = (
+    ("exrwatchd_queue_depth", "Settled files waiting for a worker.", lambda s: s.queue_depth),
+    ("exrwatchd_pending_files", "Files settling (waiting to be quiet).", lambda s: s.pending),
+    ("exrwatchd_inflight_files", "Files being inspected.", lambda s: s.inflight),
+    ("exrwatchd_journal_queue_items", "Verdicts waiting for the journal writer.",
+     lambda s: s.journal_queue),
+    ("exrwatchd_oldest_pending_age_seconds",
+     "Age of the oldest outbox entry waiting for delivery; 0 when there is none.",
+     lambda s: s.oldest_pending_age_seconds or 0.0),
+    ("exrwatchd_sink_healthy", "1 while the sink accepts writes, else 0.",
+     lambda s: 1 if s.sink_healthy else 0),
+    ("exrwatchd_sink_unhealthy_seconds", "How long the sink has been failing; 0 when healthy.",
+     lambda s: 0.0 if s.sink_healthy else s.sink_unhealthy_seconds or 0.0),
+)  # fmt: skip
+
+_LABELLED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("exrwatchd_outbox_entries", "Journal outbox entries, by state.", ("state",)),
+    ("exrwatchd_watches", "Configured watches, by backend.", ("backend",)),
+    ("exrwatchd_watch_up", "1 while the watcher of a [[watch]] entry runs; `watch` is the "
+     "entry's index in the config file.", ("watch", "backend")),
+    ("exrwatchd_watched_directories", "Directories under watch, per [[watch]] entry.",
+     ("watch", "backend")),
+)  # fmt: skip
+
+
+# ---- health ---------------------------------------------------------------------------
+
+
+def health_reason(
+    sink_unhealthy_seconds: float | None,
+    threshold: float = 300.0,
+    dead_watchers: Iterable[str] = (),
+    *,
+    sink_error: str | None = None,
+) -> str | None:
+    """Why the daemon is unhealthy, or None when it is fine.
+
+    Unhealthy: the sink has been failing for `threshold` seconds or more, or a watcher is
+    dead (its path listed in `dead_watchers`). Several reasons are joined with "; ".
+    """
+    reasons = []
+    if sink_unhealthy_seconds is not None and sink_unhealthy_seconds >= threshold:
+        reason = f"sink failing for {sink_unhealthy_seconds:.0f} s"
+        if sink_error:
+            reason += f": {_one_line(sink_error)}"
+        reasons.append(reason)
+    reasons.extend(f"watcher for {path} is dead" for path in dead_watchers)
+    return "; ".join(reasons) or None
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---- HTTP -----------------------------------------------------------------------------
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """("host", port) from "host:port" or "[v6]:port"; port 0 picks a free one."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not re.fullmatch(r"\d{1,5}", port) or int(port) > 65535:
+        raise ValueError(f'metrics.listen must be "host:port", got {listen!r}')
+    return host.strip("[]"), int(port)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    metrics: Metrics
+    health: Callable[[], str | None]
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    timeout = 10  # a client that opens a connection and sends nothing cannot keep a thread
+    server_version = f"exrwatchd/{__version__}"
+
+    def do_GET(self) -> None:
+        self._serve(body=True)
+
+    def do_HEAD(self) -> None:
+        self._serve(body=False)
+
+    def _serve(self, *, body: bool) -> None:
+        path = urlsplit(self.path).path
+        if path == "/metrics":
+            try:
+                status, data, ctype = 200, self.server.metrics.render(), CONTENT_TYPE_LATEST
+            except Exception as exc:
+                log.error("metrics.render_failed", error=str(exc), error_type=type(exc).__name__)
+                status, data, ctype = 500, b"metrics failed\n", "text/plain; charset=utf-8"
+        elif path == "/healthz":
+            try:
+                reason = self.server.health()
+            except Exception as exc:
+                reason = f"health check failed: {type(exc).__name__}: {exc}"
+            status = 200 if reason is None else 503
+            text = "ok" if reason is None else _one_line(reason, 2000)
+            data, ctype = (text + "\n").encode(), "text/plain; charset=utf-8"
+        else:
+            status, data, ctype = 404, b"not found\n", "text/plain; charset=utf-8"
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:  # no access log on stderr
+        pass
+
+
+@dataclass
+class MetricsServer:
+    """`/metrics` and `/healthz` over HTTP, on one daemon thread (plus one per request)."""
+
+    listen: str
+    metrics: Metrics
+    health: Callable[[], str | None] = lambda: None
+    _server: _Server | None = field(default=None, init=False, repr=False)
+    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
+
+    def start(self) -> None:
+        """Bind and serve. OSError (address in use, bad host) names `listen`."""
+        host, port = parse_listen(self.listen)
+        cls = _Server6 if ":" in host else _Server
+        try:
+            server = cls((host, port), _Handler)
+        except OSError as exc:
+            raise OSError(exc.errno, f"metrics.listen {self.listen}: {exc.strerror or exc}") \
+                from exc  # fmt: skip
+        server.metrics = self.metrics
+        server.health = self.health
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics-http",
+            daemon=True,
+        )  # fmt: skip
+        self._thread.start()
+        log.info("metrics.listening", host=self.address[0], port=self.address[1])
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port): the real port when `listen` asked for port 0."""
+        if self._server is None:
+            raise RuntimeError("MetricsServer is not started")
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)

@@ -1,0 +1,122 @@
+"""The sink loop in a child process, so that shipping runs on its own core.
+
+Python threads share one core (the GIL). Shipping (reading outbox entries back, building
+catalog rows, writing them) costs about as much CPU per file as watching, settling,
+inspecting and journaling together, so on its own process the daemon's throughput roughly
+doubles (docs/benchmarks.md). Nothing else changes: the child talks to the parent only
+through the journal (SQLite in WAL mode serialises the two writers) plus a wake-up event,
+and reports its counters through shared memory. It loads the same config file itself:
+the Config holds secrets, which are deliberately not picklable.
+
+The child dies with its parent (PR_SET_PDEATHSIG), so a `kill -9` of the daemon can never
+leave an orphan shipping next to the restarted one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import multiprocessing
+import os
+import signal
+from multiprocessing.sharedctypes import Synchronized, SynchronizedString
+from pathlib import Path
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+_ERROR_BYTES = 1024
+
+
+class SinkProcess:
+    """Same surface as shipper.SinkLoop (start, alive, wake, stop, counters)."""
+
+    def __init__(self, config_path: Path) -> None:
+        ctx = multiprocessing.get_context("spawn")  # never fork a process that has threads
+        self._wake = ctx.Event()
+        self._stop = ctx.Event()
+        self._delivered: Synchronized[int] = ctx.Value("q", 0, lock=False)  # type: ignore[assignment]
+        self._unhealthy: Synchronized[float] = ctx.Value("d", math.nan, lock=False)  # type: ignore[assignment]
+        self._last_error: SynchronizedString = ctx.Array("c", _ERROR_BYTES, lock=False)  # type: ignore[assignment]
+        self._process = ctx.Process(
+            target=_child_main, name="exrwatchd-sink", daemon=True,
+            args=(str(config_path), self._wake, self._stop, self._delivered, self._unhealthy,
+                  self._last_error),
+        )  # fmt: skip
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._process.start()
+
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    def wake(self, _count: int = 0) -> None:
+        self._wake.set()
+
+    @property
+    def delivered(self) -> int:
+        return int(self._delivered.value)
+
+    @property
+    def unhealthy_since(self) -> float | None:
+        value = float(self._unhealthy.value)
+        return None if math.isnan(value) else value
+
+    @property
+    def last_error(self) -> str | None:
+        text = bytes(self._last_error.value).decode("utf-8", "replace")
+        return text or None
+
+    def stop(self, timeout: float) -> None:
+        self._stop.set()
+        self._process.join(timeout=timeout)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(timeout=5)
+        if self._process.exitcode not in (0, None, -signal.SIGTERM):
+            self.error = RuntimeError(f"sink process exited with {self._process.exitcode}")
+
+
+def _child_main(config_path: str, wake: Any, stop: Any, delivered: Any, unhealthy: Any,
+                last_error: Any) -> None:  # fmt: skip
+    # Imported here: the child starts from scratch (spawn) and the parent need not load
+    # the sink's dependencies twice.
+    from exrwatchd.components import build_sink, open_journal
+    from exrwatchd.config import load_config
+    from exrwatchd.logs import configure_logging, get_logger
+    from exrwatchd.shipper import SinkLoop
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the getppid() check below still notices an orphaned child
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    cfg = load_config(config_path)
+    configure_logging(cfg.log.format, cfg.log.level, cfg.secrets())
+    log = get_logger("exrwatchd.sink_process")
+    journal = open_journal(cfg)
+    journal.acknowledgements_only()
+    sink = build_sink(cfg)
+    sink.open()
+    loop = SinkLoop(journal, sink, batch_size=cfg.sink.batch_size,
+                    batch_wait=cfg.sink.batch_wait_ms / 1000.0)  # fmt: skip
+    loop.start()
+    log.info("sink.started", sink=sink.name, pid=os.getpid())
+    try:
+        while not stop.is_set() and loop.alive() and os.getppid() == parent:
+            if wake.wait(0.2):
+                wake.clear()
+                loop.wake()
+            delivered.value = loop.delivered
+            unhealthy.value = math.nan if loop.unhealthy_since is None else loop.unhealthy_since
+            last_error.value = (loop.last_error or "").encode("utf-8", "replace")[
+                : _ERROR_BYTES - 1
+            ]
+    finally:
+        loop.stop(timeout=max(1.0, cfg.daemon.shutdown_timeout))
+        delivered.value = loop.delivered
+        sink.close()
+        journal.close()
