@@ -255,8 +255,9 @@ def _check_listen(value: str) -> str | None:
         return f'must be "host:port", e.g. "127.0.0.1:9100", got {_q(value)}'
     if ":" in host and not (host.startswith("[") and host.endswith("]")):
         return f'must put an IPv6 address in brackets, e.g. "[::1]:9100", got {_q(value)}'
-    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-        return f"port must be a number from 1 to 65535, got {_q(port)}"
+    # Port 0 asks the kernel for a free port (the daemon logs the one it got).
+    if not (port.isascii() and port.isdigit() and 0 <= int(port) <= 65535):
+        return f"port must be a number from 0 to 65535, got {_q(port)}"
     return None
 
 

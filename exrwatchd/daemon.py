@@ -32,7 +32,7 @@ from exrwatchd.reconcile import RootUnavailable, check_root, journal_known, reco
 from exrwatchd.shipper import JournalWriter, SinkLoop
 from exrwatchd.sink_process import SinkProcess
 from exrwatchd.sinks.base import SinkUnavailable
-from exrwatchd.status import write_status_file
+from exrwatchd.telemetry import Telemetry
 from exrwatchd.watch.filters import NameFilter
 from exrwatchd.watch.mounts import choose_backend
 from exrwatchd.watch.observers import Inbox, InotifyWatcher, PollWatcher
@@ -64,6 +64,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.force = False
         self.started_at = time.time()
+        self.telemetry = Telemetry(self)
         self._rescan = queue.Queue[str | None]()  # roots (or subtrees) to reconcile
         self._scanning = threading.Event()
         self.settler = Settler(
@@ -98,13 +99,16 @@ class Daemon:
             self.sink_loop = SinkLoop(
                 self.journal, sink, batch_size=self.cfg.sink.batch_size,
                 batch_wait=self.cfg.sink.batch_wait_ms / 1000.0,
+                on_batch=self.telemetry.on_batch,
             )  # fmt: skip
-        self.writer = JournalWriter(self.journal, on_commit=self.sink_loop.wake)
+        self.writer = JournalWriter(self.journal, on_commit=self.sink_loop.wake,
+                                    metrics=self.telemetry.metrics)  # fmt: skip
         self.writer.start()
         self.sink_loop.start()
         self.pipeline = Pipeline(
             self.settler, self.inbox, self.writer, self.cfg.daemon.queue_size,
             rescan=self.request_rescan, settled=self._settled,
+            metrics=self.telemetry.metrics, clock=self.clock,
         )  # fmt: skip
         self._workers = self.pipeline.start_workers(self.cfg.daemon.workers)
         # Watch first, then reconcile: a file written during the first scan is seen by one
@@ -115,7 +119,10 @@ class Daemon:
         self._reconciler = threading.Thread(target=self._reconcile_loop, name="reconciler",
                                             daemon=True)  # fmt: skip
         self._reconciler.start()
+        self.telemetry.metrics.rescans("start")
         self.request_rescan(None)
+        if watch:
+            self.telemetry.start()
 
     def request_rescan(self, path: str | None) -> None:
         """Reconcile `path` (a subtree), or every watch root when None."""
@@ -207,7 +214,9 @@ class Daemon:
                 gone += item.kind == "gone"
         except RootUnavailable as exc:
             log.error("scan.root_unavailable", path=root, error=str(exc))
+            self.telemetry.metrics.scan_skipped()
             return
+        self.telemetry.metrics.scanned(time.monotonic() - started, found, gone)
         log.info("scan.finished", path=root, changed=found, gone=gone,
                  seconds=round(time.monotonic() - started, 3))  # fmt: skip
 
@@ -255,21 +264,8 @@ class Daemon:
             if time.monotonic() >= watch.retry_at and os.path.isdir(watch.cfg.path):
                 self._start_watch(watch)
                 if watch.watcher is not None:
+                    self.telemetry.metrics.rescans("watcher_restart")
                     self.request_rescan(str(watch.cfg.path))
-
-    def write_status(self) -> None:
-        assert self.pipeline is not None and self.writer is not None
-        assert self.sink_loop is not None
-        p, c, sink = self.pipeline, self.pipeline.counters, self.sink_loop
-        write_status_file(self.cfg.daemon.state_dir, {
-            "pid": os.getpid(), "updated_at": time.time(), "started_at": self.started_at,
-            "pending": len(self.settler), "queue_depth": p.work.qsize(),
-            "inflight": len(p.inflight), "journal_queue": self.writer.pending(),
-            "detected": c.detected, "inspected": c.inspected, "failed": c.failed,
-            "incomplete": c.incomplete, "deleted": c.deleted, "persisted": sink.delivered,
-            "sink_unhealthy_since": sink.unhealthy_since, "sink_last_error": sink.last_error,
-            "watches": [{"path": str(w.cfg.path), "backend": w.backend} for w in self.watches],
-        })  # fmt: skip
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -301,11 +297,12 @@ class Daemon:
         assert self.pipeline is not None
         while not self.stopping.is_set():
             self.pipeline.step(self.clock)
+            self.telemetry.pump()
             now = time.monotonic()
             if progress is not None:
                 progress(self)
             if now >= next_status:
-                self.write_status()
+                self.telemetry.write_status()
                 next_status = now + 2.0
                 if not once:
                     self.revive_watchers()
@@ -316,12 +313,14 @@ class Daemon:
                     break
             if now >= next_rescan:
                 next_rescan = now + self.cfg.daemon.rescan_interval
+                self.telemetry.metrics.rescans("interval")
                 self.request_rescan(None)
             if once and self.finished():
                 break
         return code
 
     def shutdown(self) -> None:
+        self.telemetry.stop()
         p = self.pipeline
         inflight = set(p.inflight) if p else set()
         log.info("daemon.stopping", pending=len(self.settler), inflight=len(inflight))
@@ -337,6 +336,7 @@ class Daemon:
                 p.handle_verdicts()
                 p.inbox.wakeup.wait(0.05)
             p.handle_verdicts()
+            p.drain_to_journal()
             p.stop_workers(len(self._workers))
         if self.writer is not None:
             self.writer.stop(timeout=max(1.0, deadline - time.monotonic()))

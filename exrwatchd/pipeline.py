@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +19,7 @@ from exrwatchd.exr.model import InspectError, Inspection
 from exrwatchd.inspector import Verdict, inspect_settled, make_record
 from exrwatchd.journal import Delete, Persist
 from exrwatchd.logs import get_logger
+from exrwatchd.metrics import NullMetrics
 from exrwatchd.shipper import JournalWriter
 from exrwatchd.watch.observers import Inbox
 from exrwatchd.watch.settle import SettledFile, Settler, Vanished
@@ -41,11 +44,16 @@ class Pipeline:
     queue_size: int
     rescan: Callable[[str | None], None]  # a subtree, or None for every watch root
     settled: Callable[[str], None]  # the daemon is done with a path (poll watchers forget it)
+    metrics: NullMetrics = field(default_factory=NullMetrics)
+    clock: Callable[[], float] = time.monotonic
     counters: Counters = field(default_factory=Counters)
     work: queue.Queue[SettledFile | None] = field(init=False)
     verdicts: queue.Queue[Verdict] = field(default_factory=queue.Queue)
     inflight: set[str] = field(default_factory=set)
     dirty: set[str] = field(default_factory=set)
+    # Journal writes the writer's bounded queue could not take yet, in order. While any wait
+    # here, no new work is handed out: backpressure without blocking this loop.
+    unwritten: deque[Persist | Delete] = field(default_factory=deque)
 
     def __post_init__(self) -> None:
         self.work = queue.Queue(maxsize=self.queue_size)
@@ -58,12 +66,14 @@ class Pipeline:
             item = self.work.get()
             if item is None:
                 return
+            started = time.perf_counter()
             try:
                 verdict = inspect_settled(item)
             except Exception as exc:  # a reader bug must not kill the worker or lose the file
                 log.exception("file.failed", path=item.path, error=str(exc), stage="inspect",
                               error_type=type(exc).__name__)  # fmt: skip
                 verdict = Verdict(item, "record", "failed", item.sig, None, str(exc), None)
+            self.metrics.inspection_seconds(time.perf_counter() - started)
             self.verdicts.put(verdict)
             self.inbox.wakeup.set()
 
@@ -80,10 +90,14 @@ class Pipeline:
         items, lost = self.inbox.drain()
         for reason in lost:
             log.warning("watch.events_lost", reason=reason)
+            self.metrics.events_lost(reason)
         if lost:
+            self.metrics.rescans("lost_events")
             self.rescan(None)
         for path, kind in items.items():
+            self.metrics.event(kind)
             if kind == "subtree":
+                self.metrics.rescans("subtree")
                 self.rescan(path)
                 continue
             if path not in self.settler:
@@ -91,8 +105,19 @@ class Pipeline:
                 log.debug("file.detected", path=path, trigger=kind)
             self.settler.observe(path, kind)
 
+    def flush(self) -> None:
+        """Hand waiting journal writes to the writer, as far as its queue takes them."""
+        while self.unwritten and self.writer.offer(self.unwritten[0]):
+            self.unwritten.popleft()
+
+    def _journal(self, item: Persist | Delete) -> None:
+        self.unwritten.append(item)
+        self.flush()
+
     def dispatch(self) -> None:
-        free = self.work.maxsize - self.work.qsize()
+        # Nothing new while verdicts wait for the journal: the settler keeps the paths.
+        free = 0 if self.unwritten else self.work.maxsize - self.work.qsize()
+        now = self.clock()
         for item in self.settler.poll(limit=max(0, free)):
             if isinstance(item, Vanished):
                 self._gone(item.path)
@@ -101,6 +126,8 @@ class Pipeline:
                 self.dirty.add(item.path)  # inspect again once the current look finishes
                 continue
             log.info("file.settled", path=item.path, size=item.sig.size, attempt=item.attempt)
+            if item.attempt == 0:
+                self.metrics.settle_seconds(now - item.first_seen)
             self.inflight.add(item.path)
             self.work.put(item)
 
@@ -132,12 +159,13 @@ class Pipeline:
         log.info("file.deleted", path=path)
         # Always through the writer: it is FIFO, so a Persist queued just before this
         # Delete is journaled first and cannot resurrect the path afterwards.
-        self.writer.put(Delete(path))
+        self._journal(Delete(path))
         self.settled(path)
 
     def _persist(self, v: Verdict) -> None:
         path = v.settled.path
         record = v.record if v.record is not None else _crash_record(path, v.reason)
+        self.metrics.inspected(v.status)
         if v.status == "complete":
             self.counters.inspected += 1
             log.info("file.inspected", path=path, header_hash=v.header_hash,
@@ -148,28 +176,38 @@ class Pipeline:
         else:
             self.counters.failed += 1
             error = record.get("error") or {}
+            self.metrics.failed(str(error.get("kind") or "internal"))
             log.warning("file.failed", path=path, error=v.reason, stage="inspect",
                         error_type=error.get("kind"))  # fmt: skip
-        self.writer.put(Persist(path, v.sig, v.header_hash, v.status, record))
+        self.metrics.journaled(path, v.settled.first_seen)
+        self._journal(Persist(path, v.sig, v.header_hash, v.status, record))
         self.settled(path)
 
     def idle(self) -> bool:
         """Nothing pending in memory: no events, nothing settling, inspecting or queued."""
         return (
             len(self.inbox) == 0 and len(self.settler) == 0 and not self.inflight
-            and self.verdicts.empty() and self.work.empty()
+            and self.verdicts.empty() and self.work.empty() and not self.unwritten
         )  # fmt: skip
 
     def step(self, clock: Callable[[], float], max_wait: float = 0.5) -> None:
         """One turn of the settle loop; sleeps until the next thing is due or an event."""
         self.drain_inbox()
         self.handle_verdicts()
+        self.flush()
         self.dispatch()
         due = self.settler.next_due()
         wait = max_wait if due is None else min(max_wait, max(0.0, due - clock()))
+        if self.unwritten:
+            wait = min(wait, 0.01)  # the writer frees room without telling us
         if wait > 0:
             self.inbox.wakeup.wait(wait)
         self.inbox.wakeup.clear()
+
+    def drain_to_journal(self) -> None:
+        """At shutdown: hand every waiting write to the writer, waiting for room."""
+        while self.unwritten:
+            self.writer.put(self.unwritten.popleft())
 
     def start_workers(self, count: int) -> list[threading.Thread]:
         threads = [threading.Thread(target=self.work_loop, name=f"worker-{i}", daemon=True)

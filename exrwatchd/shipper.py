@@ -13,12 +13,40 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from exrwatchd.journal import Delete, Journal, Persist
 from exrwatchd.logs import get_logger
+from exrwatchd.metrics import NullMetrics
 from exrwatchd.sinks.base import Outcome, Sink, SinkUnavailable
 
 log = get_logger("exrwatchd.shipper")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    """What one sink batch did, for metrics (sent across processes when the sink runs in
+    its own)."""
+
+    seconds: float
+    size: int
+    delivered: tuple[str, ...]  # paths
+    retried: int
+    rejected: int
+    exhausted: int  # dead-lettered after too many attempts
+    unavailable: bool  # the sink as a whole was down: every entry retries
+
+
+def report_to(metrics: NullMetrics, report: BatchReport) -> None:
+    if report.unavailable:
+        metrics.sink_retry(report.size)
+        return
+    metrics.sink_batch(report.seconds, report.size)
+    metrics.persisted(len(report.delivered))
+    metrics.delivered(report.delivered)
+    metrics.sink_retry(report.retried)
+    metrics.dead_lettered("rejected", report.rejected)
+    metrics.dead_lettered("max_attempts", report.exhausted)
 
 _STOP = object()
 
@@ -28,13 +56,15 @@ class JournalWriter:
 
     def __init__(
         self, journal: Journal, *, on_commit: Callable[[int], None], batch_size: int = 500,
-        max_delay: float = 0.05, capacity: int = 10_000,
+        max_delay: float = 0.05, capacity: int = 2_000, metrics: NullMetrics | None = None,
     ) -> None:  # fmt: skip
         self._journal = journal
+        self._metrics = metrics or NullMetrics()
         self._on_commit = on_commit
         self._batch_size = batch_size
         self._max_delay = max_delay
-        # Bounded: when the disk is slow the workers block here instead of piling up memory.
+        # Bounded: when the disk is slow, verdicts wait here (a few MB of records at most)
+        # and the settle loop stops handing out work instead of piling up memory.
         self._queue: queue.Queue[Persist | Delete | object] = queue.Queue(maxsize=capacity)
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
         self.error: BaseException | None = None
@@ -48,6 +78,14 @@ class JournalWriter:
 
     def put(self, item: Persist | Delete) -> None:
         self._queue.put(item)
+
+    def offer(self, item: Persist | Delete) -> bool:
+        """Queue `item` unless the queue is full (the caller keeps it and tries later)."""
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            return False
+        return True
 
     def pending(self) -> int:
         return self._queue.qsize()
@@ -77,7 +115,9 @@ class JournalWriter:
             raise
 
     def _write(self, batch: Sequence[Persist | Delete]) -> None:
+        started = time.perf_counter()
         self._journal.write(batch)
+        self._metrics.journal_commit(time.perf_counter() - started, len(batch))
         self.written += len(batch)
         self._on_commit(len(batch))
 
@@ -96,14 +136,14 @@ class SinkLoop:
     def __init__(
         self, journal: Journal, sink: Sink, *, batch_size: int, batch_wait: float,
         unavailable_backoff: tuple[float, float] = (1.0, 60.0),
-        on_delivered: Callable[[int], None] | None = None,
+        on_batch: Callable[[BatchReport], None] | None = None,
     ) -> None:  # fmt: skip
         self._journal = journal
         self._sink = sink
         self._batch_size = batch_size
         self._batch_wait = batch_wait
         self._backoff = unavailable_backoff
-        self._on_delivered = on_delivered
+        self._on_batch = on_batch
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sink", daemon=True)
@@ -147,10 +187,14 @@ class SinkLoop:
 
     def _ship(self, batch: Sequence) -> bool:
         """Deliver one batch. False when the sink as a whole is unavailable."""
+        started = time.perf_counter()
         try:
             deliveries = self._sink.write(batch)
         except SinkUnavailable as exc:
             self._journal.retry([(e.id, str(exc)) for e in batch])
+            if self._on_batch:
+                self._on_batch(BatchReport(time.perf_counter() - started, len(batch), (), 0, 0,
+                                           0, unavailable=True))  # fmt: skip
             now = time.monotonic()
             # Loud, but once per interval: an outage of hours must not flood the logs.
             if (self.unhealthy_since is None or self.last_error != str(exc)
@@ -183,8 +227,12 @@ class SinkLoop:
         if self.unhealthy_since is not None:
             log.info("sink.recovered", sink=self._sink.name)
             self.unhealthy_since = None
-        if self._on_delivered:
-            self._on_delivered(len(delivered))
+        if self._on_batch:
+            self._on_batch(BatchReport(
+                time.perf_counter() - started, len(batch),
+                tuple(by_id[i].path for i in delivered), len(retry), len(reject), len(dead),
+                unavailable=False,
+            ))  # fmt: skip
         return True
 
     def drain(self, timeout: float) -> None:

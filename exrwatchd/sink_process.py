@@ -14,10 +14,12 @@ leave an orphan shipping next to the restarted one.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import multiprocessing
 import os
+import queue
 import signal
 from multiprocessing.sharedctypes import Synchronized, SynchronizedString
 from pathlib import Path
@@ -37,10 +39,13 @@ class SinkProcess:
         self._delivered: Synchronized[int] = ctx.Value("q", 0, lock=False)  # type: ignore[assignment]
         self._unhealthy: Synchronized[float] = ctx.Value("d", math.nan, lock=False)  # type: ignore[assignment]
         self._last_error: SynchronizedString = ctx.Array("c", _ERROR_BYTES, lock=False)  # type: ignore[assignment]
+        # Per-batch reports for the parent's metrics; bounded, and dropped when full (they
+        # are statistics, never data).
+        self._reports: Any = ctx.Queue(maxsize=1000)
         self._process = ctx.Process(
             target=_child_main, name="exrwatchd-sink", daemon=True,
             args=(str(config_path), self._wake, self._stop, self._delivered, self._unhealthy,
-                  self._last_error),
+                  self._last_error, self._reports),
         )  # fmt: skip
         self.error: BaseException | None = None
 
@@ -67,6 +72,15 @@ class SinkProcess:
         text = bytes(self._last_error.value).decode("utf-8", "replace")
         return text or None
 
+    def reports(self) -> list[Any]:
+        """The batch reports (shipper.BatchReport) that arrived since the last call."""
+        out = []
+        while True:
+            try:
+                out.append(self._reports.get_nowait())
+            except queue.Empty:
+                return out
+
     def stop(self, timeout: float) -> None:
         self._stop.set()
         self._process.join(timeout=timeout)
@@ -78,7 +92,7 @@ class SinkProcess:
 
 
 def _child_main(config_path: str, wake: Any, stop: Any, delivered: Any, unhealthy: Any,
-                last_error: Any) -> None:  # fmt: skip
+                last_error: Any, reports: Any) -> None:  # fmt: skip
     # Imported here: the child starts from scratch (spawn) and the parent need not load
     # the sink's dependencies twice.
     from exrwatchd.components import build_sink, open_journal
@@ -101,8 +115,12 @@ def _child_main(config_path: str, wake: Any, stop: Any, delivered: Any, unhealth
     journal.acknowledgements_only()
     sink = build_sink(cfg)
     sink.open()
+    def report(batch: Any) -> None:
+        with contextlib.suppress(queue.Full):
+            reports.put_nowait(batch)
+
     loop = SinkLoop(journal, sink, batch_size=cfg.sink.batch_size,
-                    batch_wait=cfg.sink.batch_wait_ms / 1000.0)  # fmt: skip
+                    batch_wait=cfg.sink.batch_wait_ms / 1000.0, on_batch=report)  # fmt: skip
     loop.start()
     log.info("sink.started", sink=sink.name, pid=os.getpid())
     try:

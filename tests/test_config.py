@@ -261,14 +261,14 @@ class TestTypesAndRanges:
             "sink.backoff_max_seconds: must be >= sink.backoff_initial_seconds (500.0), got 300.0",
         ]
 
-    @pytest.mark.parametrize("listen", ["127.0.0.1:9100", "localhost:1", "[::1]:65535"])
+    @pytest.mark.parametrize("listen", ["127.0.0.1:9100", "localhost:1", "[::1]:65535", "host:0"])
     def test_metrics_listen(self, tmp_path: Path, listen: str) -> None:
         cfg = load(tmp_path, f'[metrics]\nlisten = "{listen}"\n')
         assert cfg.metrics.listen == listen
         assert f"{cfg.metrics.host}:{cfg.metrics.port}" == listen.replace("[", "").replace("]", "")
 
     @pytest.mark.parametrize(
-        "listen", ["9100", ":9100", "host:0", "host:70000", "host:http", "::1:9100"]
+        "listen", ["9100", ":9100", "host:-1", "host:70000", "host:http", "::1:9100"]
     )
     def test_metrics_listen_rejected(self, tmp_path: Path, listen: str) -> None:
         [line] = errors(tmp_path, f'[metrics]\nlisten = "{listen}"\n')

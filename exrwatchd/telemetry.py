@@ -1,0 +1,113 @@
+"""What the running daemon tells the outside: metrics, /healthz, status.json, systemd.
+
+Reads the daemon's state; changes nothing in it. Gauges are computed when scraped (or when
+the status is written), from a Snapshot, so the hot paths only bump counters.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from exrwatchd.logs import get_logger
+from exrwatchd.metrics import (
+    Metrics,
+    MetricsServer,
+    NullMetrics,
+    Snapshot,
+    WatchState,
+    health_reason,
+)
+from exrwatchd.shipper import BatchReport, report_to
+from exrwatchd.sink_process import SinkProcess
+from exrwatchd.status import write_status_file
+
+if TYPE_CHECKING:
+    from exrwatchd.daemon import Daemon
+
+log = get_logger("exrwatchd.telemetry")
+
+#: A sink failing for longer than this makes /healthz answer 503.
+SINK_UNHEALTHY_AFTER = 300.0
+
+
+class Telemetry:
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        listen = daemon.cfg.metrics.listen
+        self.metrics: NullMetrics = Metrics(self.snapshot) if listen else NullMetrics()
+        self._server: MetricsServer | None = None
+        if listen and isinstance(self.metrics, Metrics):
+            self._server = MetricsServer(listen, self.metrics, self.health)
+
+    def start(self) -> None:
+        if self._server is not None:
+            self._server.start()
+            host, port = self._server.address
+            log.info("metrics.listening", address=f"{host}:{port}", paths=["/metrics", "/healthz"])
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+    def on_batch(self, report: BatchReport) -> None:
+        report_to(self.metrics, report)
+
+    def pump(self) -> None:
+        """Move the sink process's batch reports into the metrics (main loop, each turn)."""
+        sink = self._daemon.sink_loop
+        if isinstance(sink, SinkProcess):
+            for report in sink.reports():
+                report_to(self.metrics, report)
+
+    def snapshot(self) -> Snapshot:
+        d = self._daemon
+        p, sink, journal = d.pipeline, d.sink_loop, d.journal
+        stats = journal.stats() if journal is not None else None
+        unhealthy = sink.unhealthy_since if sink is not None else None
+        return Snapshot(
+            queue_depth=p.work.qsize() if p else 0,
+            pending=len(d.settler),
+            inflight=len(p.inflight) if p else 0,
+            outbox_ready=stats.ready if stats else 0,
+            outbox_dead=stats.dead if stats else 0,
+            oldest_pending_age_seconds=stats.oldest_ready_age if stats else None,
+            watches=[WatchState(str(w.cfg.path), w.backend, None,
+                                w.watcher is not None and w.watcher.alive())
+                     for w in d.watches],
+            sink_healthy=unhealthy is None,
+            sink_unhealthy_seconds=None if unhealthy is None else time.monotonic() - unhealthy,
+            outbox_inflight=stats.inflight if stats else 0,
+            journal_queue=d.writer.pending() if d.writer else 0,
+        )  # fmt: skip
+
+    def health(self) -> str | None:
+        d = self._daemon
+        sink = d.sink_loop
+        unhealthy = None if sink is None or sink.unhealthy_since is None else (
+            time.monotonic() - sink.unhealthy_since)  # fmt: skip
+        dead = [str(w.cfg.path) for w in d.watches
+                if w.watcher is None or not w.watcher.alive()]  # fmt: skip
+        return health_reason(unhealthy, SINK_UNHEALTHY_AFTER, dead,
+                             sink_error=sink.last_error if sink else None)  # fmt: skip
+
+    def status(self) -> dict[str, Any]:
+        d = self._daemon
+        assert d.pipeline is not None and d.writer is not None and d.sink_loop is not None
+        p, c, sink = d.pipeline, d.pipeline.counters, d.sink_loop
+        return {
+            "pid": os.getpid(), "updated_at": time.time(), "started_at": d.started_at,
+            "pending": len(d.settler), "queue_depth": p.work.qsize(),
+            "inflight": len(p.inflight), "journal_queue": d.writer.pending() + len(p.unwritten),
+            "detected": c.detected, "inspected": c.inspected, "failed": c.failed,
+            "incomplete": c.incomplete, "deleted": c.deleted, "persisted": sink.delivered,
+            "sink_unhealthy_since": sink.unhealthy_since, "sink_last_error": sink.last_error,
+            "health": self.health(),
+            "watches": [{"path": str(w.cfg.path), "backend": w.backend} for w in d.watches],
+        }  # fmt: skip
+
+    def write_status(self) -> dict[str, Any]:
+        status = self.status()
+        write_status_file(self._daemon.cfg.daemon.state_dir, status)
+        return status
