@@ -15,7 +15,6 @@ Signal handlers only set flags; the main loop does the work.
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import threading
 import time
@@ -28,7 +27,7 @@ from exrwatchd.config import Config, WatchConfig
 from exrwatchd.journal import Journal, JournalError
 from exrwatchd.logs import get_logger
 from exrwatchd.pipeline import Pipeline
-from exrwatchd.reconcile import RootUnavailable, check_root, journal_known, reconcile
+from exrwatchd.reconcile import Reconciler, RootUnavailable, check_root, journal_known
 from exrwatchd.shipper import JournalWriter, SinkLoop
 from exrwatchd.sink_process import SinkProcess
 from exrwatchd.sinks.base import SinkUnavailable
@@ -48,10 +47,27 @@ log = get_logger("exrwatchd.daemon")
 @dataclass
 class _Watch:
     cfg: WatchConfig
-    accept: NameFilter
+    accept_filter: NameFilter
     backend: str
     watcher: InotifyWatcher | PollWatcher | None = None
     retry_at: float = 0.0  # monotonic time before which a failed start is not retried
+
+    # What the reconciler reads (reconcile.WatchedRoot).
+    @property
+    def root(self) -> str:
+        return str(self.cfg.path)
+
+    @property
+    def accept(self) -> Callable[[str], bool]:
+        return self.accept_filter.accepts
+
+    @property
+    def recursive(self) -> bool:
+        return self.cfg.recursive
+
+    @property
+    def follow_symlinks(self) -> bool:
+        return self.cfg.follow_symlinks
 
 
 class Daemon:
@@ -65,8 +81,6 @@ class Daemon:
         self.force = False
         self.started_at = time.time()
         self.telemetry = Telemetry(self)
-        self._rescan = queue.Queue[str | None]()  # roots (or subtrees) to reconcile
-        self._scanning = threading.Event()
         self.settler = Settler(
             quiet_seconds=cfg.settle.quiet_seconds, max_wait_seconds=cfg.settle.max_wait_seconds,
             recheck_initial=cfg.settle.recheck_initial_seconds,
@@ -78,7 +92,7 @@ class Daemon:
         self.sink_loop: SinkLoop | SinkProcess | None = None
         self.pipeline: Pipeline | None = None
         self._workers: list[threading.Thread] = []
-        self._reconciler: threading.Thread | None = None
+        self._reconciler: Reconciler | None = None
 
     # ---- start-up ---------------------------------------------------------------------
 
@@ -116,8 +130,10 @@ class Daemon:
         if watch:
             for w in self.watches:
                 self._start_watch(w)
-        self._reconciler = threading.Thread(target=self._reconcile_loop, name="reconciler",
-                                            daemon=True)  # fmt: skip
+        self._reconciler = Reconciler(
+            self.journal, lambda: self.watches, self._found, on_error=self._walk_error,
+            metrics=self.telemetry.metrics, done=self.inbox.wakeup.set,
+        )  # fmt: skip
         self._reconciler.start()
         self.telemetry.metrics.rescans("start")
         self.request_rescan(None)
@@ -126,11 +142,15 @@ class Daemon:
 
     def request_rescan(self, path: str | None) -> None:
         """Reconcile `path` (a subtree), or every watch root when None."""
+        assert self._reconciler is not None
         if path is not None:
-            self._rescan.put(path)
+            self._reconciler.request(path)
             return
         for w in self.watches:
-            self._rescan.put(str(w.cfg.path))
+            self._reconciler.request(w.root)
+
+    def _found(self, path: str, kind: str) -> None:
+        self.inbox.put(path, "gone" if kind == "gone" else "changed")
 
     def _settled(self, path: str) -> None:
         for watch in self.watches:
@@ -143,13 +163,13 @@ class Daemon:
         watch.backend = backend
         if backend == "inotify":
             watch.watcher = InotifyWatcher(
-                root, self.inbox, watch.accept.accepts, recursive=watch.cfg.recursive,
+                root, self.inbox, watch.accept, recursive=watch.cfg.recursive,
                 follow_symlinks=watch.cfg.follow_symlinks,
             )  # fmt: skip
         else:
             assert self.journal is not None
             watch.watcher = PollWatcher(
-                root, self.inbox, watch.accept.accepts, recursive=watch.cfg.recursive,
+                root, self.inbox, watch.accept, recursive=watch.cfg.recursive,
                 follow_symlinks=watch.cfg.follow_symlinks, interval=watch.cfg.poll_interval,
                 known=journal_known(self.journal), on_error=self._walk_error,
                 guard=lambda: self._root_problem(root),
@@ -179,51 +199,10 @@ class Daemon:
 
     # ---- threads ----------------------------------------------------------------------
 
-    def _reconcile_loop(self) -> None:
-        while True:
-            root = self._rescan.get()
-            if root is None:
-                return
-            self._scanning.set()
-            try:
-                self._reconcile_one(root)
-            finally:
-                if self._rescan.empty():
-                    self._scanning.clear()
-                self.inbox.wakeup.set()
-
-    def _reconcile_one(self, root: str) -> None:
-        assert self.journal is not None
-        watch = next((w for w in self.watches if root == str(w.cfg.path)
-                      or root.startswith(str(w.cfg.path) + os.sep)), None)  # fmt: skip
-        if watch is None:
-            return
-        started = time.monotonic()
-        log.info("scan.started", path=root)
-        found = gone = 0
-        try:
-            for item in reconcile(
-                root, self.journal, watch.accept.accepts, recursive=watch.cfg.recursive,
-                follow_symlinks=watch.cfg.follow_symlinks, on_error=self._walk_error,
-                is_watch_root=root == str(watch.cfg.path),
-            ):  # fmt: skip
-                if self.stopping.is_set():
-                    return
-                self.inbox.put(item.path, "gone" if item.kind == "gone" else "changed")
-                found += item.kind == "changed"
-                gone += item.kind == "gone"
-        except RootUnavailable as exc:
-            log.error("scan.root_unavailable", path=root, error=str(exc))
-            self.telemetry.metrics.scan_skipped()
-            return
-        self.telemetry.metrics.scanned(time.monotonic() - started, found, gone)
-        log.info("scan.finished", path=root, changed=found, gone=gone,
-                 seconds=round(time.monotonic() - started, 3))  # fmt: skip
-
     def idle(self) -> bool:
         """Nothing pending in memory: no scan running, nothing settling or inspecting."""
         return (
-            not self._scanning.is_set() and self._rescan.empty()
+            self._reconciler is not None and not self._reconciler.busy()
             and self.pipeline is not None and self.pipeline.idle()
         )  # fmt: skip
 
@@ -328,7 +307,8 @@ class Daemon:
         for watch in self.watches:
             if watch.watcher is not None:
                 watch.watcher.stop()
-        self._rescan.put(None)
+        if self._reconciler is not None:
+            self._reconciler.stop()
         if p is not None:
             # Let in-flight inspections finish and reach the journal. Nothing is dropped
             # silently: whatever is still settling is found again by the start-up scan.

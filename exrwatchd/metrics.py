@@ -12,23 +12,18 @@ mistake cannot grow the series count. Metric names, labels and sample queries ar
 docs/metrics.md.
 
 `MetricsServer` serves `/metrics` (Prometheus text format) and `/healthz` (200 "ok", or
-503 and the reason) on a daemon thread; `health_reason` builds that reason.
+503 and the reason) on a daemon thread; `health_reason` builds that reason. They live in
+exrwatchd/metrics_http.py, the scrape-time gauges (`Snapshot`, `WatchState` and their
+collector) in exrwatchd/_metrics_snapshot.py; both are re-exported here, so import
+everything from exrwatchd.metrics.
 """
 
 from __future__ import annotations
 
-import re
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import NamedTuple
-from urllib.parse import urlsplit
+from collections.abc import Callable, Iterable
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -36,13 +31,35 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-from exrwatchd import __version__
-from exrwatchd.logs import get_logger
+from exrwatchd._metrics_snapshot import OUTBOX_STATES, Snapshot, WatchState, _SnapshotCollector
+from exrwatchd.metrics_http import MetricsServer, health_reason, parse_listen
 
-log = get_logger("exrwatchd.metrics")
+__all__ = [
+    "BATCH_SIZE_BUCKETS",
+    "DEAD_LETTER_REASONS",
+    "ERROR_KINDS",
+    "EVENT_KINDS",
+    "INSPECTION_BUCKETS",
+    "INSPECTION_STATUSES",
+    "IO_BUCKETS",
+    "LATENCY_BUCKETS",
+    "LOST_REASONS",
+    "MAX_TRACKED",
+    "OTHER",
+    "OUTBOX_STATES",
+    "RESCAN_TRIGGERS",
+    "SCAN_BUCKETS",
+    "SCAN_FOUND_KINDS",
+    "Metrics",
+    "MetricsServer",
+    "NullMetrics",
+    "Snapshot",
+    "WatchState",
+    "health_reason",
+    "lost_reason",
+    "parse_listen",
+]
 
 # The `*_created` series (one per counter and histogram child) double the output and say
 # nothing `process_start_time_seconds` does not. exrwatchd is the only prometheus-client
@@ -63,7 +80,7 @@ DEAD_LETTER_REASONS = ("rejected", "max_attempts")
 LOST_REASONS = ("inotify_overflow", "inotify_error", "poller_died")
 RESCAN_TRIGGERS = ("start", "interval", "lost_events", "subtree", "watcher_restart")
 SCAN_FOUND_KINDS = ("changed", "gone")
-OUTBOX_STATES = ("ready", "inflight", "dead")
+# OUTBOX_STATES (exrwatchd_outbox_entries) is with the gauges in _metrics_snapshot.py.
 
 # Buckets, in seconds unless named otherwise. Settling takes at least quiet_seconds (2 s by
 # default) and end-to-end adds the inspection and one sink batch, so both are dense from
@@ -86,39 +103,6 @@ SCAN_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0
 #: At most this many paths wait between `journaled` and `delivered` for the end-to-end
 #: histogram; beyond it (a long sink outage) new paths are simply not measured.
 MAX_TRACKED = 100_000
-
-
-# ---- the snapshot (gauges) ------------------------------------------------------------
-
-
-class WatchState(NamedTuple):
-    """One `[[watch]]` entry, in config order. A plain `(path, backend, dirs)` tuple works."""
-
-    path: str  # never exported as a label; the metrics use the entry's index
-    backend: str  # "inotify" or "poll"
-    watched_dirs: int | None = None  # directories under watch; None when not known
-    alive: bool = True  # False when the watcher died or could not start
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """What the daemon holds right now; built by its callback at each scrape.
-
-    The callback runs on an HTTP thread, concurrently with the daemon: it should only read
-    (lengths, sizes, a journal `stats()`), never block on the settle loop.
-    """
-
-    queue_depth: int  # settled files waiting for a worker
-    pending: int  # files settling
-    inflight: int  # files being inspected
-    outbox_ready: int  # journaled, waiting for the sink
-    outbox_dead: int  # dead letters
-    oldest_pending_age_seconds: float | None  # oldest ready outbox entry; None when none
-    watches: Sequence[WatchState | tuple[str, str, int | None]] = ()
-    sink_healthy: bool = True
-    sink_unhealthy_seconds: float | None = None  # None (or 0) while healthy
-    outbox_inflight: int = 0  # claimed by the sink loop, not yet acknowledged
-    journal_queue: int = 0  # verdicts waiting for the journal writer
 
 
 # ---- label guard ----------------------------------------------------------------------
@@ -400,220 +384,3 @@ class Metrics(NullMetrics):
     def render(self) -> bytes:
         """Everything, in the Prometheus text format (what /metrics serves)."""
         return generate_latest(self.registry)
-
-
-class _SnapshotCollector(Collector):
-    """Gauges read from the daemon's snapshot callback, only when scraped."""
-
-    def __init__(self, snapshot: Callable[[], Snapshot] | None) -> None:
-        self._snapshot = snapshot
-
-    def describe(self) -> Iterator[Metric]:
-        # Names only, for the registry's duplicate check: never calls the snapshot.
-        yield InfoMetricFamily("exrwatchd_build", _BUILD_DOC)
-        yield GaugeMetricFamily("exrwatchd_snapshot_ok", _SNAPSHOT_OK_DOC)
-        for name, doc, _ in _SCALARS:
-            yield GaugeMetricFamily(name, doc)
-        for name, doc, labels in _LABELLED:
-            yield GaugeMetricFamily(name, doc, labels=labels)
-
-    def collect(self) -> Iterator[Metric]:
-        info = InfoMetricFamily("exrwatchd_build", _BUILD_DOC)
-        info.add_metric([], {"version": __version__})
-        yield info
-        if self._snapshot is None:
-            return
-        try:
-            snap = self._snapshot()
-        except Exception as exc:  # a scrape must still show the counters
-            log.warning("metrics.snapshot_failed", error=str(exc), error_type=type(exc).__name__)
-            yield GaugeMetricFamily("exrwatchd_snapshot_ok", _SNAPSHOT_OK_DOC, value=0)
-            return
-        yield GaugeMetricFamily("exrwatchd_snapshot_ok", _SNAPSHOT_OK_DOC, value=1)
-        for name, doc, read in _SCALARS:
-            yield GaugeMetricFamily(name, doc, value=read(snap))
-        outbox, count, up, dirs = (GaugeMetricFamily(name, doc, labels=labels)
-                                   for name, doc, labels in _LABELLED)  # fmt: skip
-        states = (snap.outbox_ready, snap.outbox_inflight, snap.outbox_dead)
-        for state, value in zip(OUTBOX_STATES, states, strict=True):
-            outbox.add_metric([state], value)
-        backends: dict[str, int] = {}
-        for index, raw in enumerate(snap.watches):
-            w = WatchState(*raw)
-            backends[w.backend] = backends.get(w.backend, 0) + 1
-            up.add_metric([str(index), w.backend], 1 if w.alive else 0)
-            if w.watched_dirs is not None:
-                dirs.add_metric([str(index), w.backend], w.watched_dirs)
-        for backend, n in sorted(backends.items()):
-            count.add_metric([backend], n)
-        yield from (outbox, count, up, dirs)
-
-
-_BUILD_DOC = "exrwatchd version."
-_SNAPSHOT_OK_DOC = "1 when the gauges could be read at this scrape, 0 when the callback failed."
-
-_SCALARS: tuple[tuple[str, str, Callable[[Snapshot], float]], ...] = (
-    ("exrwatchd_queue_depth", "Settled files waiting for a worker.", lambda s: s.queue_depth),
-    ("exrwatchd_pending_files", "Files settling (waiting to be quiet).", lambda s: s.pending),
-    ("exrwatchd_inflight_files", "Files being inspected.", lambda s: s.inflight),
-    ("exrwatchd_journal_queue_items", "Verdicts waiting for the journal writer.",
-     lambda s: s.journal_queue),
-    ("exrwatchd_oldest_pending_age_seconds",
-     "Age of the oldest outbox entry waiting for delivery; 0 when there is none.",
-     lambda s: s.oldest_pending_age_seconds or 0.0),
-    ("exrwatchd_sink_healthy", "1 while the sink accepts writes, else 0.",
-     lambda s: 1 if s.sink_healthy else 0),
-    ("exrwatchd_sink_unhealthy_seconds", "How long the sink has been failing; 0 when healthy.",
-     lambda s: 0.0 if s.sink_healthy else s.sink_unhealthy_seconds or 0.0),
-)  # fmt: skip
-
-_LABELLED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("exrwatchd_outbox_entries", "Journal outbox entries, by state.", ("state",)),
-    ("exrwatchd_watches", "Configured watches, by backend.", ("backend",)),
-    ("exrwatchd_watch_up", "1 while the watcher of a [[watch]] entry runs; `watch` is the "
-     "entry's index in the config file.", ("watch", "backend")),
-    ("exrwatchd_watched_directories", "Directories under watch, per [[watch]] entry.",
-     ("watch", "backend")),
-)  # fmt: skip
-
-
-# ---- health ---------------------------------------------------------------------------
-
-
-def health_reason(
-    sink_unhealthy_seconds: float | None,
-    threshold: float = 300.0,
-    dead_watchers: Iterable[str] = (),
-    *,
-    sink_error: str | None = None,
-) -> str | None:
-    """Why the daemon is unhealthy, or None when it is fine.
-
-    Unhealthy: the sink has been failing for `threshold` seconds or more, or a watcher is
-    dead (its path listed in `dead_watchers`). Several reasons are joined with "; ".
-    """
-    reasons = []
-    if sink_unhealthy_seconds is not None and sink_unhealthy_seconds >= threshold:
-        reason = f"sink failing for {sink_unhealthy_seconds:.0f} s"
-        if sink_error:
-            reason += f": {_one_line(sink_error)}"
-        reasons.append(reason)
-    reasons.extend(f"watcher for {path} is dead" for path in dead_watchers)
-    return "; ".join(reasons) or None
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# ---- HTTP -----------------------------------------------------------------------------
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """("host", port) from "host:port" or "[v6]:port"; port 0 picks a free one."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not re.fullmatch(r"\d{1,5}", port) or int(port) > 65535:
-        raise ValueError(f'metrics.listen must be "host:port", got {listen!r}')
-    return host.strip("[]"), int(port)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    metrics: Metrics
-    health: Callable[[], str | None]
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    timeout = 10  # a client that opens a connection and sends nothing cannot keep a thread
-    server_version = f"exrwatchd/{__version__}"
-
-    def do_GET(self) -> None:
-        self._serve(body=True)
-
-    def do_HEAD(self) -> None:
-        self._serve(body=False)
-
-    def _serve(self, *, body: bool) -> None:
-        path = urlsplit(self.path).path
-        if path == "/metrics":
-            try:
-                status, data, ctype = 200, self.server.metrics.render(), CONTENT_TYPE_LATEST
-            except Exception as exc:
-                log.error("metrics.render_failed", error=str(exc), error_type=type(exc).__name__)
-                status, data, ctype = 500, b"metrics failed\n", "text/plain; charset=utf-8"
-        elif path == "/healthz":
-            try:
-                reason = self.server.health()
-            except Exception as exc:
-                reason = f"health check failed: {type(exc).__name__}: {exc}"
-            status = 200 if reason is None else 503
-            text = "ok" if reason is None else _one_line(reason, 2000)
-            data, ctype = (text + "\n").encode(), "text/plain; charset=utf-8"
-        else:
-            status, data, ctype = 404, b"not found\n", "text/plain; charset=utf-8"
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if body:
-            self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:  # no access log on stderr
-        pass
-
-
-@dataclass
-class MetricsServer:
-    """`/metrics` and `/healthz` over HTTP, on one daemon thread (plus one per request)."""
-
-    listen: str
-    metrics: Metrics
-    health: Callable[[], str | None] = lambda: None
-    _server: _Server | None = field(default=None, init=False, repr=False)
-    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
-
-    def start(self) -> None:
-        """Bind and serve. OSError (address in use, bad host) names `listen`."""
-        host, port = parse_listen(self.listen)
-        cls = _Server6 if ":" in host else _Server
-        try:
-            server = cls((host, port), _Handler)
-        except OSError as exc:
-            raise OSError(exc.errno, f"metrics.listen {self.listen}: {exc.strerror or exc}") \
-                from exc  # fmt: skip
-        server.metrics = self.metrics
-        server.health = self.health
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics-http",
-            daemon=True,
-        )  # fmt: skip
-        self._thread.start()
-        log.info("metrics.listening", host=self.address[0], port=self.address[1])
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The bound (host, port): the real port when `listen` asked for port 0."""
-        if self._server is None:
-            raise RuntimeError("MetricsServer is not started")
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout)

@@ -10,11 +10,19 @@ journal knows in directories that no longer exist are reported gone.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from exrwatchd.journal import FileSig, Journal
+from exrwatchd.logs import get_logger
+from exrwatchd.metrics import NullMetrics
 from exrwatchd.watch.poll import PollScanner
+
+log = get_logger("exrwatchd.reconcile")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,3 +98,93 @@ def reconcile(
             continue
         for name in journal.paths_in_dir(directory):
             yield Found(os.path.join(directory, name), "gone")
+
+
+class WatchedRoot(Protocol):
+    """What the reconciler needs to know of a watch (daemon._Watch satisfies it)."""
+
+    @property
+    def root(self) -> str: ...
+
+    @property
+    def accept(self) -> Callable[[str], bool]: ...
+
+    @property
+    def recursive(self) -> bool: ...
+
+    @property
+    def follow_symlinks(self) -> bool: ...
+
+
+class Reconciler:
+    """A thread that reconciles roots and subtrees on request and feeds what it finds to
+    `found(path, kind)`. Requests for the same tree collapse while they wait."""
+
+    def __init__(
+        self, journal: Journal, watches: Callable[[], Sequence[WatchedRoot]],
+        found: Callable[[str, str], None], *, on_error: Callable[[str, OSError], None],
+        metrics: NullMetrics, done: Callable[[], None],
+    ) -> None:  # fmt: skip
+        self._journal = journal
+        self._watches = watches
+        self._found = found
+        self._on_error = on_error
+        self._metrics = metrics
+        self._done = done
+        self._requests: queue.Queue[str | None] = queue.Queue()
+        self._scanning = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def request(self, path: str) -> None:
+        self._requests.put(path)
+
+    def busy(self) -> bool:
+        return self._scanning.is_set() or not self._requests.empty()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._requests.put(None)
+
+    def _run(self) -> None:
+        while True:
+            root = self._requests.get()
+            if root is None:
+                return
+            self._scanning.set()
+            try:
+                self._one(root)
+            finally:
+                if self._requests.empty():
+                    self._scanning.clear()
+                self._done()
+
+    def _one(self, root: str) -> None:
+        watch = next((w for w in self._watches() if root == w.root
+                      or root.startswith(w.root + os.sep)), None)  # fmt: skip
+        if watch is None:
+            return  # a watch removed by a reload, or a tree no longer watched
+        started = time.monotonic()
+        log.info("scan.started", path=root)
+        changed = gone = 0
+        try:
+            for item in reconcile(
+                root, self._journal, watch.accept, recursive=watch.recursive,
+                follow_symlinks=watch.follow_symlinks, on_error=self._on_error,
+                is_watch_root=root == watch.root,
+            ):  # fmt: skip
+                if self._stopping.is_set():
+                    return
+                self._found(item.path, item.kind)
+                changed += item.kind == "changed"
+                gone += item.kind == "gone"
+        except RootUnavailable as exc:
+            log.error("scan.root_unavailable", path=root, error=str(exc))
+            self._metrics.scan_skipped()
+            return
+        self._metrics.scanned(time.monotonic() - started, changed, gone)
+        log.info("scan.finished", path=root, changed=changed, gone=gone,
+                 seconds=round(time.monotonic() - started, 3))  # fmt: skip
