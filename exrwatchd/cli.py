@@ -89,14 +89,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def _load(path: str) -> Any:
     """Load and validate the config, configure logging from it; exits 78 on a bad config."""
     from exrwatchd.config import load_config
-    from exrwatchd.logs import configure_logging, get_logger
+    from exrwatchd.logs import get_logger
+    from exrwatchd.reload import apply_logging
 
     try:
         cfg = load_config(path)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
-    configure_logging(cfg.log.format, cfg.log.level, cfg.secrets())
+    apply_logging(cfg)
     for warning in cfg.warnings:
         get_logger("exrwatchd").warning("config.warning", message=warning)
     return cfg

@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
@@ -28,6 +28,7 @@ from exrwatchd.journal import Journal, JournalError
 from exrwatchd.logs import get_logger
 from exrwatchd.pipeline import Pipeline
 from exrwatchd.reconcile import Reconciler, RootUnavailable, check_root, journal_known
+from exrwatchd.reload import reload
 from exrwatchd.shipper import JournalWriter, SinkLoop
 from exrwatchd.sink_process import SinkProcess
 from exrwatchd.sinks.base import SinkUnavailable
@@ -79,6 +80,7 @@ class Daemon:
         self.inbox = Inbox()
         self.stopping = threading.Event()
         self.force = False
+        self.reload_requested = False
         self.started_at = time.time()
         self.telemetry = Telemetry(self)
         self.settler = Settler(
@@ -102,23 +104,11 @@ class Daemon:
         reset = self.journal.reset_inflight()
         if reset:
             log.info("journal.resumed", inflight_reset=reset)
-        # Open the sink here even when a child process ships: a misconfigured sink (bad
-        # credentials, missing bucket, schema mismatch) must stop the start-up, loudly.
-        sink = build_sink(self.cfg)
-        sink.open()
-        if self.cfg.daemon.sink_process:
-            sink.close()
-            self.sink_loop = SinkProcess(self.cfg.source)
-        else:
-            self.sink_loop = SinkLoop(
-                self.journal, sink, batch_size=self.cfg.sink.batch_size,
-                batch_wait=self.cfg.sink.batch_wait_ms / 1000.0,
-                on_batch=self.telemetry.on_batch,
-            )  # fmt: skip
-        self.writer = JournalWriter(self.journal, on_commit=self.sink_loop.wake,
+        self.sink_loop = self._new_sink_loop()
+        self.writer = JournalWriter(self.journal, on_commit=self._wake_sink,
                                     metrics=self.telemetry.metrics)  # fmt: skip
         self.writer.start()
-        self.sink_loop.start()
+        self.sink_loop.start()  # type: ignore[union-attr]
         self.pipeline = Pipeline(
             self.settler, self.inbox, self.writer, self.cfg.daemon.queue_size,
             rescan=self.request_rescan, settled=self._settled,
@@ -139,6 +129,67 @@ class Daemon:
         self.request_rescan(None)
         if watch:
             self.telemetry.start()
+
+    def _new_sink_loop(self) -> SinkLoop | SinkProcess:
+        """Open the sink (here even when a child process ships: bad credentials, a missing
+        bucket or a schema mismatch must fail loudly now) and the loop that feeds it."""
+        assert self.journal is not None
+        sink = build_sink(self.cfg)
+        sink.open()
+        if self.cfg.daemon.sink_process:
+            sink.close()
+            return SinkProcess(self.cfg.source)
+        return SinkLoop(
+            self.journal, sink, batch_size=self.cfg.sink.batch_size,
+            batch_wait=self.cfg.sink.batch_wait_ms / 1000.0, on_batch=self.telemetry.on_batch,
+        )  # fmt: skip
+
+    def _wake_sink(self, count: int = 0) -> None:
+        if self.sink_loop is not None:
+            self.sink_loop.wake(count)
+
+    def restart_sink(self) -> bool:
+        """A reload changed the sink: start a new loop on it, then stop the old one. The
+        outbox is on disk, so nothing in flight is lost; False keeps the old sink."""
+        old = self.sink_loop
+        try:
+            new = self._new_sink_loop()
+        except (SinkUnavailable, OSError) as exc:
+            log.error("config.sink_unchanged", error=str(exc),
+                      reason="the new sink settings do not work; keeping the old ones")  # fmt: skip
+            return False
+        if old is not None:
+            old.stop(timeout=self.cfg.daemon.shutdown_timeout)
+        self.sink_loop = new
+        new.start()
+        return True
+
+    def replace_watches(self, configs: Sequence[WatchConfig]) -> tuple[list[str], ...]:
+        """Switch to the watches in `configs`: (added, removed, changed) roots."""
+        current = {w.root: w for w in self.watches}
+        added, changed, kept = [], [], []
+        for cfg in configs:
+            watch = current.pop(str(cfg.path), None)
+            if watch is not None and watch.cfg == cfg:
+                kept.append(watch)
+                continue
+            if watch is not None:
+                changed.append(watch.root)
+                if watch.watcher is not None:
+                    watch.watcher.stop()
+            else:
+                added.append(str(cfg.path))
+            fresh = _Watch(cfg, NameFilter(cfg.include, cfg.exclude), cfg.backend)
+            self._start_watch(fresh)
+            kept.append(fresh)
+        for watch in current.values():
+            if watch.watcher is not None:
+                watch.watcher.stop()
+            log.info("watch.stopped", path=watch.root, reason="removed from the config")
+        self.watches = kept
+        for root in added + changed:
+            self.request_rescan(root)
+        return added, list(current), changed
 
     def request_rescan(self, path: str | None) -> None:
         """Reconcile `path` (a subtree), or every watch root when None."""
@@ -277,6 +328,9 @@ class Daemon:
         while not self.stopping.is_set():
             self.pipeline.step(self.clock)
             self.telemetry.pump()
+            if self.reload_requested:
+                self.reload_requested = False
+                reload(self)
             now = time.monotonic()
             if progress is not None:
                 progress(self)
@@ -334,5 +388,10 @@ class Daemon:
             self.stopping.set()
             self.inbox.wakeup.set()
 
+        def hangup(signum: int, frame: FrameType | None) -> None:
+            self.reload_requested = True
+            self.inbox.wakeup.set()
+
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, hangup)

@@ -91,6 +91,15 @@ class Settler:
         self._heap: list[tuple[float, int, str]] = []  # (due, seq, path); stale items skipped
         self._seq = 0
 
+    def retime(self, *, quiet_seconds: float, max_wait_seconds: float, recheck_initial: float,
+               recheck_max: float) -> None:  # fmt: skip
+        """New timings (a reload); paths already pending keep their schedule."""
+        self.quiet = quiet_seconds
+        self.max_wait = max_wait_seconds
+        self.recheck_initial = recheck_initial
+        self.recheck_max = recheck_max
+        self.close_quiet = min(self.close_quiet, quiet_seconds)
+
     def __len__(self) -> int:
         return len(self._pending)
 
