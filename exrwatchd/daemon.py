@@ -312,6 +312,7 @@ class Daemon:
             raise StartupError(str(exc)) from exc
         log.info("daemon.ready", watches=len(self.watches), workers=self.cfg.daemon.workers,
                  sink=self.cfg.sink.kind, state_dir=str(self.cfg.daemon.state_dir))  # fmt: skip
+        self.telemetry.ready()
         try:
             code = self._main_loop(once, progress)
         except Exception as exc:
@@ -324,14 +325,18 @@ class Daemon:
         next_rescan = time.monotonic() + self.cfg.daemon.rescan_interval
         next_status = 0.0
         code = EXIT_OK
+        alive = True
         assert self.pipeline is not None
         while not self.stopping.is_set():
             self.pipeline.step(self.clock)
             self.telemetry.pump()
             if self.reload_requested:
                 self.reload_requested = False
+                self.telemetry.reloading()
                 reload(self)
+                self.telemetry.ready()
             now = time.monotonic()
+            self.telemetry.watchdog(now, alive)
             if progress is not None:
                 progress(self)
             if now >= next_status:
@@ -340,6 +345,7 @@ class Daemon:
                 if not once:
                     self.revive_watchers()
                 dead = self.check_threads()
+                alive = dead is None
                 if dead:
                     log.critical("daemon.unhealthy", reason=dead)
                     code = EXIT_FAILED  # let systemd restart us: restart finds all via the journal
@@ -353,6 +359,7 @@ class Daemon:
         return code
 
     def shutdown(self) -> None:
+        self.telemetry.stopping()
         self.telemetry.stop()
         p = self.pipeline
         inflight = set(p.inflight) if p else set()

@@ -19,6 +19,7 @@ from exrwatchd.metrics import (
     WatchState,
     health_reason,
 )
+from exrwatchd.notify import Notifier, WatchdogPinger, format_status
 from exrwatchd.shipper import BatchReport, report_to
 from exrwatchd.sink_process import SinkProcess
 from exrwatchd.status import write_status_file
@@ -35,6 +36,10 @@ SINK_UNHEALTHY_AFTER = 300.0
 class Telemetry:
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
+        self.notifier = Notifier.from_env()
+        self._pinger = WatchdogPinger(self.notifier.watchdog_interval)
+        self._persisted_seen = 0
+        self._last_persisted: float | None = None
         listen = daemon.cfg.metrics.listen
         self.metrics: NullMetrics = Metrics(self.snapshot) if listen else NullMetrics()
         self._server: MetricsServer | None = None
@@ -50,6 +55,35 @@ class Telemetry:
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
+
+    # ---- systemd ----------------------------------------------------------------------
+
+    def ready(self) -> None:
+        """READY=1: the journal is open, watchers run, the first reconciliation is queued."""
+        self.notifier.ready(self._status_line())
+
+    def reloading(self) -> None:
+        self.notifier.reloading()
+
+    def stopping(self) -> None:
+        self.notifier.stopping()
+
+    def watchdog(self, now: float, alive: bool) -> None:
+        """WATCHDOG=1 at half of WatchdogSec, only while everything vital is alive: a dead
+        thread stops the pings, and systemd restarts the service."""
+        if self._pinger.due(now) and alive:
+            self.notifier.watchdog()
+
+    def _status_line(self) -> str:
+        d = self._daemon
+        sink = d.sink_loop
+        if sink is not None and sink.delivered != self._persisted_seen:
+            self._persisted_seen, self._last_persisted = sink.delivered, time.time()
+        stats = d.journal.stats() if d.journal is not None else None
+        return format_status(
+            queue_depth=d.pipeline.work.qsize() if d.pipeline else 0, pending=len(d.settler),
+            failed=stats.dead if stats else 0, last_persisted=self._last_persisted,
+        )  # fmt: skip
 
     def on_batch(self, report: BatchReport) -> None:
         report_to(self.metrics, report)
@@ -108,6 +142,8 @@ class Telemetry:
         }  # fmt: skip
 
     def write_status(self) -> dict[str, Any]:
+        """status.json for `exrwatchd status`, and STATUS= for `systemctl status`."""
         status = self.status()
         write_status_file(self._daemon.cfg.daemon.state_dir, status)
+        self.notifier.status(self._status_line())
         return status
