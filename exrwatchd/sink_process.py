@@ -27,6 +27,7 @@ from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 _ERROR_BYTES = 1024
+_WAKE, _STOP = b"w", b"s"
 
 
 class SinkProcess:
@@ -34,8 +35,9 @@ class SinkProcess:
 
     def __init__(self, config_path: Path) -> None:
         ctx = multiprocessing.get_context("spawn")  # never fork a process that has threads
-        self._wake = ctx.Event()
-        self._stop = ctx.Event()
+        # A pipe, not multiprocessing.Event: a parent killed while holding an Event's lock
+        # would leave the child blocked forever, while a pipe simply reads EOF.
+        self._commands, self._control = ctx.Pipe(duplex=False)
         self._delivered: Synchronized[int] = ctx.Value("q", 0, lock=False)  # type: ignore[assignment]
         self._unhealthy: Synchronized[float] = ctx.Value("d", math.nan, lock=False)  # type: ignore[assignment]
         self._last_error: SynchronizedString = ctx.Array("c", _ERROR_BYTES, lock=False)  # type: ignore[assignment]
@@ -44,19 +46,24 @@ class SinkProcess:
         self._reports: Any = ctx.Queue(maxsize=1000)
         self._process = ctx.Process(
             target=_child_main, name="exrwatchd-sink", daemon=True,
-            args=(str(config_path), self._wake, self._stop, self._delivered, self._unhealthy,
+            args=(str(config_path), self._commands, self._delivered, self._unhealthy,
                   self._last_error, self._reports),
         )  # fmt: skip
         self.error: BaseException | None = None
 
     def start(self) -> None:
         self._process.start()
+        self._commands.close()  # the child's end; ours is _control
 
     def alive(self) -> bool:
         return self._process.is_alive()
 
+    def _send(self, command: bytes) -> None:
+        with contextlib.suppress(OSError, ValueError):  # a dead child is noticed elsewhere
+            self._control.send_bytes(command)
+
     def wake(self, _count: int = 0) -> None:
-        self._wake.set()
+        self._send(_WAKE)
 
     @property
     def delivered(self) -> int:
@@ -82,7 +89,7 @@ class SinkProcess:
                 return out
 
     def stop(self, timeout: float) -> None:
-        self._stop.set()
+        self._send(_STOP)
         self._process.join(timeout=timeout)
         if self._process.is_alive():
             self._process.terminate()
@@ -91,7 +98,7 @@ class SinkProcess:
             self.error = RuntimeError(f"sink process exited with {self._process.exitcode}")
 
 
-def _child_main(config_path: str, wake: Any, stop: Any, delivered: Any, unhealthy: Any,
+def _child_main(config_path: str, commands: Any, delivered: Any, unhealthy: Any,
                 last_error: Any, reports: Any) -> None:  # fmt: skip
     # Imported here: the child starts from scratch (spawn) and the parent need not load
     # the sink's dependencies twice.
@@ -101,13 +108,22 @@ def _child_main(config_path: str, wake: Any, stop: Any, delivered: Any, unhealth
     from exrwatchd.shipper import SinkLoop
 
     parent = os.getppid()
+    # Reports are statistics: never let an unread queue hold this process at exit (its
+    # feeder thread would block forever on a full pipe once the parent is gone).
+    reports.cancel_join_thread()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass  # not Linux: the getppid() check below still notices an orphaned child
+    stopping = False
+
+    def terminate(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, terminate)
     cfg = load_config(config_path)
     configure_logging(cfg.log.format, cfg.log.level, cfg.secrets())
     log = get_logger("exrwatchd.sink_process")
@@ -124,10 +140,14 @@ def _child_main(config_path: str, wake: Any, stop: Any, delivered: Any, unhealth
     loop.start()
     log.info("sink.started", sink=sink.name, pid=os.getpid())
     try:
-        while not stop.is_set() and loop.alive() and os.getppid() == parent:
-            if wake.wait(0.2):
-                wake.clear()
-                loop.wake()
+        while not stopping and loop.alive() and os.getppid() == parent:
+            try:
+                if commands.poll(0.2):
+                    if commands.recv_bytes() == _STOP:
+                        break
+                    loop.wake()
+            except (EOFError, OSError):
+                break  # the parent is gone
             delivered.value = loop.delivered
             unhealthy.value = math.nan if loop.unhealthy_since is None else loop.unhealthy_since
             last_error.value = (loop.last_error or "").encode("utf-8", "replace")[
@@ -138,3 +158,6 @@ def _child_main(config_path: str, wake: Any, stop: Any, delivered: Any, unhealth
         delivered.value = loop.delivered
         sink.close()
         journal.close()
+    # Everything that matters is committed and closed; skip interpreter teardown, which
+    # could wait on multiprocessing's helper threads of a parent that is already gone.
+    os._exit(0)

@@ -125,3 +125,37 @@ def test_dead_observer_is_restarted_and_rescans(tmp_path: Path) -> None:
         assert len(daemon.seen("watch.started")) == 2
     finally:
         assert daemon.stop() == 0
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def test_kill_9_leaves_no_orphaned_sink_process(tmp_path: Path) -> None:
+    renders = tmp_path / "renders"
+    renders.mkdir()
+    state = tmp_path / "state"
+    config = write_config(tmp_path / "c.toml", state, [{"path": str(renders)}])
+    daemon = DaemonProcess(config, state)
+    daemon.wait_event("daemon.ready")
+    children = _children(daemon.proc.pid)
+    assert children, "the sink runs in a child process"
+    daemon.kill()  # SIGKILL: no chance to stop its child
+
+    def all_gone() -> bool:
+        return not any(Path(f"/proc/{pid}").exists() and "Z" not in
+                       Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                       for pid in children)  # fmt: skip
+
+    from harness import wait_for
+
+    wait_for(all_gone, 20, f"children {children} of the killed daemon to exit")
