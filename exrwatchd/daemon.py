@@ -312,7 +312,8 @@ class Daemon:
             raise StartupError(str(exc)) from exc
         log.info("daemon.ready", watches=len(self.watches), workers=self.cfg.daemon.workers,
                  sink=self.cfg.sink.kind, state_dir=str(self.cfg.daemon.state_dir))  # fmt: skip
-        self.telemetry.ready()
+        if not once:
+            self.telemetry.ready()
         try:
             code = self._main_loop(once, progress)
         except Exception as exc:
