@@ -1,0 +1,97 @@
+"""Catch-up throughput: N files appear at once (one `mv` of a prepared directory into the
+watched tree), time until all are in catalog.db. No writer shares the CPU: this is what a
+render farm writing over NFS looks like to the gateway.
+
+    python bench/catchup_bench.py [--files 20000] [--backend inotify]
+
+Prints files/s, and the peak RSS and CPU seconds of the daemon and its sink process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests")]
+
+from exrgen import write_multipart, write_scanline  # noqa: E402
+from harness import write_config  # noqa: E402
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(peak RSS MB, CPU seconds) of a live process."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return hwm / 1024, (int(fields[11]) + int(fields[12])) / ticks
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry.name))
+            except OSError:
+                continue
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--files", type=int, default=20_000)
+    ap.add_argument("--backend", default="inotify")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        templates = [write_scanline(base / "a.exr").read_bytes(),
+                     write_multipart(base / "b.exr").read_bytes()]  # fmt: skip
+        staging = base / "staging" / "shot"
+        for i in range(args.files):
+            d = staging / f"d{i % 20:02d}"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"f.{i:06d}.exr").write_bytes(templates[i % 2])
+        watched, state = base / "renders", base / "state"
+        watched.mkdir()
+        config = write_config(base / "c.toml", state,
+                              [{"path": str(watched), "backend": args.backend,
+                                "poll_interval": 1.0}],
+                              settle={"quiet_seconds": 0.5}, log={"level": "info"},
+                              sink={"batch_wait_ms": 200})  # fmt: skip
+        daemon = subprocess.Popen([sys.executable, "-m", "exrwatchd", "run", "--config",
+                                   str(config)], stdout=subprocess.DEVNULL, cwd=ROOT)  # fmt: skip
+        try:
+            catalog = state / "catalog.db"
+            deadline = time.monotonic() + 30
+            while not catalog.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            started = time.monotonic()
+            os.rename(staging, watched / "shot")
+            count = 0
+            while count < args.files and time.monotonic() - started < 600:
+                time.sleep(0.1)
+                con = sqlite3.connect(f"file:{catalog}?mode=ro", uri=True)
+                count = con.execute("SELECT count(*) FROM files").fetchone()[0]
+                con.close()
+            elapsed = time.monotonic() - started
+            stats = [(pid, *proc_stats(pid)) for pid in [daemon.pid, *children(daemon.pid)]]
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+    columns = " | ".join("RSS MB / CPU s" for _ in stats)  # daemon, then its children
+    print(f"| files | backend | seconds | files/s | {columns} |")
+    print(f"| {count} | {args.backend} | {elapsed:.1f} | {count / elapsed:,.0f} | "
+          + " | ".join(f"{rss:.0f} / {cpu:.1f}" for _, rss, cpu in stats) + " |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
