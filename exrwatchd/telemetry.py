@@ -33,6 +33,12 @@ log = get_logger("exrwatchd.telemetry")
 SINK_UNHEALTHY_AFTER = 300.0
 
 
+def _watched_dirs(watcher: object) -> int | None:
+    # The poller knows its directories; watchdog keeps its inotify watches to itself.
+    count = getattr(watcher, "watched_dirs", None)
+    return count() if callable(count) else None
+
+
 class Telemetry:
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
@@ -107,7 +113,7 @@ class Telemetry:
             outbox_ready=stats.ready if stats else 0,
             outbox_dead=stats.dead if stats else 0,
             oldest_pending_age_seconds=stats.oldest_ready_age if stats else None,
-            watches=[WatchState(str(w.cfg.path), w.backend, None,
+            watches=[WatchState(str(w.cfg.path), w.backend, _watched_dirs(w.watcher),
                                 w.watcher is not None and w.watcher.alive())
                      for w in d.watches],
             sink_healthy=unhealthy is None,

@@ -63,3 +63,28 @@ def test_reload_reports_what_needs_a_restart(tmp_path: Path) -> None:
         Catalog(state).wait_paths({path})
     finally:
         assert daemon.stop() == 0
+
+
+def test_log_file_is_reopened_on_sighup(tmp_path: Path) -> None:
+    """logrotate moves the file away and sends SIGHUP: new lines go to a new file."""
+    renders = tmp_path / "r"
+    renders.mkdir()
+    state = tmp_path / "state"
+    log_file = tmp_path / "exrwatchd.log"
+    config = write_config(tmp_path / "c.toml", state, [{"path": str(renders)}],
+                          log={"level": "info", "file": str(log_file)})  # fmt: skip
+    daemon = DaemonProcess(config, state)
+    try:
+        from harness import wait_for
+
+        wait_for(lambda: log_file.exists() and "daemon.ready" in log_file.read_text(), 20,
+                 "daemon.ready in the log file")  # fmt: skip
+        rotated = tmp_path / "exrwatchd.log.1"
+        log_file.rename(rotated)
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: log_file.exists() and "config.reloaded" in log_file.read_text(), 20,
+                 "config.reloaded in the reopened log file")  # fmt: skip
+        assert "config.reloaded" not in rotated.read_text()
+        assert "daemon.ready" in rotated.read_text()
+    finally:
+        assert daemon.stop() == 0

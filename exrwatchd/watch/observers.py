@@ -197,6 +197,10 @@ class PollWatcher:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def watched_dirs(self) -> int:
+        """Directories the poller knows (and prunes by mtime)."""
+        return self._scanner.dirs_known
+
     def settled(self, path: str) -> None:
         """The daemon is done with `path`: the scanner may stop re-stat'ing it."""
         with self._settled_lock:
