@@ -14,61 +14,32 @@ Signal handlers only set flags; the main loop does the work.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from types import FrameType
 
 from exrwatchd.components import StartupError, build_sink, open_journal
-from exrwatchd.config import Config, WatchConfig
+from exrwatchd.config import Config
 from exrwatchd.journal import Journal, JournalError
 from exrwatchd.logs import get_logger
 from exrwatchd.pipeline import Pipeline
-from exrwatchd.reconcile import Reconciler, RootUnavailable, check_root, journal_known
+from exrwatchd.reconcile import Reconciler
 from exrwatchd.reload import reload
 from exrwatchd.shipper import JournalWriter, SinkLoop
 from exrwatchd.sink_process import SinkProcess
 from exrwatchd.sinks.base import SinkUnavailable
 from exrwatchd.telemetry import Telemetry
-from exrwatchd.watch.filters import NameFilter
-from exrwatchd.watch.mounts import choose_backend
-from exrwatchd.watch.observers import Inbox, InotifyWatcher, PollWatcher
+from exrwatchd.watch.observers import Inbox
 from exrwatchd.watch.settle import Settler
+from exrwatchd.watchers import Watches
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 78  # EX_CONFIG: systemd's Restart=on-failure will not help; the config must change
 
 log = get_logger("exrwatchd.daemon")
-
-
-@dataclass
-class _Watch:
-    cfg: WatchConfig
-    accept_filter: NameFilter
-    backend: str
-    watcher: InotifyWatcher | PollWatcher | None = None
-    retry_at: float = 0.0  # monotonic time before which a failed start is not retried
-
-    # What the reconciler reads (reconcile.WatchedRoot).
-    @property
-    def root(self) -> str:
-        return str(self.cfg.path)
-
-    @property
-    def accept(self) -> Callable[[str], bool]:
-        return self.accept_filter.accepts
-
-    @property
-    def recursive(self) -> bool:
-        return self.cfg.recursive
-
-    @property
-    def follow_symlinks(self) -> bool:
-        return self.cfg.follow_symlinks
 
 
 class Daemon:
@@ -88,7 +59,8 @@ class Daemon:
             recheck_initial=cfg.settle.recheck_initial_seconds,
             recheck_max=cfg.settle.recheck_max_seconds, clock=clock,
         )  # fmt: skip
-        self.watches = [_Watch(w, NameFilter(w.include, w.exclude), w.backend) for w in cfg.watch]
+        self.watches = Watches(cfg.watch, self.inbox, rescan=self.request_rescan,
+                               metrics=self.telemetry.metrics)  # fmt: skip
         self.journal: Journal | None = None
         self.writer: JournalWriter | None = None
         self.sink_loop: SinkLoop | SinkProcess | None = None
@@ -111,17 +83,17 @@ class Daemon:
         self.sink_loop.start()  # type: ignore[union-attr]
         self.pipeline = Pipeline(
             self.settler, self.inbox, self.writer, self.cfg.daemon.queue_size,
-            rescan=self.request_rescan, settled=self._settled,
+            rescan=self.request_rescan, settled=self.watches.settled,
             metrics=self.telemetry.metrics, clock=self.clock,
         )  # fmt: skip
         self._workers = self.pipeline.start_workers(self.cfg.daemon.workers)
         # Watch first, then reconcile: a file written during the first scan is seen by one
         # or the other (or both: the settle loop collapses them).
         if watch:
-            for w in self.watches:
-                self._start_watch(w)
+            self.watches.start_all(self.journal)
         self._reconciler = Reconciler(
-            self.journal, lambda: self.watches, self._found, on_error=self._walk_error,
+            self.journal, lambda: list(self.watches), self._found,
+            on_error=self.watches.walk_error,
             metrics=self.telemetry.metrics, done=self.inbox.wakeup.set,
         )  # fmt: skip
         self._reconciler.start()
@@ -164,33 +136,6 @@ class Daemon:
         new.start()
         return True
 
-    def replace_watches(self, configs: Sequence[WatchConfig]) -> tuple[list[str], ...]:
-        """Switch to the watches in `configs`: (added, removed, changed) roots."""
-        current = {w.root: w for w in self.watches}
-        added, changed, kept = [], [], []
-        for cfg in configs:
-            watch = current.pop(str(cfg.path), None)
-            if watch is not None and watch.cfg == cfg:
-                kept.append(watch)
-                continue
-            if watch is not None:
-                changed.append(watch.root)
-                if watch.watcher is not None:
-                    watch.watcher.stop()
-            else:
-                added.append(str(cfg.path))
-            fresh = _Watch(cfg, NameFilter(cfg.include, cfg.exclude), cfg.backend)
-            self._start_watch(fresh)
-            kept.append(fresh)
-        for watch in current.values():
-            if watch.watcher is not None:
-                watch.watcher.stop()
-            log.info("watch.stopped", path=watch.root, reason="removed from the config")
-        self.watches = kept
-        for root in added + changed:
-            self.request_rescan(root)
-        return added, list(current), changed
-
     def request_rescan(self, path: str | None) -> None:
         """Reconcile `path` (a subtree), or every watch root when None."""
         assert self._reconciler is not None
@@ -202,51 +147,6 @@ class Daemon:
 
     def _found(self, path: str, kind: str) -> None:
         self.inbox.put(path, "gone" if kind == "gone" else "changed")
-
-    def _settled(self, path: str) -> None:
-        for watch in self.watches:
-            if isinstance(watch.watcher, PollWatcher):
-                watch.watcher.settled(path)
-
-    def _start_watch(self, watch: _Watch) -> None:
-        root = str(watch.cfg.path)
-        backend, reason = choose_backend(watch.cfg.backend, root)
-        watch.backend = backend
-        if backend == "inotify":
-            watch.watcher = InotifyWatcher(
-                root, self.inbox, watch.accept, recursive=watch.cfg.recursive,
-                follow_symlinks=watch.cfg.follow_symlinks,
-            )  # fmt: skip
-        else:
-            assert self.journal is not None
-            watch.watcher = PollWatcher(
-                root, self.inbox, watch.accept, recursive=watch.cfg.recursive,
-                follow_symlinks=watch.cfg.follow_symlinks, interval=watch.cfg.poll_interval,
-                known=journal_known(self.journal), on_error=self._walk_error,
-                guard=lambda: self._root_problem(root),
-            )  # fmt: skip
-        try:
-            watch.watcher.start()
-        except OSError as exc:
-            # A missing mount or exhausted inotify watches: keep going on rescans alone,
-            # and try again in a minute.
-            log.error("watch.failed", path=root, backend=backend, error=str(exc),
-                      error_type=type(exc).__name__, retry_in_seconds=60)  # fmt: skip
-            watch.watcher = None
-            watch.retry_at = time.monotonic() + 60.0
-            return
-        log.info("watch.started", path=root, backend=backend, reason=reason)
-
-    def _root_problem(self, root: str) -> str | None:
-        assert self.journal is not None
-        try:
-            check_root(root, self.journal)
-        except RootUnavailable as exc:
-            return str(exc)
-        return None
-
-    def _walk_error(self, path: str, exc: OSError) -> None:
-        log.warning("watch.walk_error", path=path, error=exc.strerror or str(exc))
 
     # ---- threads ----------------------------------------------------------------------
 
@@ -277,25 +177,6 @@ class Daemon:
         if not all(w.is_alive() for w in self._workers):
             return "a worker thread died"
         return None
-
-    def revive_watchers(self) -> None:
-        """Restart watchers that died or never started, then rescan what they missed.
-
-        An observer dies when its root vanishes (an unmount, a deleted directory) or on an
-        internal error; either way events were lost, so a rescan follows a restart.
-        """
-        for watch in self.watches:
-            if watch.watcher is not None and watch.watcher.alive():
-                continue
-            if watch.watcher is not None:
-                log.error("watch.died", path=str(watch.cfg.path), backend=watch.backend)
-                watch.watcher.stop()
-                watch.watcher = None
-            if time.monotonic() >= watch.retry_at and os.path.isdir(watch.cfg.path):
-                self._start_watch(watch)
-                if watch.watcher is not None:
-                    self.telemetry.metrics.rescans("watcher_restart")
-                    self.request_rescan(str(watch.cfg.path))
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -344,7 +225,7 @@ class Daemon:
                 self.telemetry.write_status()
                 next_status = now + 2.0
                 if not once:
-                    self.revive_watchers()
+                    self.watches.revive()
                 dead = self.check_threads()
                 alive = dead is None
                 if dead:
@@ -366,9 +247,7 @@ class Daemon:
         inflight = set(p.inflight) if p else set()
         log.info("daemon.stopping", pending=len(self.settler), inflight=len(inflight))
         deadline = time.monotonic() + self.cfg.daemon.shutdown_timeout
-        for watch in self.watches:
-            if watch.watcher is not None:
-                watch.watcher.stop()
+        self.watches.stop_all()
         if self._reconciler is not None:
             self._reconciler.stop()
         if p is not None:

@@ -69,7 +69,7 @@ def reload(daemon: Daemon) -> bool:
         quiet_seconds=settle.quiet_seconds, max_wait_seconds=settle.max_wait_seconds,
         recheck_initial=settle.recheck_initial_seconds, recheck_max=settle.recheck_max_seconds,
     )  # fmt: skip
-    added, removed, changed = daemon.replace_watches(new.watch)
+    added, removed, changed = daemon.watches.replace(new.watch)
     sink_changed = (old.sink, old.vast) != (new.sink, new.vast)
     daemon.cfg = new
     if sink_changed and not daemon.restart_sink():
