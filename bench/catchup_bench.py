@@ -2,7 +2,7 @@
 watched tree), time until all are in catalog.db. No writer shares the CPU: this is what a
 render farm writing over NFS looks like to the gateway.
 
-    python bench/catchup_bench.py [--files 20000] [--backend inotify]
+    python bench/catchup_bench.py [--files 20000] [--backend inotify] [--json PATH]
 
 Prints files/s, and the peak RSS and CPU seconds of the daemon and its sink process.
 """
@@ -10,6 +10,7 @@ Prints files/s, and the peak RSS and CPU seconds of the daemon and its sink proc
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sqlite3
 import subprocess
@@ -50,6 +51,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=20_000)
     ap.add_argument("--backend", default="inotify")
+    ap.add_argument("--json", type=Path, help="also write the numbers here (for bench/run_all)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
@@ -91,6 +93,13 @@ def main() -> None:
     print(f"| files | backend | seconds | files/s | {columns} |")
     print(f"| {count} | {args.backend} | {elapsed:.1f} | {count / elapsed:,.0f} | "
           + " | ".join(f"{rss:.0f} / {cpu:.1f}" for _, rss, cpu in stats) + " |")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps({
+            "files": args.files, "catalogued": count, "backend": args.backend,
+            "seconds": round(elapsed, 3), "files_per_s": round(count / elapsed, 1),
+            "processes": [{"pid": pid, "peak_rss_mb": round(rss, 1), "cpu_s": round(cpu, 2)}
+                          for pid, rss, cpu in stats],  # the daemon first, then its children
+        }, indent=1))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Inspection throughput: exrwatchd (header + completeness + embeddings) vs OpenImageIO.
 
-    python bench/inspect_bench.py [--files 2000] [--rounds 5] [--corpus DIR]
+    python bench/inspect_bench.py [--files 2000] [--rounds 5] [--corpus DIR] [--json PATH]
 
 Both readers run in this process, one thread, warm page cache, on the same files:
 - 2,000 generated small files (scanline/tiled/multipart/deep mix, 8-24 channels, typical
@@ -15,6 +15,7 @@ Prints files/s for each, the ratio, and a Markdown table for docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -126,6 +127,7 @@ def main() -> None:
         ),
     )
     ap.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "exrwatchd-bench-inspect"))
+    ap.add_argument("--json", type=Path, help="also write the numbers here (for bench/run_all)")
     args = ap.parse_args()
     sets = {"generated small files": generate(Path(args.dir), args.files)}
     corpus = Path(args.corpus)
@@ -146,6 +148,15 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, n, a, b in rows:
         print(f"| {name} | {n} | {a:,.0f} | {b:,.0f} | {a / b:.2f}x |")
+    if args.json:
+        sets_out = [
+            {"name": name, "files": n, "exrwatchd_files_per_s": round(a, 1),
+             "oiio_files_per_s": round(b, 1), "ratio": round(a / b, 4)}
+            for name, n, a, b in rows
+        ]  # fmt: skip
+        args.json.write_text(json.dumps(
+            {"openimageio": oiio.__version__, "rounds": args.rounds, "sets": sets_out}, indent=1
+        ))  # fmt: skip
 
 
 if __name__ == "__main__":

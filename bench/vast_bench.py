@@ -1,6 +1,6 @@
 """VAST sink throughput: N files through VastSink to the loopback emulator, real SDK.
 
-    python bench/vast_bench.py [--files 10000] [--batch 500]
+    python bench/vast_bench.py [--files 10000] [--batch 500] [--json PATH]
 
 Records are made from real files (a few templates, N distinct paths) exactly as the daemon
 makes them; the sink writes them in outbox-sized batches, each one transaction. Prints
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 import tempfile
 import time
@@ -52,6 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--json", type=Path, help="also write the numbers here (for bench/run_all)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, VastEmulator(buckets={"bench"}) as emu:
         cfg = VastConfig(endpoint=emu.endpoint, bucket="bench",
@@ -73,6 +75,12 @@ def main() -> None:
         print("| ---: | ---: | ---: | ---: | ---: | ---: |")
         print(f"| {args.files} | {args.batch} | {elapsed:.1f} | {args.files / elapsed:,.0f} "
               f"| {requests} | {requests / args.files:.4f} |")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps({
+            "files": args.files, "batch": args.batch, "seconds": round(elapsed, 3),
+            "files_per_s": round(args.files / elapsed, 1), "requests": requests,
+            "requests_per_file": round(requests / args.files, 5),
+        }, indent=1))  # fmt: skip
 
 
 if __name__ == "__main__":
