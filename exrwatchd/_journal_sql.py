@@ -142,11 +142,18 @@ REQUEUE_DEAD = """
     WHERE state = 'dead' AND (:path IS NULL OR path = :path)
 """
 
-PURGE_TOMBSTONES = """
-    DELETE FROM paths
-    WHERE status = 'deleted' AND updated_at < ?
-      AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.path = paths.path)
+# Tombstones that may go: deleted before :cutoff, with nothing left in the outbox for the path.
+PURGEABLE = """
+    status = 'deleted' AND updated_at < :cutoff
+    AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.path = paths.path)
 """
+PURGE_TOMBSTONES = f"DELETE FROM paths WHERE {PURGEABLE}"
+COUNT_PURGEABLE = f"SELECT count(*) FROM paths WHERE {PURGEABLE}"
+# A stepwise purge deletes one slice of the path key space per transaction. SLICE_END finds
+# the slice's last key: OFFSET :skip (step - 1) walks at most `step` primary-key entries.
+SLICE_END = "SELECT path FROM paths WHERE path > :low ORDER BY path LIMIT 1 OFFSET :skip"
+PURGE_SLICE = f"DELETE FROM paths WHERE path > :low AND path <= :high AND {PURGEABLE}"
+PURGE_REST = f"DELETE FROM paths WHERE path > :low AND {PURGEABLE}"
 
 SELECT_PATH = f"SELECT {PATH_COLUMNS} FROM paths WHERE path = ?"
 
@@ -184,6 +191,13 @@ LAST_ERROR = """
 SELECT_DEAD = """
     SELECT id, path, op, attempts, last_error, updated_at FROM outbox
     WHERE state = 'dead' ORDER BY updated_at DESC, id DESC LIMIT ?
+"""
+
+# A scan of `paths` by status reads the whole table (no index covers it), but only the
+# operator asks, in a reader's snapshot, which never blocks the daemon in WAL mode.
+SELECT_STATUS = f"""
+    SELECT {PATH_COLUMNS} FROM paths WHERE status = ?
+    ORDER BY updated_at DESC, path DESC LIMIT ?
 """
 
 

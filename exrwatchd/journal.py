@@ -3,23 +3,22 @@
 A record is committed here (WAL, synchronous=FULL) before any sink sees it and leaves only
 when the sink acknowledges it: at-least-once delivery, in order per path. Schema, SQL and
 the opening checks live in exrwatchd/_journal_sql.py; the value types (re-exported here)
-and their mapping to rows in exrwatchd/_journal_types.py.
+and their mapping to rows in exrwatchd/_journal_types.py; the shared, locked connection and
+JournalError (re-exported here) in exrwatchd/_journal_conn.py.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from exrwatchd import _journal_sql as sql
 from exrwatchd import _journal_types as conv
+from exrwatchd._journal_conn import JournalError, SharedConnection, unusable_as_journal_error
 from exrwatchd._journal_types import (
     DeadLetter,
     Delete,
@@ -31,7 +30,6 @@ from exrwatchd._journal_types import (
     PathStatus,
     Persist,
 )
-from exrwatchd.errors import ExrwatchdError
 
 __all__ = [
     "DeadLetter",
@@ -52,29 +50,8 @@ _KNOWN_DIRS_PAGE = 1000
 # transaction, so that the daemon's writer never waits long behind an operator's purge.
 _PURGE_STEP = 5000
 
-# Statements used by the operator methods only (exrwatchd/journal_cli.py). Scans of `paths`
-# by status read the whole table (no index covers it), but only in a reader's snapshot, which
-# never blocks the daemon in WAL mode.
-_SELECT_STATUS = f"""
-    SELECT {sql.PATH_COLUMNS} FROM paths WHERE status = ?
-    ORDER BY updated_at DESC, path DESC LIMIT ?
-"""
-_PURGEABLE = """
-    status = 'deleted' AND updated_at < :cutoff
-    AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.path = paths.path)
-"""
-_COUNT_PURGEABLE = f"SELECT count(*) FROM paths WHERE {_PURGEABLE}"
-# The last key of the next slice: OFFSET step - 1 walks at most `step` primary-key entries.
-_SLICE_END = "SELECT path FROM paths WHERE path > :low ORDER BY path LIMIT 1 OFFSET :skip"
-_PURGE_SLICE = f"DELETE FROM paths WHERE path > :low AND path <= :high AND {_PURGEABLE}"
-_PURGE_REST = f"DELETE FROM paths WHERE path > :low AND {_PURGEABLE}"
 
-
-class JournalError(ExrwatchdError):
-    """The journal cannot be opened or written; the message names the file and what to do."""
-
-
-class Journal:
+class Journal(SharedConnection):
     """The daemon's durable state: one SQLite file in WAL mode, safe to share between threads.
 
     Every public method takes one lock around one connection, so the writer, the sink and the
@@ -108,50 +85,20 @@ class Journal:
             raise ValueError(
                 f"need 0 < backoff_initial <= backoff_max, got {backoff_initial}, {backoff_max}"
             )
-        self.path = Path(path)
         self.max_attempts = max_attempts
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = _connect(self.path)
+        super().__init__(path)  # opens the file: SharedConnection in exrwatchd/_journal_conn.py
 
     @classmethod
     def open(cls, state_dir: Path, **kw: Any) -> Journal:
         """Open ``<state_dir>/journal.db``, creating `state_dir` (mode 0700) if missing."""
         state_dir = Path(state_dir)
-        try:
+        with unusable_as_journal_error():
             sql.make_state_dir(state_dir)
-        except sql.Unusable as e:
-            raise JournalError(str(e)) from e.__cause__
         return cls(state_dir / "journal.db", **kw)
-
-    def acknowledgements_only(self) -> None:
-        """Mark this connection as one that only claims and acknowledges (the sink process).
-
-        Its commits need not wait for the disk (synchronous=NORMAL): losing the last ones to
-        a power cut only means entries are shipped again, which the sinks make harmless.
-        The writer's commits, which hold the records themselves, stay synchronous=FULL.
-        """
-        with self._locked("set synchronous") as conn:
-            conn.execute("PRAGMA synchronous = NORMAL")
-
-    def close(self) -> None:
-        """Close the connection; further calls raise JournalError. Closing twice is fine."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def __enter__(self) -> Journal:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"Journal({str(self.path)!r})"
 
     # -- writer thread -------------------------------------------------------------------
 
@@ -303,7 +250,7 @@ class Journal:
         """Delete tombstones older than that whose path has nothing left in the outbox."""
         cutoff = self._clock() - older_than_seconds
         with self._transaction("purge_tombstones") as conn:
-            return conn.execute(sql.PURGE_TOMBSTONES, (cutoff,)).rowcount
+            return conn.execute(sql.PURGE_TOMBSTONES, {"cutoff": cutoff}).rowcount
 
     def purge_tombstones_stepwise(
         self, older_than_seconds: float, *, step: int = _PURGE_STEP
@@ -322,18 +269,18 @@ class Journal:
         purged = 0
         while True:
             with self._transaction("purge_tombstones") as conn:
-                row = conn.execute(_SLICE_END, params).fetchone()
+                row = conn.execute(sql.SLICE_END, params).fetchone()
                 if row is None:  # the last slice: everything after `low`
-                    return purged + conn.execute(_PURGE_REST, params).rowcount
+                    return purged + conn.execute(sql.PURGE_REST, params).rowcount
                 params["high"] = row[0]
-                purged += conn.execute(_PURGE_SLICE, params).rowcount
+                purged += conn.execute(sql.PURGE_SLICE, params).rowcount
             params["low"] = params.pop("high")
 
     def count_purgeable_tombstones(self, older_than_seconds: float) -> int:
         """How many tombstones purge_tombstones(older_than_seconds) would delete now."""
         cutoff = self._clock() - older_than_seconds
         with self._reading("count_purgeable_tombstones") as conn:
-            return int(conn.execute(_COUNT_PURGEABLE, {"cutoff": cutoff}).fetchone()[0])
+            return int(conn.execute(sql.COUNT_PURGEABLE, {"cutoff": cutoff}).fetchone()[0])
 
     def paths_with_status(self, status: PathStatus, limit: int = 100) -> list[PathState]:
         """Paths whose last recorded state is `status`, most recently updated first.
@@ -344,7 +291,7 @@ class Journal:
         if status not in conv.ALL_STATUSES:
             raise ValueError(f"unknown path status {status!r}")
         with self._reading("paths_with_status") as conn:
-            rows = conn.execute(_SELECT_STATUS, (status, limit)).fetchall()
+            rows = conn.execute(sql.SELECT_STATUS, (status, limit)).fetchall()
         return [conv.path_state(row) for row in rows]
 
     def stats(self) -> JournalStats:
@@ -391,49 +338,3 @@ class Journal:
             if len(page) < _KNOWN_DIRS_PAGE:
                 return
             params["low"] = page[-1] + b"\x00"
-
-    # -- plumbing ------------------------------------------------------------------------
-
-    @contextmanager
-    def _locked(self, what: str) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._conn is None:
-                raise JournalError(f"{self.path}: the journal is closed")
-            try:
-                yield self._conn
-            except sqlite3.Error as e:
-                raise JournalError(f"{self.path}: {what} failed: {e}") from e
-
-    @contextmanager
-    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
-        # IMMEDIATE takes the write lock up front: a deferred transaction that reads first
-        # and then writes can fail at once with "database is locked" when another
-        # connection wrote in between, since busy_timeout cannot help a stale snapshot.
-        with self._locked(what) as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # SQLite may have rolled back on its own
-                    conn.execute("ROLLBACK")
-                raise
-
-    @contextmanager
-    def _reading(self, what: str, *, snapshot: bool = False) -> Iterator[sqlite3.Connection]:
-        with self._locked(what) as conn:
-            if not snapshot:
-                yield conn
-                return
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                conn.execute("COMMIT")
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    try:
-        return sql.connect(path)
-    except sql.Unusable as e:
-        raise JournalError(str(e)) from e.__cause__

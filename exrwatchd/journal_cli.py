@@ -6,7 +6,9 @@ slices) that the daemon's own transactions wait for (busy_timeout) rather than f
 
 cli.py adds the command with ``register(sub)`` inside build_parser. This module imports
 cli.py only inside functions, so that cli.py may import it at any point without a cycle,
-and imports nothing heavy at module level, so that building the parser stays cheap.
+and imports nothing heavy at module level, so that building the parser stays cheap. What
+the commands print is laid out in exrwatchd/_journal_cli_render.py (`shown` is re-exported
+here).
 """
 
 from __future__ import annotations
@@ -15,14 +17,44 @@ import argparse
 import os
 import re
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
+from exrwatchd._journal_cli_render import (
+    ERROR_COLUMN_CHARS,
+    failed_doc,
+    failed_text,
+    json_out,
+    no_dead_letter_reason,
+    out,
+    purged_text,
+    requeued_text,
+    shown,
+    stats_doc,
+    stats_text,
+)
+
 if TYPE_CHECKING:
     from exrwatchd.config import Config
-    from exrwatchd.journal import DeadLetter, Journal, PathState, PathStatus
+    from exrwatchd.journal import Journal, PathStatus
+
+__all__ = [
+    "DEFAULT_KINDS",
+    "DEFAULT_LIMIT",
+    "ERROR_COLUMN_CHARS",
+    "KINDS",
+    "PROG",
+    "Duration",
+    "UsageError",
+    "cmd_failed",
+    "cmd_purge",
+    "cmd_retry",
+    "cmd_stats",
+    "parse_duration",
+    "register",
+    "shown",
+]
 
 PROG = "exrwatchd journal"
 
@@ -31,8 +63,6 @@ PROG = "exrwatchd journal"
 KINDS: dict[str, str | None] = {"dead": None, "broken": "failed", "incomplete": "incomplete"}
 DEFAULT_KINDS = ("dead", "broken")
 DEFAULT_LIMIT = 100
-# In the table only; --json carries the whole message (the journal keeps up to 4000 chars).
-ERROR_COLUMN_CHARS = 160
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"([0-9]{1,9})([smhdw])")
@@ -288,105 +318,21 @@ def _with_journal(
     return run
 
 
-# -- output ---------------------------------------------------------------------------------
-
-
-def shown(text: str) -> str:
-    """`text` on one line and unambiguous, for a terminal: like repr() without the quotes.
-
-    Printable characters stay; a backslash doubles; controls (newline, tab, escape
-    sequences), invisible separators and lone surrogates are escaped as repr() escapes
-    them, so the byte 0xff of a name that is not UTF-8 reads ``\\udcff``, as in --json.
-    """
-    if text.isprintable() and "\\" not in text:
-        return text
-    return "".join(
-        "\\\\" if ch == "\\"
-        else ch if ch.isprintable()
-        else ch.encode("unicode_escape").decode("ascii")
-        for ch in text
-    )  # fmt: skip
-
-
-def _out(text: str) -> None:
-    from exrwatchd.cli import _write
-
-    _write(text.encode("utf-8", "backslashreplace") + b"\n")
-
-
-def _json_out(obj: Any) -> None:
-    from exrwatchd.cli import _write, json_line
-
-    _write(json_line(obj))
-
-
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
-
-
-def _age(seconds: float) -> str:
-    """12.5s, 3m 20s, 5h 2m, 4d 7h."""
-    if seconds < 60:
-        return f"{max(0.0, seconds):.1f}s"
-    whole = int(seconds)
-    big, small, big_name, small_name = (
-        (86400, 3600, "d", "h") if whole >= 86400
-        else (3600, 60, "h", "m") if whole >= 3600
-        else (60, 1, "m", "s")
-    )  # fmt: skip
-    return f"{whole // big}{big_name} {whole % big // small}{small_name}"
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """Left-aligned columns, two spaces apart; the last column is not padded."""
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header) - 1)]
-    return [
-        "  " + "  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip()
-        for r in (header, *rows)
-    ]
-
-
 # -- commands -------------------------------------------------------------------------------
 
 
 @_with_journal
 def cmd_stats(args: argparse.Namespace, journal: Journal) -> int:
-    import dataclasses
-
     stats = journal.stats()
     if args.json:
-        _json_out({"journal": str(journal.path), **dataclasses.asdict(stats)})
-        return 0
-    paths = ", ".join(f"{n} {status}" for status, n in stats.paths_by_status.items())
-    oldest = "-" if stats.oldest_ready_age is None else _age(stats.oldest_ready_age)
-    lines = [
-        f"journal: {shown(str(journal.path))}",
-        f"outbox: {stats.ready} ready, {stats.inflight} inflight, {stats.dead} dead "
-        f"({stats.outbox_total} total)",
-        f"oldest ready: {oldest}",
-        f"paths: {paths}",
-    ]
-    if stats.last_error is None:
-        lines.append("last error: none")
+        json_out(stats_doc(str(journal.path), stats))
     else:
-        lines.append(
-            f"last error: {_when(stats.last_error_at)} {shown(stats.last_error_path or '')}: "
-            f"{shown(stats.last_error)}"
-        )
-    _out("\n".join(lines))
+        out(stats_text(str(journal.path), stats))
     return 0
 
 
 @_with_journal
 def cmd_failed(args: argparse.Namespace, journal: Journal) -> int:
-    import dataclasses
-
     kinds = [k for k in KINDS if k in (args.kind or DEFAULT_KINDS)]
     stats = journal.stats()
     totals = {"dead": stats.dead, **{k: stats.paths_by_status[s] for k, s in KINDS.items() if s}}
@@ -398,48 +344,10 @@ def cmd_failed(args: argparse.Namespace, journal: Journal) -> int:
         else:
             listed[kind] = journal.paths_with_status(cast("PathStatus", status), args.limit)
     if args.json:
-        out: dict[str, Any] = {"journal": str(journal.path)}
-        for kind, entries in listed.items():
-            total = max(totals[kind], len(entries))  # counted in another snapshot
-            out[kind] = {"total": total, "entries": [dataclasses.asdict(e) for e in entries]}
-        _json_out(out)
-        return 0
-    blocks = [_section(kind, entries, totals[kind]) for kind, entries in listed.items()]
-    _out("\n\n".join("\n".join(block) for block in blocks))
-    return 0
-
-
-_TITLES = {
-    "dead": ("dead letters", "`exrwatchd journal retry PATH|--all` puts them back in the outbox"),
-    "broken": ("broken files", "recorded with status 'failed'; inspected again when they change"),
-    "incomplete": ("incomplete files", "never became whole; inspected again when they change"),
-}
-
-
-def _section(kind: str, entries: Sequence[Any], total: int) -> list[str]:
-    name, hint = _TITLES[kind]
-    total = max(total, len(entries))  # the total was counted in another snapshot
-    if not entries:
-        return [f"{name}: none"]
-    count = f"{len(entries)} of {total}" if len(entries) < total else str(total)
-    title = f"{name}: {count}, most recent first ({hint})"
-    if kind == "dead":
-        header = ("FAILED AT", "ATTEMPTS", "OP", "PATH", "LAST ERROR")
-        rows = [_dead_row(e) for e in entries]
+        json_out(failed_doc(str(journal.path), listed, totals))
     else:
-        header = ("RECORDED AT", "PATH", "ERROR")
-        rows = [_path_row(e) for e in entries]
-    return [title, *_table(header, rows)]
-
-
-def _dead_row(entry: DeadLetter) -> tuple[str, ...]:
-    error = "-" if entry.last_error is None else _clip(shown(entry.last_error), ERROR_COLUMN_CHARS)
-    return (_when(entry.updated_at), str(entry.attempts), entry.op, shown(entry.path), error)
-
-
-def _path_row(state: PathState) -> tuple[str, ...]:
-    error = "-" if state.error is None else _clip(shown(state.error), ERROR_COLUMN_CHARS)
-    return (_when(state.updated_at), shown(state.path), error)
+        out(failed_text(listed, totals))
+    return 0
 
 
 @_with_journal
@@ -447,43 +355,17 @@ def cmd_retry(args: argparse.Namespace, journal: Journal) -> int:
     from exrwatchd.cli import EXIT_FAILED
 
     if args.all:
-        count = journal.requeue_dead()
-        if count == 0:
-            _out("no dead letters: nothing to retry")
-        else:
-            _out(f"requeued {_letters(count)}: the daemon delivers "
-                 f"{'it' if count == 1 else 'them'} with its next batch")  # fmt: skip
+        out(requeued_text(journal.requeue_dead(), None))
         return 0
     # Journal keys are the absolute paths the daemon saw; a relative PATH means from here.
     path = args.path if os.path.isabs(args.path) else os.path.abspath(args.path)
     count = journal.requeue_dead(path)
     if count:
-        _out(f"requeued {_letters(count)} for {shown(path)}: the daemon delivers it with its "
-             "next batch")  # fmt: skip
+        out(requeued_text(count, path))
         return 0
-    print(f"{PROG}: no dead letter for {shown(path)}: {_why_no_dead_letter(journal, path)}",
-          file=sys.stderr)  # fmt: skip
+    reason = no_dead_letter_reason(journal.path_state(path))
+    print(f"{PROG}: no dead letter for {shown(path)}: {reason}", file=sys.stderr)
     return EXIT_FAILED
-
-
-def _letters(count: int) -> str:
-    return f"{count} dead letter{'s' if count != 1 else ''}"
-
-
-def _why_no_dead_letter(journal: Journal, path: str) -> str:
-    state = journal.path_state(path)
-    if state is None:
-        return "the journal has never seen this path (see `exrwatchd journal failed`)"
-    if state.status == "failed":
-        reason = f" ({shown(state.error)})" if state.error else ""
-        return (
-            f"it is a broken file{reason}, recorded as such, not an undelivered entry; "
-            "fix or replace the file and the daemon inspects it again"
-        )
-    return (
-        f"its last recorded state is {state.status!r} and it has no failed delivery "
-        "(see `exrwatchd journal failed`)"
-    )
 
 
 @_with_journal
@@ -491,10 +373,7 @@ def cmd_purge(args: argparse.Namespace, journal: Journal) -> int:
     older_than: Duration = args.done_older_than
     if args.dry_run:
         count = journal.count_purgeable_tombstones(older_than.seconds)
-        verb = "would remove"
     else:
         count = journal.purge_tombstones_stepwise(older_than.seconds)
-        verb = "removed"
-    _out(f"{verb} {count} tombstone{'s' if count != 1 else ''}: files deleted more than "
-         f"{older_than.text} ago, their deletion delivered to the sink")  # fmt: skip
+    out(purged_text(count, older_than.text, dry_run=args.dry_run))
     return 0

@@ -39,22 +39,35 @@ reported again by every listing of its directory until it is recorded or marked 
 
 Errors (unreadable directories, stat failures, symlink loops) go to `on_error(path, exc)` and
 never turn into deletions: a directory that cannot be read keeps its files.
+
+The system calls themselves (listing a directory, stat'ing subdirectories, pushing them onto
+the walk) live in exrwatchd/watch/_poll_walk.py; this module decides what to visit and what
+changed.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import stat as stat_mod
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 from exrwatchd.journal import FileSig
+from exrwatchd.watch._poll_walk import (
+    S_IFMT,
+    S_IFREG,
+    ChangeKind,
+    Child,
+    descend,
+    list_dir,
+    sig_of,
+    stat_root,
+    stat_sig,
+    stat_subdirs,
+)
 
-ChangeKind = Literal["created", "modified", "deleted"]
+__all__ = ["RACY_NS", "Change", "ChangeKind", "PollScanner", "ScanStats"]
 
 #: A directory whose mtime is this close to the start of the scan that listed it (or later) is
 #: listed again next scan: another change in the same mtime tick would not move its mtime.
@@ -64,10 +77,6 @@ RACY_NS = 2_000_000_000
 _UNTRUSTED = -1  # a cached mtime that never matches: list the directory next scan
 _DirEntry = tuple[int, int, tuple[str, ...]]  # mtime_ns, ctime_ns, subdirectory names
 _NO_NAMES: tuple[str, ...] = ()
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_S_IFMT = stat_mod.S_IFMT(0o177777)
-_S_IFREG = stat_mod.S_IFREG
-_S_IFDIR = stat_mod.S_IFDIR
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +157,7 @@ class PollScanner:
         stat'ed now, and later changes are reported relative to that.
         """
         if sig is None:
-            sig = self._stat_sig(path)
+            sig = stat_sig(path, self.follow_symlinks)
         directory, name = os.path.split(path)
         with self._hot_lock:
             self._hot.setdefault(directory, {})[name] = sig
@@ -158,10 +167,8 @@ class PollScanner:
         directory, name = os.path.split(path)
         with self._hot_lock:
             names = self._hot.get(directory)
-            if names is not None:
-                names.pop(name, None)
-                if not names:
-                    del self._hot[directory]
+            if names is not None and name in names:
+                self._hot_drop(directory, names, name)
 
     @property
     def hot_count(self) -> int:
@@ -185,20 +192,15 @@ class PollScanner:
             if names is None or name not in names:
                 return  # settled meanwhile
             if sig is None:
-                del names[name]
-                if not names:
-                    del self._hot[directory]
+                self._hot_drop(directory, names, name)
             else:
                 names[name] = sig
 
-    def _stat_sig(self, path: str) -> FileSig | None:
-        try:
-            st = os.stat(path, follow_symlinks=self.follow_symlinks)
-        except OSError:
-            return None
-        if st.st_mode & _S_IFMT != _S_IFREG:
-            return None
-        return FileSig(st.st_size, st.st_mtime_ns, st.st_ino)
+    def _hot_drop(self, directory: str, names: dict[str, FileSig | None], name: str) -> None:
+        """Forget hot `name` of `directory` (whose names are `names`); the caller holds the lock."""
+        del names[name]
+        if not names:
+            del self._hot[directory]
 
     # -- scanning --------------------------------------------------------------------------
 
@@ -214,20 +216,14 @@ class PollScanner:
         racy_after = time.time_ns() - RACY_NS
 
         root = self.root
-        try:
-            st = os.stat(root)
-        except OSError as exc:
-            # A missing root is far more often an unmounted share than a deleted tree:
-            # report it, delete nothing.
-            self._error(root, exc)
-            return
-        if st.st_mode & _S_IFMT != _S_IFDIR:
-            self._error(root, NotADirectoryError(errno.ENOTDIR, "watched root is not a directory"))
+        st = stat_root(root, self._error)
+        if st is None:
             return
 
+        follow = self.follow_symlinks
         seen = {(st.st_dev, st.st_ino)}
         listed: set[str] = set()
-        stack: list[tuple[str, os.stat_result]] = [(root, st)]
+        stack: list[Child] = [(root, st)]
         while stack:
             directory, dst = stack.pop()
             prev = self._dirs.get(directory)
@@ -237,10 +233,10 @@ class PollScanner:
                 and prev[0] == dst.st_mtime_ns
                 and prev[1] == dst.st_ctime_ns
             ):
-                children = self._stat_subdirs(directory, prev[2], strict=True)
+                children = stat_subdirs(directory, prev[2], follow, self._error, strict=True)
                 if children is not None:  # else: the cache is inconsistent, list it after all
                     stats.dirs_pruned += 1
-                    self._descend(children, stack, seen)
+                    descend(children, stack, seen, self._error)
                     continue
             yield from self._list(directory, dst, prev, stack, seen, listed, racy_after)
         yield from self._scan_hot(listed)
@@ -250,57 +246,12 @@ class PollScanner:
         if self.on_error is not None:
             self.on_error(path, exc)
 
-    def _stat_subdirs(
-        self, directory: str, names: tuple[str, ...], *, strict: bool
-    ) -> list[tuple[str, os.stat_result]] | None:
-        """Stat remembered subdirectories. With `strict`, None when one is gone or no longer a
-        directory (the parent changed after all: NFS attribute caching, a coarse mtime)."""
-        follow = self.follow_symlinks
-        out = []
-        for name in names:
-            path = os.path.join(directory, name)
-            try:
-                st = os.stat(path, follow_symlinks=follow)
-            except (FileNotFoundError, NotADirectoryError):
-                if strict:
-                    return None
-                continue
-            except OSError as exc:
-                self._error(path, exc)
-                continue
-            if st.st_mode & _S_IFMT != _S_IFDIR:
-                if strict:
-                    return None
-                continue
-            out.append((path, st))
-        return out
-
-    def _descend(
-        self,
-        children: list[tuple[str, os.stat_result]],
-        stack: list[tuple[str, os.stat_result]],
-        seen: set[tuple[int, int]],
-    ) -> None:
-        """Push subdirectories, skipping any directory already on this walk (by device and
-        inode): symlink loops when following symlinks, bind-mount loops always."""
-        for item in reversed(children):
-            st = item[1]
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                self._error(
-                    item[0],
-                    OSError(errno.ELOOP, "directory already on the walk (loop or duplicate link)"),
-                )
-                continue
-            seen.add(key)
-            stack.append(item)
-
     def _list(
         self,
         directory: str,
         dst: os.stat_result,
         prev: _DirEntry | None,
-        stack: list[tuple[str, os.stat_result]],
+        stack: list[Child],
         seen: set[tuple[int, int]],
         listed: set[str],
         racy_after: int,
@@ -308,7 +259,6 @@ class PollScanner:
         stats = self.stats
         stats.dirs_listed += 1
         follow = self.follow_symlinks
-        accept = self.accept
         known = self.known(directory)
         hot = self._hot_in(directory)
         expected: Mapping[str, FileSig] = known
@@ -320,102 +270,33 @@ class PollScanner:
                 else:
                     merged[name] = hsig
             expected = merged
-        get = expected.get
+        prefix = directory if directory.endswith("/") else directory + "/"
         # A name the journal knows passed `accept` when it was recorded. Once this scanner has
         # listed the directory completely with every name checked (prev is None: its first
         # listing here; the filter may have changed since the journal was written, and a known
         # name the filter now rejects is reported deleted), known names skip the name match,
         # the largest cost of a steady-state listing after the stat itself.
-        strict = prev is None
+        listing = list_dir(
+            directory, prefix, expected, self.accept,
+            strict=prev is None, follow=follow, nofollow_dir=not (follow or directory == self.root),
+            recursive=self.recursive, error=self._error,
+        )  # fmt: skip
+        stats.files_statted += listing.files_statted
+        complete, children = listing.complete, listing.children
 
-        # The hot loop: one is_dir (d_type), one accept, one is_file (d_type), one fstatat per
-        # accepted file; no object is built for a file that did not change. Listing through a
-        # directory fd makes each stat relative to it (fstatat), as find does, instead of
-        # resolving the whole path again for every file.
-        prefix = directory if directory.endswith("/") else directory + "/"
-        found: list[tuple[ChangeKind, str, os.stat_result]] = []  # (kind, name, stat)
-        matched: list[str] = []  # expected names that are present (or could not be stat'ed)
-        subdirs: list[os.DirEntry[str]] = []
-        kept: list[str] = []  # names of subdirectories
-        children: list[tuple[str, os.stat_result]] = []
-        nfiles = 0
-        complete = True
-        flags = _DIR_FLAGS if follow or directory == self.root else _DIR_FLAGS | os.O_NOFOLLOW
-        try:
-            fd = os.open(directory, flags)
-        except OSError as exc:
-            # Unreadable (EACCES), or vanished since its parent was listed: nothing is deleted
-            # on the strength of a listing that did not happen.
-            self._error(directory, exc)
-            complete = False
-        else:
-            try:
-                with os.scandir(fd) as entries:
-                    for entry in entries:
-                        try:
-                            if entry.is_dir(follow_symlinks=follow):
-                                subdirs.append(entry)
-                                continue
-                            name = entry.name
-                            sig = get(name)
-                            if (sig is None or strict) and not accept(name):
-                                continue
-                            if not entry.is_file(follow_symlinks=follow):
-                                continue
-                            st = entry.stat(follow_symlinks=follow)
-                        except FileNotFoundError:
-                            continue  # removed since readdir: absent
-                        except OSError as exc:
-                            self._error(prefix + entry.name, exc)
-                            if entry.name in expected:  # state unknown: never report it deleted
-                                matched.append(entry.name)
-                            continue
-                        nfiles += 1
-                        if sig is None:
-                            found.append(("created", name, st))
-                            continue
-                        matched.append(name)
-                        if (
-                            sig.mtime_ns != st.st_mtime_ns
-                            or sig.size != st.st_size
-                            or sig.inode != st.st_ino
-                        ):
-                            found.append(("modified", name, st))
-                if self.recursive:
-                    for entry in subdirs:
-                        try:
-                            cst = entry.stat(follow_symlinks=follow)
-                        except FileNotFoundError:
-                            continue  # removed since readdir: gone
-                        except OSError as exc:
-                            self._error(prefix + entry.name, exc)
-                            kept.append(entry.name)  # still there, just not visitable now
-                            continue
-                        kept.append(entry.name)
-                        children.append((prefix + entry.name, cst))
-            except OSError as exc:
-                # An I/O error half-way through (NFS): the listing is incomplete.
-                self._error(directory, exc)
-                complete = False
-            finally:
-                os.close(fd)
-        stats.files_statted += nfiles
-
-        changes: list[tuple[str, Change]] = []
-        for kind, name, st in found:
-            sig = FileSig(st.st_size, st.st_mtime_ns, st.st_ino)
-            changes.append((name, Change(kind, prefix + name, sig)))
-
+        changes = [
+            (name, Change(kind, prefix + name, sig_of(st))) for kind, name, st in listing.found
+        ]
         gone: list[str] = []
         names: tuple[str, ...] = _NO_NAMES
         if complete:
-            if len(matched) < len(expected):
-                present = set(matched)
+            if len(listing.matched) < len(expected):
+                present = set(listing.matched)
                 for name in expected:
                     if name not in present:
                         changes.append((name, Change("deleted", prefix + name, None)))
-            if kept:
-                names = tuple(kept)
+            if listing.kept:
+                names = tuple(listing.kept)
             before: set[str] = set(prev[2]) if prev is not None else set()
             if prev is None and self.recursive and self.known_subdirs is not None:
                 before.update(self.known_subdirs(directory))
@@ -423,7 +304,7 @@ class PollScanner:
                 gone = sorted(before.difference(names))
         elif prev is not None:
             names = prev[2]  # keep visiting what we knew was below
-            children = self._stat_subdirs(directory, names, strict=False) or []
+            children = stat_subdirs(directory, names, follow, self._error, strict=False) or []
 
         for name, change in changes:
             stats.changes += 1
@@ -441,7 +322,7 @@ class PollScanner:
             self._dirs[directory] = (mtime, dst.st_ctime_ns, names)
         if complete:
             listed.add(directory)
-        self._descend(children, stack, seen)
+        descend(children, stack, seen, self._error)
 
     def _forget(self, top: str) -> Iterator[Change]:
         """`top` is gone: every file known in it or below is deleted."""
@@ -486,24 +367,13 @@ class PollScanner:
                 except OSError as exc:
                     self._error(path, exc)
                     continue
-                if st is not None and st.st_mode & _S_IFMT != _S_IFREG:
-                    st = None
-                if st is None:
-                    if last is None:
-                        continue
-                    change = Change("deleted", path, None)
-                elif last is None:
-                    change = Change("created", path, FileSig(st.st_size, st.st_mtime_ns, st.st_ino))
-                elif (
-                    last.mtime_ns != st.st_mtime_ns
-                    or last.size != st.st_size
-                    or last.inode != st.st_ino
-                ):
-                    change = Change(
-                        "modified", path, FileSig(st.st_size, st.st_mtime_ns, st.st_ino)
-                    )
-                else:
+                sig = None if st is None or st.st_mode & S_IFMT != S_IFREG else sig_of(st)
+                if sig == last:  # FileSig equality: size, mtime and inode, as listings compare
                     continue
+                kind: ChangeKind = (
+                    "deleted" if sig is None else "created" if last is None else "modified"
+                )
+                change = Change(kind, path, sig)
                 self.stats.changes += 1
                 yield change
                 self._hot_set(directory, name, change.sig)

@@ -1,0 +1,206 @@
+"""The file system side of exrwatchd/watch/poll.py's walk: listing and stat'ing directories.
+
+PollScanner decides what to visit and what changed; the functions here make the system
+calls. `stat_root` checks the watched root, `list_dir` reads one directory (its files
+against what the scanner expects there, and its subdirectories), `stat_subdirs` stats the
+subdirectories remembered for a pruned one, `descend` pushes subdirectories onto the walk.
+Every OSError worth reporting goes to the `error(path, exc)` callback; none is raised.
+
+exrwatchd.watch.poll re-exports ChangeKind; import it from there.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_mod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from exrwatchd.journal import FileSig
+
+ChangeKind = Literal["created", "modified", "deleted"]
+OnError = Callable[[str, OSError], None]
+Child = tuple[str, os.stat_result]  # a subdirectory's path and stat
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+S_IFMT = stat_mod.S_IFMT(0o177777)
+S_IFREG = stat_mod.S_IFREG
+S_IFDIR = stat_mod.S_IFDIR
+
+
+def sig_of(st: os.stat_result) -> FileSig:
+    return FileSig(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def stat_sig(path: str, follow: bool) -> FileSig | None:
+    """The signature of the regular file at `path`; None when it is not one, or not there."""
+    try:
+        st = os.stat(path, follow_symlinks=follow)
+    except OSError:
+        return None
+    if st.st_mode & S_IFMT != S_IFREG:
+        return None
+    return sig_of(st)
+
+
+@dataclass(slots=True)
+class Listing:
+    """What one `list_dir` found."""
+
+    complete: bool  # False: the directory could not be opened, or failed half-way through
+    found: list[tuple[ChangeKind, str, os.stat_result]]  # created and modified files, by name
+    matched: list[str]  # expected names that are present (or could not be stat'ed)
+    kept: list[str]  # names of subdirectories (those that could not be stat'ed included)
+    children: list[Child]  # subdirectories to visit, when recursive
+    files_statted: int
+
+
+def list_dir(
+    directory: str,
+    prefix: str,
+    expected: Mapping[str, FileSig],
+    accept: Callable[[str], bool],
+    *,
+    strict: bool,
+    follow: bool,
+    nofollow_dir: bool,
+    recursive: bool,
+    error: OnError,
+) -> Listing:
+    """List `directory` (`prefix` is it with a trailing slash) and stat its accepted files.
+
+    A file not in `expected` is created, one whose stat differs from its FileSig modified.
+    A name in `expected` skips `accept` unless `strict`. With `nofollow_dir` the directory
+    itself is not opened through a symlink.
+    """
+    get = expected.get
+    # The hot loop: one is_dir (d_type), one accept, one is_file (d_type), one fstatat per
+    # accepted file; no object is built for a file that did not change. Listing through a
+    # directory fd makes each stat relative to it (fstatat), as find does, instead of
+    # resolving the whole path again for every file.
+    found: list[tuple[ChangeKind, str, os.stat_result]] = []  # (kind, name, stat)
+    matched: list[str] = []
+    subdirs: list[os.DirEntry[str]] = []
+    kept: list[str] = []
+    children: list[Child] = []
+    nfiles = 0
+    complete = True
+    try:
+        fd = os.open(directory, (DIR_FLAGS | os.O_NOFOLLOW) if nofollow_dir else DIR_FLAGS)
+    except OSError as exc:
+        # Unreadable (EACCES), or vanished since its parent was listed: nothing is deleted
+        # on the strength of a listing that did not happen.
+        error(directory, exc)
+        complete = False
+    else:
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=follow):
+                            subdirs.append(entry)
+                            continue
+                        name = entry.name
+                        sig = get(name)
+                        if (sig is None or strict) and not accept(name):
+                            continue
+                        if not entry.is_file(follow_symlinks=follow):
+                            continue
+                        st = entry.stat(follow_symlinks=follow)
+                    except FileNotFoundError:
+                        continue  # removed since readdir: absent
+                    except OSError as exc:
+                        error(prefix + entry.name, exc)
+                        if entry.name in expected:  # state unknown: never report it deleted
+                            matched.append(entry.name)
+                        continue
+                    nfiles += 1
+                    if sig is None:
+                        found.append(("created", name, st))
+                        continue
+                    matched.append(name)
+                    if (
+                        sig.mtime_ns != st.st_mtime_ns
+                        or sig.size != st.st_size
+                        or sig.inode != st.st_ino
+                    ):
+                        found.append(("modified", name, st))
+            if recursive:
+                for entry in subdirs:
+                    try:
+                        cst = entry.stat(follow_symlinks=follow)
+                    except FileNotFoundError:
+                        continue  # removed since readdir: gone
+                    except OSError as exc:
+                        error(prefix + entry.name, exc)
+                        kept.append(entry.name)  # still there, just not visitable now
+                        continue
+                    kept.append(entry.name)
+                    children.append((prefix + entry.name, cst))
+        except OSError as exc:
+            # An I/O error half-way through (NFS): the listing is incomplete.
+            error(directory, exc)
+            complete = False
+        finally:
+            os.close(fd)
+    return Listing(complete, found, matched, kept, children, nfiles)
+
+
+def stat_root(root: str, error: OnError) -> os.stat_result | None:
+    """Stat the watched root; None, reported, when it is missing or not a directory."""
+    try:
+        st = os.stat(root)
+    except OSError as exc:
+        # A missing root is far more often an unmounted share than a deleted tree:
+        # report it, delete nothing.
+        error(root, exc)
+        return None
+    if st.st_mode & S_IFMT != S_IFDIR:
+        error(root, NotADirectoryError(errno.ENOTDIR, "watched root is not a directory"))
+        return None
+    return st
+
+
+def stat_subdirs(
+    directory: str, names: tuple[str, ...], follow: bool, error: OnError, *, strict: bool
+) -> list[Child] | None:
+    """Stat remembered subdirectories. With `strict`, None when one is gone or no longer a
+    directory (the parent changed after all: NFS attribute caching, a coarse mtime)."""
+    out = []
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            st = os.stat(path, follow_symlinks=follow)
+        except (FileNotFoundError, NotADirectoryError):
+            if strict:
+                return None
+            continue
+        except OSError as exc:
+            error(path, exc)
+            continue
+        if st.st_mode & S_IFMT != S_IFDIR:
+            if strict:
+                return None
+            continue
+        out.append((path, st))
+    return out
+
+
+def descend(
+    children: list[Child], stack: list[Child], seen: set[tuple[int, int]], error: OnError
+) -> None:
+    """Push subdirectories, skipping any directory already on this walk (by device and
+    inode): symlink loops when following symlinks, bind-mount loops always."""
+    for item in reversed(children):
+        st = item[1]
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            error(
+                item[0],
+                OSError(errno.ELOOP, "directory already on the walk (loop or duplicate link)"),
+            )
+            continue
+        seen.add(key)
+        stack.append(item)
