@@ -194,3 +194,17 @@ class Catalog:
                 f"SELECT count(*) FROM {table} WHERE file_id NOT IN (SELECT file_id FROM files)"
             )[0][0]
         return total
+
+
+def children(pid: int) -> list[int]:
+    """Live processes whose parent is `pid` (from /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out

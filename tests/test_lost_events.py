@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from exrgen import write_scanline
 from harness import Catalog, DaemonProcess, write_config
+from harness import children as harness_children
 
 
 def _max_queued_events() -> int:
@@ -127,19 +128,6 @@ def test_dead_observer_is_restarted_and_rescans(tmp_path: Path) -> None:
         assert daemon.stop() == 0
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry.name))
-    return out
-
-
 def test_kill_9_leaves_no_orphaned_sink_process(tmp_path: Path) -> None:
     renders = tmp_path / "renders"
     renders.mkdir()
@@ -147,7 +135,7 @@ def test_kill_9_leaves_no_orphaned_sink_process(tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.toml", state, [{"path": str(renders)}])
     daemon = DaemonProcess(config, state)
     daemon.wait_event("daemon.ready")
-    children = _children(daemon.proc.pid)
+    children = harness_children(daemon.proc.pid)
     assert children, "the sink runs in a child process"
     daemon.kill()  # SIGKILL: no chance to stop its child
 
