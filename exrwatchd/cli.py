@@ -19,6 +19,7 @@ from exrwatchd.errors import ConfigError
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: try again later (a full disk); systemd restarts on it
 EXIT_CONFIG = 78  # EX_CONFIG
 
 
@@ -119,6 +120,8 @@ def _run_daemon(cfg: Any, *, once: bool) -> int:
         return code
     except StartupError as exc:
         print(f"exrwatchd: cannot start: {exc}", file=sys.stderr)
+        if exc.transient:
+            return EXIT_TEMPFAIL
     except ConfigError as exc:
         print(f"exrwatchd: {exc}", file=sys.stderr)
     return EXIT_CONFIG

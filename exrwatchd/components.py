@@ -5,6 +5,7 @@ Shared by the daemon and the sink process (sink_process.py), which builds its ow
 
 from __future__ import annotations
 
+import errno
 import os
 
 from exrwatchd.config import Config
@@ -15,7 +16,27 @@ from exrwatchd.watch.mounts import is_network_fs, mount_fstype
 
 
 class StartupError(ExrwatchdError):
-    """The daemon cannot start (state_dir on a network file system, journal unusable...)."""
+    """The daemon cannot start (state_dir on a network file system, journal unusable...).
+
+    `transient` when waiting may fix it (a full disk, an I/O error): the process then exits
+    with EX_TEMPFAIL so systemd restarts it, not EX_CONFIG, which it does not.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+_TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EAGAIN})
+_TRANSIENT_TEXT = ("disk i/o error", "database or disk is full", "no space left", "locked")
+
+
+def is_transient_start_error(exc: BaseException) -> bool:
+    """A start-up failure that waiting can fix: a full disk or quota, an I/O error, a lock."""
+    if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
+        return True
+    text = str(exc).lower()
+    return any(marker in text for marker in _TRANSIENT_TEXT)
 
 
 def check_local_disk(state_dir: str, mounts_text: str | None = None) -> None:

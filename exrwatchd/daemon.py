@@ -20,7 +20,12 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from exrwatchd.components import StartupError, build_sink, open_journal
+from exrwatchd.components import (
+    StartupError,
+    build_sink,
+    is_transient_start_error,
+    open_journal,
+)
 from exrwatchd.config import Config
 from exrwatchd.journal import Journal, JournalError
 from exrwatchd.logs import get_logger
@@ -188,9 +193,9 @@ class Daemon:
             self.start(watch=not once)
         except (OSError, JournalError, SinkUnavailable) as exc:
             self.shutdown()
-            if isinstance(exc, OSError) and exc.filename:
-                raise StartupError(f"{exc.filename}: {exc.strerror}") from exc
-            raise StartupError(str(exc)) from exc
+            message = (f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError)
+                       and exc.filename else str(exc))  # fmt: skip
+            raise StartupError(message, transient=is_transient_start_error(exc)) from exc
         log.info("daemon.ready", watches=len(self.watches), workers=self.cfg.daemon.workers,
                  sink=self.cfg.sink.kind, state_dir=str(self.cfg.daemon.state_dir))  # fmt: skip
         if not once:
@@ -257,7 +262,7 @@ class Daemon:
                 p.handle_verdicts()
                 p.inbox.wakeup.wait(0.05)
             p.handle_verdicts()
-            p.drain_to_journal()
+            p.drain_to_journal(deadline)
             p.stop_workers(len(self._workers))
         if self.writer is not None:
             self.writer.stop(timeout=max(1.0, deadline - time.monotonic()))

@@ -204,10 +204,15 @@ class Pipeline:
             self.inbox.wakeup.wait(wait)
         self.inbox.wakeup.clear()
 
-    def drain_to_journal(self) -> None:
-        """At shutdown: hand every waiting write to the writer, waiting for room."""
-        while self.unwritten:
-            self.writer.put(self.unwritten.popleft())
+    def drain_to_journal(self, deadline: float) -> None:
+        """At shutdown: hand every waiting write to the writer, waiting for room until
+        `deadline` (monotonic). A dead writer takes nothing: those files are not in the
+        journal, so the next start-up reconciliation inspects them again."""
+        while self.unwritten and self.writer.alive() and time.monotonic() < deadline:
+            if not self.writer.offer(self.unwritten[0]):
+                time.sleep(0.01)  # the writer is busy committing; shutdown only
+                continue
+            self.unwritten.popleft()
 
     def start_workers(self, count: int) -> list[threading.Thread]:
         threads = [threading.Thread(target=self.work_loop, name=f"worker-{i}", daemon=True)

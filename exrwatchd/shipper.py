@@ -122,9 +122,17 @@ class JournalWriter:
         self._on_commit(len(batch))
 
     def stop(self, timeout: float) -> bool:
-        """Write everything queued so far, then stop. False if that took too long."""
-        self._queue.put(_STOP)
-        self._thread.join(timeout=timeout)
+        """Write everything queued so far, then stop. False if that took too long (or the
+        writer was already dead: what it held is found again by the start-up rescan)."""
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive():
+            try:
+                self._queue.put(_STOP, timeout=0.1)
+                break
+            except queue.Full:
+                if time.monotonic() >= deadline:
+                    return False
+        self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
         return not self._thread.is_alive()
 
 

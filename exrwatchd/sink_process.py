@@ -49,7 +49,18 @@ class SinkProcess:
             args=(str(config_path), self._commands, self._delivered, self._unhealthy,
                   self._last_error, self._reports),
         )  # fmt: skip
-        self.error: BaseException | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def error(self) -> BaseException | str | None:
+        """Why the process is gone (its own log holds the details: sink.loop_failed)."""
+        if self._error is not None:
+            return self._error
+        code = self._process.exitcode
+        if code is None:
+            return None
+        last = self.last_error or "none reported"
+        return f"sink process exited with code {code}; last error: {last} (see sink.loop_failed)"
 
     def start(self) -> None:
         self._process.start()
@@ -95,7 +106,7 @@ class SinkProcess:
             self._process.terminate()
             self._process.join(timeout=5)
         if self._process.exitcode not in (0, None, -signal.SIGTERM):
-            self.error = RuntimeError(f"sink process exited with {self._process.exitcode}")
+            self._error = RuntimeError(f"sink process exited with {self._process.exitcode}")
 
 
 def _child_main(config_path: str, commands: Any, delivered: Any, unhealthy: Any,
@@ -156,6 +167,9 @@ def _child_main(config_path: str, commands: Any, delivered: Any, unhealthy: Any,
     finally:
         loop.stop(timeout=max(1.0, cfg.daemon.shutdown_timeout))
         delivered.value = loop.delivered
+        if loop.error is not None:  # the parent reports this as the reason the sink died
+            last_error.value = f"{type(loop.error).__name__}: {loop.error}".encode(
+                "utf-8", "replace")[: _ERROR_BYTES - 1]  # fmt: skip
         sink.close()
         journal.close()
     # Everything that matters is committed and closed; skip interpreter teardown, which
