@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from exrgen import PartSpec, write_multipart, write_scanline, write_tiled
-from harness import Catalog, DaemonProcess, wait_for, write_config
+from harness import Catalog, DaemonProcess, children, wait_for, write_config
 
 from exrwatchd.exr.inspect import inspect_path
 from exrwatchd.journal import Journal, JournalStats
@@ -150,20 +150,6 @@ class Burst:
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def children(pid: int) -> list[int]:
-    """Processes whose parent is `pid` (from /proc)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry.name))
-    return out
 
 
 def alive(pid: int) -> bool:
