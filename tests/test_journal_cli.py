@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ROOT, write_config
+from harness import ROOT, wait_for, write_config
 
 from exrwatchd.journal import Delete, FileSig, Journal, PathStatus, Persist
 from exrwatchd.journal_cli import Duration, parse_duration, register, shown
@@ -558,10 +558,8 @@ class Writer(threading.Thread):
 
     def __enter__(self) -> Writer:
         self.start()
-        deadline = time.monotonic() + 30
-        while self.rounds < 3 and not self.errors:  # it really runs before commands start
-            assert time.monotonic() < deadline, "the writer did not start"
-            time.sleep(0.01)
+        # it really runs before the commands start
+        wait_for(lambda: self.rounds >= 3 or self.errors, 30, "the writer to start", 0.01)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -605,10 +603,8 @@ def test_commands_next_to_a_writer(journal_cmd: Invoke, setup: Setup, many_tombs
         result = journal_cmd("purge", "--done-older-than", "0s")  # races the writer's deletes
         assert result.code == 0 and not result.err, result.err
         rounds = writer.rounds
-        deadline = time.monotonic() + 30
-        while writer.rounds <= rounds and not writer.errors:  # it is still writing
-            assert time.monotonic() < deadline, "the writer stopped writing"
-            time.sleep(0.01)
+        wait_for(lambda: writer.rounds > rounds or writer.errors, 30,
+                 "the writer to keep writing", 0.01)  # fmt: skip
     assert not writer.errors, writer.errors
     # Nothing here held the write lock long: the writer never waited near busy_timeout.
     assert writer.slowest < 5.0, writer.slowest

@@ -66,10 +66,7 @@ class FakeSystemd:
             target = b"\0" + self.address[1:].encode() if self.address.startswith("@") else (
                 self.address)  # fmt: skip
             sender.sendto(marker.encode(), target)
-        deadline = time.monotonic() + 10
-        while marker not in self.datagrams():
-            assert time.monotonic() < deadline, "the marker datagram never arrived"
-            time.sleep(0.01)
+        wait_for(lambda: marker in self.datagrams(), 10, "the marker datagram", 0.01)
         return [m for m in self.datagrams() if not m.startswith("MARKER=")]
 
     def with_key(self, key: str) -> list[tuple[float, dict[str, str]]]:
