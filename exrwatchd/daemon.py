@@ -42,7 +42,6 @@ from exrwatchd.watchers import Watches
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_CONFIG = 78  # EX_CONFIG: systemd's Restart=on-failure will not help; the config must change
 
 log = get_logger("exrwatchd.daemon")
 

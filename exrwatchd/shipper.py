@@ -243,14 +243,6 @@ class SinkLoop:
             ))  # fmt: skip
         return True
 
-    def drain(self, timeout: float) -> None:
-        """Ship what is due until the outbox is empty or `timeout` passes."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            batch = self._journal.claim(self._batch_size)
-            if not batch or not self._ship(batch):
-                return
-
     def stop(self, timeout: float) -> None:
         self._stop.set()
         self._wake.set()

@@ -143,9 +143,6 @@ class Settler:
         self._schedule(path, entry, now + delay)
         return True
 
-    def forget(self, path: str) -> None:
-        self._pending.pop(path, None)
-
     def next_due(self) -> float | None:
         """Clock time of the earliest scheduled check, or None when nothing is pending."""
         while self._heap:
