@@ -166,7 +166,7 @@ class Daemon:
         if not self.idle() or self.writer is None or self.writer.pending():
             return False
         assert self.journal is not None
-        stats = self.journal.stats()
+        stats = self.journal.stats(paths=False)
         return stats.ready == 0 and stats.inflight == 0
 
     # ---- health, status -----------------------------------------------------------------

@@ -294,12 +294,17 @@ class Journal(SharedConnection):
             rows = conn.execute(sql.SELECT_STATUS, (status, limit)).fetchall()
         return [conv.path_state(row) for row in rows]
 
-    def stats(self) -> JournalStats:
-        """Counts and ages, all read from one snapshot."""
+    def stats(self, *, paths: bool = True) -> JournalStats:
+        """Counts and ages, all read from one snapshot.
+
+        `paths=False` skips counting the paths table (a full scan: ~0.3 s at a million
+        files, under the lock the writer needs), for the daemon's own periodic status,
+        which only needs the outbox; its paths_by_status then reads all zeros.
+        """
         now = self._clock()
         with self._reading("stats", snapshot=True) as conn:
             by_state = dict(conn.execute(sql.COUNT_OUTBOX).fetchall())
-            by_status = dict(conn.execute(sql.COUNT_PATHS).fetchall())
+            by_status = dict(conn.execute(sql.COUNT_PATHS).fetchall()) if paths else {}
             oldest = conn.execute(sql.OLDEST_READY).fetchone()
             error = conn.execute(sql.LAST_ERROR).fetchone()
         return conv.journal_stats(now, by_state, by_status, oldest, error)

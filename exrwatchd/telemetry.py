@@ -85,7 +85,7 @@ class Telemetry:
         sink = d.sink_loop
         if sink is not None and sink.delivered != self._persisted_seen:
             self._persisted_seen, self._last_persisted = sink.delivered, time.time()
-        stats = d.journal.stats() if d.journal is not None else None
+        stats = d.journal.stats(paths=False) if d.journal is not None else None
         return format_status(
             queue_depth=d.pipeline.work.qsize() if d.pipeline else 0, pending=len(d.settler),
             failed=stats.dead if stats else 0, last_persisted=self._last_persisted,
@@ -104,7 +104,7 @@ class Telemetry:
     def snapshot(self) -> Snapshot:
         d = self._daemon
         p, sink, journal = d.pipeline, d.sink_loop, d.journal
-        stats = journal.stats() if journal is not None else None
+        stats = journal.stats(paths=False) if journal is not None else None
         unhealthy = sink.unhealthy_since if sink is not None else None
         return Snapshot(
             queue_depth=p.work.qsize() if p else 0,
