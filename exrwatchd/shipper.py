@@ -76,9 +76,6 @@ class JournalWriter:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def put(self, item: Persist | Delete) -> None:
-        self._queue.put(item)
-
     def offer(self, item: Persist | Delete) -> bool:
         """Queue `item` unless the queue is full (the caller keeps it and tries later)."""
         try:
