@@ -245,22 +245,45 @@ def _data_window_part(windows: tuple[Box, ...]) -> tuple[np.ndarray, np.ndarray,
 
 
 def metadata_embedding(parts: Sequence[Part]) -> np.ndarray:
-    """Unit float32 vector of shape (METADATA_DIM,) describing the file's structure."""
+    """Unit float32 vector of shape (METADATA_DIM,) describing the file's structure.
+
+    Read-only: the same array is handed out for every file of the same structure and size.
+    """
     if not parts:
         v = np.zeros(METADATA_DIM, dtype=np.float32)
         v[_slot("L<no parts>")[0]] = 1.0
+        v.flags.writeable = False
         return v
-    static, total = _static_meta(tuple(map(_part_key, parts)))
-    idx, val, share = _data_window_part(tuple(map(_DATA_WINDOW, parts)))
+    return _metadata_vector(tuple(map(_part_key, parts)), tuple(map(_DATA_WINDOW, parts)))
+
+
+@lru_cache(maxsize=2048)
+def _metadata_vector(keys: tuple[tuple[Any, ...], ...], windows: tuple[Box, ...]) -> np.ndarray:
+    # Cached whole: the frames of a sequence share structure and size, and the few small
+    # numpy operations below cost more than the lookup (docs/benchmarks.md).
+    static, total = _static_meta(keys)
+    idx, val, share = _data_window_part(windows)
     v = static.copy()
     v[idx] += val  # idx is duplicate-free: accumulated in a dict
     v *= 1.0 / math.sqrt(total + share)
-    return v.astype(np.float32)
+    out = v.astype(np.float32)
+    out.flags.writeable = False
+    return out
 
 
 def channel_fingerprint(parts: Sequence[Part]) -> np.ndarray:
-    """Unit float32 vector of shape (CHANNEL_DIM,) describing the channel layout alone."""
-    return _channel_vector(tuple(p.channels for p in parts)).astype(np.float32)
+    """Unit float32 vector of shape (CHANNEL_DIM,) describing the channel layout alone.
+
+    Read-only, and shared between files of the same layout, like metadata_embedding's.
+    """
+    return _channel_fingerprint32(tuple(p.channels for p in parts))
+
+
+@lru_cache(maxsize=1024)
+def _channel_fingerprint32(channel_sets: tuple[tuple[Channel, ...], ...]) -> np.ndarray:
+    out = _channel_vector(channel_sets).astype(np.float32)
+    out.flags.writeable = False
+    return out
 
 
 def embed_parts(parts: Sequence[Part]) -> tuple[np.ndarray, np.ndarray]:
@@ -271,5 +294,5 @@ def embed_parts(parts: Sequence[Part]) -> tuple[np.ndarray, np.ndarray]:
 def clear_caches() -> None:
     """Drop every memoised structure (tests, or to release memory); results do not change."""
     for cached in (_slot, _channel_slots, _channel_vector, _static_meta, _data_window_tokens,
-                   _data_window_part):  # fmt: skip
+                   _data_window_part, _metadata_vector, _channel_fingerprint32):  # fmt: skip
         cached.cache_clear()

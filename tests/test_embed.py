@@ -110,12 +110,15 @@ def test_part_without_channels_is_still_valid() -> None:
     check_unit(metadata_embedding((make_part(channels=()),)), METADATA_DIM)
 
 
-def test_returned_arrays_are_private_copies() -> None:
+def test_a_caller_cannot_corrupt_the_shared_vectors() -> None:
+    # The vectors are memoised per structure, so one caller writing into its result would
+    # change every later file's embedding: they come back read-only.
     parts = (make_part(),)
     meta, chan = embed_parts(parts)
     before = metadata_embedding(parts).tobytes(), channel_fingerprint(parts).tobytes()
-    meta[:] = 0
-    chan[:] = 0
+    for vector in (meta, chan, metadata_embedding(())):
+        with pytest.raises(ValueError, match="read-only"):
+            vector[:] = 0
     assert (metadata_embedding(parts).tobytes(), channel_fingerprint(parts).tobytes()) == before
 
 

@@ -12,6 +12,7 @@ closed by a null byte; multipart files end the list of headers with one more nul
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 import struct
 from collections.abc import Sequence
@@ -134,14 +135,17 @@ def _parse_attributes(buf: bytes, pos: int, attributes: list[Attribute]) -> int:
     """
     end_of_buf = len(buf)
     match, prefixes, unpack_size = _PREFIX.match, _PREFIXES, _SIZE.unpack_from
-    checked = VARIABLE_CHECKED
+    checked, append = VARIABLE_CHECKED, attributes.append
+    # tuple.__new__ straight away: a NamedTuple's own __new__ is a Python-level call, and
+    # this line runs once per attribute of every file (docs/benchmarks.md).
+    new, attribute = tuple.__new__, Attribute
     while True:
         m = match(buf, pos)
         if m is None:
             if pos < end_of_buf and buf[pos] == 0:
                 return pos + 1
             _diagnose(buf, pos)
-        key = m.group(1)
+        key = m[1]
         name, type_name, expected = prefixes.get(key) or _prefix(key)
         start = m.end()
         size = unpack_size(buf, start - 4)[0]
@@ -153,7 +157,7 @@ def _parse_attributes(buf: bytes, pos: int, attributes: list[Attribute]) -> int:
         raw = buf[start:pos]
         if expected != size and (expected is not None or type_name in checked):
             check_value(name, type_name, raw)
-        attributes.append(Attribute(name, type_name, raw))
+        append(new(attribute, (name, type_name, raw)))
 
 
 def _diagnose(buf: bytes, pos: int) -> NoReturn:
@@ -192,8 +196,8 @@ def _typed(attrs: dict[str, Attribute], key: str, type_name: str, index: int) ->
     attr = attrs[key]
     if attr.type != type_name:
         raise ExrFormatError(
-            "bad_header", f"part {index}: attribute {key!r} has type {attr.type}, "
-            f"expected {type_name}"
+            "bad_header",
+            f"part {index}: attribute {key!r} has type {attr.type}, expected {type_name}",
         )
     return attr.raw
 
@@ -268,18 +272,24 @@ def _channels(
     return ChannelList(channels)
 
 
+_REQUIRED_KEYS = frozenset(REQUIRED)
+_REQUIRED_MULTIPART_KEYS = frozenset(REQUIRED_MULTIPART + REQUIRED)
+_NAME_OF = operator.itemgetter(0)
+
+
 def _part(index: int, attributes: list[Attribute], flags: int) -> Part:
-    attrs = {a.name: a for a in attributes}
+    attrs = dict(zip(map(_NAME_OF, attributes), attributes, strict=True))
     if len(attrs) != len(attributes):
         seen: set[str] = set()
         dup = next(a.name for a in attributes if a.name in seen or seen.add(a.name))  # type: ignore[func-returns-value]
         raise ExrFormatError("bad_header", f"part {index}: attribute {dup!r} appears twice")
     multipart = bool(flags & FLAG_MULTIPART)
-    for key in REQUIRED_MULTIPART + REQUIRED if multipart else REQUIRED:
-        if key not in attrs:
-            raise ExrFormatError(
-                "bad_header", f"part {index}: required attribute {key!r} is missing"
-            )
+    if not attrs.keys() >= (_REQUIRED_MULTIPART_KEYS if multipart else _REQUIRED_KEYS):
+        for key in REQUIRED_MULTIPART + REQUIRED if multipart else REQUIRED:
+            if key not in attrs:
+                raise ExrFormatError(
+                    "bad_header", f"part {index}: required attribute {key!r} is missing"
+                )
     if "type" in attrs:
         raw_type = _typed(attrs, "type", "string", index)
         part_type = _PART_TYPES.get(raw_type) or _text(raw_type)
@@ -316,18 +326,18 @@ def _part(index: int, attributes: list[Attribute], flags: int) -> Part:
         (stored,) = struct.unpack("<i", _typed(attrs, "chunkCount", "int", index))
         if stored != chunk_count:
             raise ExrFormatError(
-                "bad_header", f"part {index}: chunkCount is {stored}, "
-                f"but its data window and compression need {chunk_count}"
+                "bad_header",
+                f"part {index}: chunkCount is {stored}, "
+                f"but its data window and compression need {chunk_count}",
             )
     part_name = _text(_typed(attrs, "name", "string", index)) if "name" in attrs else None
     (aspect_bits,) = _U32.unpack(_typed(attrs, "pixelAspectRatio", "float", index))
-    return Part(
-        index=index, name=part_name, type=part_type, view=view, compression=compression,
-        data_window=data_window, display_window=display_window,
-        pixel_aspect_ratio=float32_value(aspect_bits), line_order=line_order,
-        tiles=tiles, chunk_count=chunk_count, channels=channels,
-        attributes=tuple(attributes),
-    )  # fmt: skip
+    # Positional tuple.__new__ for the same reason as in _parse_attributes; the order is
+    # Part's field order.
+    return tuple.__new__(Part, (
+        index, part_name, part_type, view, compression, data_window, display_window,
+        float32_value(aspect_bits), line_order, tiles, chunk_count, channels, tuple(attributes),
+    ))  # type: ignore[return-value]  # fmt: skip
 
 
 def read_header(source: ByteSource) -> Header:
