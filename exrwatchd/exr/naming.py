@@ -11,3 +11,16 @@ _FRAME = re.compile(r"^.+[._](\d+)\.exr$", re.IGNORECASE)
 def frame_number(basename: str) -> int | None:
     match = _FRAME.match(basename)
     return int(match.group(1)) if match else None
+
+
+def split_frame_name(basename: str) -> tuple[str, str, str] | None:
+    """`(head, digits, tail)` of a frame's file name, or None where frame_number says None.
+
+    `head + digits + tail == basename`: "beauty.0001.exr" -> ("beauty.", "0001", ".exr").
+    The same expression as frame_number, so the two can never disagree on what is a frame.
+    """
+    match = _FRAME.match(basename)
+    if match is None:
+        return None
+    start, end = match.span(1)
+    return basename[:start], match.group(1), basename[end:]

@@ -1,0 +1,307 @@
+"""Frame sequences: which files belong together, which frames are missing or look wrong.
+
+Pure logic: no I/O, no clock, no state. The caller keeps the frames of each sequence (journal)
+and the last summary (catalog), calls `summarize` after every arrival, rename or deletion, and
+logs what `changes(previous, current)` returns. Because `changes` compares two summaries and
+nothing else, the same call is right after a restart or a reconciliation (compare with the
+stored summary, not with an empty one) and can be debounced (compare with an older summary).
+
+Naming (see `parse_frame_path`): the frame number is the last run of digits before `.exr`,
+after a `.` or `_`, exactly as `exrwatchd.exr.naming.frame_number` reads it. The padding is
+the number of digits written, so `beauty.1.exr` (`beauty.%01d.exr`) and `beauty.0001.exr`
+(`beauty.%04d.exr`) are two sequences: a padded writer never writes "1" and an unpadded one
+never writes "0001", so two spellings of frame 1 are two different outputs. `1001` is read as
+`%04d`, the VFX convention. The price: a sequence that outgrows its padding (unpadded 9 -> 10,
+`%04d` 9999 -> 10000) splits in two. Deciding from one name keeps the key a function of the
+path alone, so a file never changes sequence when its neighbours come and go.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from itertools import pairwise
+from typing import Any, Literal, NamedTuple, TypeAlias
+
+from exrwatchd.exr.model import Inspection, Part
+from exrwatchd.exr.naming import split_frame_name
+
+#: Inclusive `(start, end)`. Gaps are kept as ranges so frames 1 and 10**9 cost one tuple.
+Range: TypeAlias = tuple[int, int]
+
+#: "warning": a problem appeared; "info": one went away.
+Level: TypeAlias = Literal["warning", "info"]
+
+#: Part of every layout key: keys built by another recipe must never compare equal, or frames
+#: stored before an upgrade would all look like the odd ones out (recompute them instead).
+LAYOUT_KEY_VERSION = 1
+
+# Frame numbers go to INTEGER columns; the catalog already stores larger ones as null.
+_MAX_FRAME = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceKey:
+    """Identity of a sequence: its directory and printf pattern (`beauty.%04d.exr`)."""
+
+    directory: str
+    pattern: str  # a literal "%" in the name is written "%%", so `pattern % n` always works
+
+    def path(self, frame: int) -> str:
+        """The path frame `frame` has (or would have) in this sequence."""
+        return os.path.join(self.directory, self.pattern % frame)
+
+
+class FrameName(NamedTuple):
+    key: SequenceKey
+    frame: int
+
+
+def parse_frame_path(path: str | os.PathLike[str]) -> FrameName | None:
+    """Sequence and frame number of `path`, or None when it is not a frame of a sequence.
+
+    None also for non-ASCII digits (`key.path` could not rebuild the name) and for frames
+    beyond 64 bits (the catalog stores those as null). Negative frames (`beauty.-001.exr`)
+    are not frames: naming.py wants the digits right after "." or "_", and the catalog's
+    frame_number and this module must agree on which files are frames. Everything after
+    parsing (summarize, changes) works for negative numbers too.
+    """
+    directory, basename = os.path.split(os.fspath(path))
+    split = split_frame_name(basename)
+    if split is None:
+        return None
+    head, digits, tail = split
+    if not digits.isascii() or len(digits.lstrip("0")) > len(str(_MAX_FRAME)):
+        return None  # tested before int(): that is slow on long strings, an error past 4300
+    frame = int(digits)
+    if frame > _MAX_FRAME:
+        return None
+    pattern = f"{head.replace('%', '%%')}%0{len(digits)}d{tail.replace('%', '%%')}"
+    return FrameName(SequenceKey(directory, pattern), frame)
+
+
+def sequence_key(path: str | os.PathLike[str]) -> SequenceKey | None:
+    """`parse_frame_path(path).key`, or None."""
+    name = parse_frame_path(path)
+    return None if name is None else name.key
+
+
+def group_paths(paths: Iterable[str]) -> dict[SequenceKey, dict[int, str]]:
+    """Paths by sequence, then by frame number (a reconciliation regroups a whole tree)."""
+    groups: dict[SequenceKey, dict[int, str]] = {}
+    for path in paths:
+        name = parse_frame_path(path)
+        if name is not None:
+            groups.setdefault(name.key, {})[name.frame] = path
+    return groups
+
+
+class FrameStatus(StrEnum):
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"  # recorded before it was whole (journal status "incomplete")
+    ERROR = "error"  # could not be read (journal status "failed")
+    UNHEALTHY = "unhealthy"  # readable and whole, but a check flagged it
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    number: int
+    path: str
+    status: FrameStatus
+    layout: str | None = None  # layout_key of its parts; None when unknown (unreadable)
+
+
+def layout_key(parts: Sequence[Part]) -> str | None:
+    """Short stable key of a file's structure: equal keys, same layout. None without parts.
+
+    In it: per part (in file order) its type, name, view, compression, line order, tiling,
+    display window, pixel aspect and channels (name, type, sampling, pLinear, view). Left out
+    because they change from frame to frame of a healthy sequence: the data window (and the
+    chunk count that follows it) and every attribute (timecode, dates, render stats; some
+    renderers even write some attributes only on some frames).
+    """
+    if not parts:
+        return None
+    described = [
+        [p.type, p.name, p.view, p.compression, p.line_order,
+         None if p.tiles is None else [p.tiles.x_size, p.tiles.y_size, p.tiles.level_mode,
+                                       p.tiles.rounding_mode],
+         p.display_window, p.pixel_aspect_ratio, p.channels]
+        for p in parts
+    ]  # fmt: skip
+    # JSON rather than repr: explicit, identical in every process and Python version; ASCII
+    # escapes keep names that are not valid UTF-8 (surrogates) hashable.
+    data = json.dumps([LAYOUT_KEY_VERSION, described], separators=(",", ":")).encode()
+    return f"{LAYOUT_KEY_VERSION}:{hashlib.blake2b(data, digest_size=10).hexdigest()}"
+
+
+def frame_from_inspection(inspection: Inspection) -> tuple[SequenceKey, Frame] | None:
+    """The sequence and Frame of an inspected file, or None when it is not a frame.
+
+    An error of kind "vanished" means the file is gone: the caller should drop the frame.
+    """
+    name = parse_frame_path(inspection.path)
+    if name is None:
+        return None
+    if inspection.error is not None:
+        status = FrameStatus.ERROR
+    else:
+        status = FrameStatus.COMPLETE if inspection.complete else FrameStatus.INCOMPLETE
+    return name.key, Frame(name.frame, inspection.path, status, layout_key(inspection.parts))
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceSummary:
+    """One row of the sequences table, minus the update time (the caller's clock)."""
+
+    directory: str
+    pattern: str
+    first: int
+    last: int
+    count: int
+    missing: tuple[Range, ...]  # sorted, disjoint, each strictly between two present frames
+    incomplete: tuple[int, ...]
+    unhealthy: tuple[int, ...]  # status error or unhealthy: present but not usable
+    structure_consistent: bool  # every frame with a known layout has the same one
+    layout: str | None  # the majority layout (ties: the one of the lowest frame)
+    odd_layout: tuple[int, ...]  # frames whose known layout is not the majority's
+
+    @property
+    def key(self) -> SequenceKey:
+        return SequenceKey(self.directory, self.pattern)
+
+    @property
+    def missing_count(self) -> int:
+        return sum(end - start + 1 for start, end in self.missing)
+
+    @property
+    def is_whole(self) -> bool:
+        """No frame missing, incomplete, unusable or of another layout."""
+        return not (self.missing or self.incomplete or self.unhealthy or self.odd_layout)
+
+
+def summarize(key: SequenceKey, frames: Iterable[Frame]) -> SequenceSummary:
+    """The summary of the sequence `key` made of `frames` (any order).
+
+    O(n log n) in the number of frames, independent of the span they cover. Raises ValueError
+    without frames (a sequence with none does not exist: pass None to `changes`) or with two
+    frames of one number (one key and number are one path, so the caller mixed things up).
+    """
+    ordered = sorted(frames, key=_number)
+    if not ordered:
+        raise ValueError(f"no frames for {key.pattern} in {key.directory}")
+    missing: list[Range] = []
+    for a, b in pairwise(ordered):
+        if b.number - a.number > 1:
+            missing.append((a.number + 1, b.number - 1))
+        elif b.number == a.number:
+            raise ValueError(f"frame {a.number} twice: {a.path!r} and {b.path!r}")
+    # Counter keeps first-seen order and max() returns the first maximum, so on a tie the
+    # layout of the lowest frame wins, whatever order the frames came in.
+    counts = Counter(f.layout for f in ordered if f.layout is not None)
+    majority = max(counts, key=counts.__getitem__) if counts else None
+    return SequenceSummary(
+        directory=key.directory, pattern=key.pattern,
+        first=ordered[0].number, last=ordered[-1].number, count=len(ordered),
+        missing=tuple(missing),
+        incomplete=tuple(f.number for f in ordered if f.status == FrameStatus.INCOMPLETE),
+        unhealthy=tuple(f.number for f in ordered if f.status in _UNUSABLE),
+        structure_consistent=len(counts) <= 1, layout=majority,
+        odd_layout=tuple(f.number for f in ordered if f.layout not in (None, majority)),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceEvent:
+    """A log event about a sequence: `log.<level>(event.event, **event.fields())`."""
+
+    event: str  # "sequence.gap" | "sequence.changed_layout" | "sequence.gap_filled" | ...
+    level: Level
+    directory: str
+    pattern: str
+    ranges: tuple[Range, ...]  # the frames concerned, as inclusive ranges
+
+    def fields(self) -> dict[str, Any]:
+        return {"directory": self.directory, "pattern": self.pattern,
+                "ranges": [list(r) for r in self.ranges],
+                "frames": sum(end - start + 1 for start, end in self.ranges)}  # fmt: skip
+
+
+def changes(before: SequenceSummary | None, after: SequenceSummary | None) -> list[SequenceEvent]:
+    """What to log when the summary of one sequence goes from `before` to `after`.
+
+    - sequence.gap: frames missing now that were not missing before (a missing frame is always
+      between two present ones, so a sequence still growing at its end has no gap);
+    - sequence.changed_layout: frames that now differ from the majority layout and did not;
+    - sequence.gap_filled: frames missing before that are present now (not those that left
+      [first, last] because the first or last frame went away);
+    - sequence.completed: the sequence became whole (see SequenceSummary.is_whole).
+    Nothing when `after` is None: a sequence whose last frame went away has no problems left.
+    """
+    if after is None:
+        return []
+    if before is not None and before.key != after.key:
+        raise ValueError(f"{before.key} and {after.key} are different sequences")
+
+    def event(name: str, level: Level, ranges: tuple[Range, ...]) -> SequenceEvent:
+        return SequenceEvent(name, level, after.directory, after.pattern, ranges)
+
+    old_missing = before.missing if before is not None else ()
+    old_odd = frozenset(before.odd_layout) if before is not None else frozenset()
+    events: list[SequenceEvent] = []
+    if gaps := _subtract(after.missing, old_missing):
+        events.append(event("sequence.gap", "warning", gaps))
+    if odd := _compress([n for n in after.odd_layout if n not in old_odd]):
+        events.append(event("sequence.changed_layout", "warning", odd))
+    if before is not None:
+        gone = _subtract(before.missing, after.missing)
+        if filled := _clip(gone, after.first, after.last):
+            events.append(event("sequence.gap_filled", "info", filled))
+        if after.is_whole and not before.is_whole:
+            events.append(event("sequence.completed", "info", ((after.first, after.last),)))
+    return events
+
+
+_UNUSABLE = frozenset({FrameStatus.ERROR, FrameStatus.UNHEALTHY})
+
+
+def _number(frame: Frame) -> int:
+    return frame.number
+
+
+def _compress(numbers: Sequence[int]) -> tuple[Range, ...]:
+    """Sorted distinct numbers -> ranges."""
+    out: list[Range] = []
+    for n in numbers:
+        if out and out[-1][1] == n - 1:
+            out[-1] = (out[-1][0], n)
+        else:
+            out.append((n, n))
+    return tuple(out)
+
+
+def _subtract(a: Sequence[Range], b: Sequence[Range]) -> tuple[Range, ...]:
+    """Frames in `a` and not in `b`; both sorted and disjoint. Linear, never per frame."""
+    out: list[Range] = []
+    j = 0
+    for start, end in a:
+        while j < len(b) and b[j][1] < start:
+            j += 1
+        k = j  # b[j] may still overlap the next range of a: do not move j past it
+        while start <= end and k < len(b) and b[k][0] <= end:
+            if b[k][0] > start:
+                out.append((start, b[k][0] - 1))
+            start = max(start, b[k][1] + 1)
+            k += 1
+        if start <= end:
+            out.append((start, end))
+    return tuple(out)
+
+
+def _clip(ranges: Iterable[Range], lo: int, hi: int) -> tuple[Range, ...]:
+    return tuple((max(s, lo), min(e, hi)) for s, e in ranges if e >= lo and s <= hi)
