@@ -27,6 +27,7 @@ from exrwatchd.components import (
     open_journal,
 )
 from exrwatchd.config import Config
+from exrwatchd.gc_tuning import tune_for_throughput
 from exrwatchd.journal import Journal, JournalError
 from exrwatchd.logs import get_logger
 from exrwatchd.pipeline import Pipeline
@@ -195,6 +196,7 @@ class Daemon:
             message = (f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError)
                        and exc.filename else str(exc))  # fmt: skip
             raise StartupError(message, transient=is_transient_start_error(exc)) from exc
+        tune_for_throughput()
         log.info("daemon.ready", watches=len(self.watches), workers=self.cfg.daemon.workers,
                  sink=self.cfg.sink.kind, state_dir=str(self.cfg.daemon.state_dir))  # fmt: skip
         if not once:

@@ -115,6 +115,7 @@ def _child_main(config_path: str, commands: Any, delivered: Any, unhealthy: Any,
     # the sink's dependencies twice.
     from exrwatchd.components import build_sink, open_journal
     from exrwatchd.config import load_config
+    from exrwatchd.gc_tuning import tune_for_throughput
     from exrwatchd.logs import configure_logging, get_logger
     from exrwatchd.shipper import SinkLoop
 
@@ -148,6 +149,7 @@ def _child_main(config_path: str, commands: Any, delivered: Any, unhealthy: Any,
 
     loop = SinkLoop(journal, sink, batch_size=cfg.sink.batch_size,
                     batch_wait=cfg.sink.batch_wait_ms / 1000.0, on_batch=report)  # fmt: skip
+    tune_for_throughput()
     loop.start()
     log.info("sink.started", sink=sink.name, pid=os.getpid())
     try:

@@ -32,6 +32,8 @@ class RecordError(ExrwatchdError):
 
 def display_text(text: str) -> str:
     """`text` as storable UTF-8: lone surrogates become ``\\udcff``-style escapes."""
+    if text.isascii():  # nearly every name and value: no encoding needed to know
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
