@@ -138,6 +138,28 @@ class TestOpen:
         with pytest.raises(SinkUnavailable, match="version 999"):
             LocalSink(db).open()
 
+    def test_older_catalog_is_upgraded_in_place(self, tmp_path: Path, frames: list[Path]) -> None:
+        # An older catalog lacks the columns and tables added since: opening it appends
+        # them (NULL in existing rows) and keeps every row.
+        with LocalSink(tmp_path) as s:
+            s.write([upsert(make_record(p)) for p in frames])
+        conn = sqlite3.connect(tmp_path / "catalog.db")
+        last = {t: TABLES[t].names[-1] for t in ("files", "channels")}
+        for table, column in last.items():
+            if TABLES[table].field(column).nullable:
+                conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+        conn.close()
+        with LocalSink(tmp_path) as s:
+            assert s.count("files") == 3
+        conn = sqlite3.connect(tmp_path / "catalog.db")
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == local_mod.CATALOG_VERSION
+        for table in last:
+            have = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+            assert have == TABLES[table].names
+        conn.close()
+
     def test_not_open(self, tmp_path: Path, frames: list[Path]) -> None:
         s = LocalSink(tmp_path / "catalog.db")
         assert s.health() == "catalog is not open"

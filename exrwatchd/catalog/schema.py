@@ -22,7 +22,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 #: Bumped whenever a table, column or a column's meaning changes.
-CATALOG_VERSION = 1
+CATALOG_VERSION = 2
 
 METADATA_DIM = 384  # length of files.metadata_embedding (exrwatchd.embed.METADATA_DIM)
 CHANNEL_DIM = 128  # length of files.channel_fingerprint (exrwatchd.embed.CHANNEL_DIM)

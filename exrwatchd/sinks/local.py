@@ -174,21 +174,28 @@ class LocalSink:
             # table: SQLite's default 2 MB page cache re-reads most of them every batch.
             conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, CATALOG_VERSION):
+            if version > CATALOG_VERSION:
                 raise SinkUnavailable(
-                    f"{where} has catalog version {version}, this exrwatchd writes "
-                    f"{CATALOG_VERSION}; move the file aside to rebuild it from a rescan"
+                    f"{where} has catalog version {version}, newer than the {CATALOG_VERSION} "
+                    "this exrwatchd writes; upgrade exrwatchd, or move the file aside to "
+                    "rebuild it from a rescan"
                 )
-            if version == 0:
+            if version < CATALOG_VERSION:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    # A new catalog, or an older one: tables that are missing are created
+                    # and columns added since are appended (every version only appends).
                     for statement in ddl():
                         conn.execute(statement)
+                    added = _add_missing_columns(conn, where)
                     conn.execute(f"PRAGMA user_version = {CATALOG_VERSION}")
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
+                if version:
+                    _log.info("catalog.upgraded", path=str(self.path), from_version=version,
+                             to_version=CATALOG_VERSION, columns_added=added)  # fmt: skip
             self._check_columns(conn)
         except sqlite3.Error as exc:
             raise SinkUnavailable(f"{where}: {exc}") from exc
@@ -363,6 +370,24 @@ class LocalSink:
 
 
 # --------------------------------------------------------------------------- transactions
+
+
+def _add_missing_columns(conn: sqlite3.Connection, where: str) -> list[str]:
+    """Append the columns a table of an older catalog lacks; their values start as NULL."""
+    added = []
+    for name, schema in TABLES.items():
+        have = [r[1] for r in conn.execute(f"PRAGMA table_info({name})")]
+        if have != schema.names[: len(have)]:
+            raise SinkUnavailable(
+                f"{where}: table {name} has columns {have}, which are not a prefix of "
+                f"{schema.names}; move the file aside to rebuild it from a rescan"
+            )
+        for field in list(schema)[len(have) :]:
+            if not field.nullable:
+                raise SinkUnavailable(f"{where}: cannot add non-null column {name}.{field.name}")
+            conn.execute(f"ALTER TABLE {name} ADD COLUMN {field.name} {sql_type(field.type)}")
+            added.append(f"{name}.{field.name}")
+    return added
 
 
 def _prepare(entry: OutboxEntry) -> tuple[str, FileRows | None]:
