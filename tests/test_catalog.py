@@ -21,9 +21,11 @@ from exrwatchd.catalog import (
     CATALOG_VERSION,
     CHANNEL_DIM,
     CHANNELS,
+    FILE_TABLES,
     FILES,
     METADATA_DIM,
     PARTS,
+    SEQUENCES,
     TABLES,
     FileRows,
     RecordError,
@@ -70,9 +72,10 @@ ALLOWED = (
 
 class TestSchema:
     def test_tables(self) -> None:
-        assert list(TABLES) == ["files", "parts", "channels", "attributes"]
+        assert list(TABLES) == ["files", "parts", "channels", "attributes", "sequences"]
         assert TABLES == {"files": FILES, "parts": PARTS, "channels": CHANNELS,
-                          "attributes": ATTRIBUTES}  # fmt: skip
+                          "attributes": ATTRIBUTES, "sequences": SEQUENCES}  # fmt: skip
+        assert FILE_TABLES == ("files", "parts", "channels", "attributes")
         assert isinstance(CATALOG_VERSION, int)
 
     def test_sqlite_ddl_is_the_arrow_schema(self, tmp_path: Path) -> None:
@@ -393,7 +396,7 @@ class TestToArrow:
         records = [make_record(p) for p in kinds_dir.values()] + [make_record(broken)]
         rows = [build_rows(r) for r in records]
         tables = to_arrow(rows)
-        assert list(tables) == list(TABLES)
+        assert list(tables) == list(FILE_TABLES)
         for name, table in tables.items():
             assert table.schema.equals(TABLES[name], check_metadata=True), name
             table.validate(full=True)

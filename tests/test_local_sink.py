@@ -20,7 +20,7 @@ import exrgen
 import numpy as np
 import pytest
 
-from exrwatchd.catalog import TABLES, build_rows, file_id_for
+from exrwatchd.catalog import FILE_TABLES, TABLES, build_rows, file_id_for
 from exrwatchd.exr.inspect import inspect_path
 from exrwatchd.exr.report import inspection_to_dict
 from exrwatchd.journal import OutboxEntry
@@ -62,7 +62,7 @@ def dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, sorted, read through a separate connection."""
     conn = sqlite3.connect(db)
     try:
-        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in TABLES}
+        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in FILE_TABLES}
     finally:
         conn.close()
 
@@ -81,7 +81,7 @@ def orphans(db: Path) -> list[tuple[Any, ...]]:
 
 
 def counts(sink: LocalSink) -> dict[str, int]:
-    return {t: sink.count(t) for t in TABLES}
+    return {t: sink.count(t) for t in FILE_TABLES}
 
 
 @pytest.fixture
@@ -359,13 +359,13 @@ class TestDelete:
         assert sink.file_row(frames[1]) is None
         fid = file_id_for(frames[1])
         conn = sqlite3.connect(sink.path)
-        for table in TABLES:
+        for table in FILE_TABLES:
             hits = conn.execute(f"SELECT count(*) FROM {table} WHERE file_id = ?", (fid,))
             assert hits.fetchone() == (0,), table
         conn.close()
         assert sink.count("files") == 2 and orphans(sink.path) == []
         sink.write([delete(p) for p in frames])
-        assert counts(sink) == {t: 0 for t in TABLES}
+        assert counts(sink) == {t: 0 for t in FILE_TABLES}
 
     def test_delete_unknown_path(self, sink: LocalSink, tmp_path: Path) -> None:
         assert outcomes(sink.write([delete(tmp_path / "never.exr")])) == [Outcome.DELIVERED]
@@ -409,7 +409,7 @@ class TestFailures:
         bad = make_record(frames[1])
         bad["parts"][1]["channels"][0]["x_sampling"] = "two"
         assert outcomes(sink.write([upsert(bad)])) == [Outcome.REJECT]
-        assert counts(sink) == {t: 0 for t in TABLES}
+        assert counts(sink) == {t: 0 for t in FILE_TABLES}
 
     def test_entry_path_must_match_record(self, sink: LocalSink, frames: list[Path]) -> None:
         entry = upsert(make_record(frames[0]), path=str(frames[1]))
@@ -444,7 +444,7 @@ class TestFailures:
         result = sink.write([upsert(bad), upsert(make_record(frames[1])),
                              upsert(make_record(frames[2]))])  # fmt: skip
         assert outcomes(result) == [Outcome.REJECT, Outcome.RETRY, Outcome.RETRY]
-        assert counts(sink) == {t: 0 for t in TABLES}  # rolled back as a whole
+        assert counts(sink) == {t: 0 for t in FILE_TABLES}  # rolled back as a whole
 
     def test_broken_catalog_raises_unavailable(self, sink: LocalSink, frames: list[Path]) -> None:
         conn = sqlite3.connect(sink.path)

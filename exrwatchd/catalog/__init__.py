@@ -1,4 +1,4 @@
-"""The catalog: four tables (files, parts, channels, attributes) declared once in Arrow.
+"""The catalog: files, parts, channels, attributes and sequences, declared once in Arrow.
 
 `schema` declares the tables; `rows` turns a JSON record into rows and rows into Arrow
 tables. Both are pure; the sinks (exrwatchd.sinks) store the rows.
@@ -20,9 +20,11 @@ from exrwatchd.catalog.schema import (
     CHANNEL_DIM,
     CHANNELS,
     CHILD_TABLES,
+    FILE_TABLES,
     FILES,
     METADATA_DIM,
     PARTS,
+    SEQUENCES,
     TABLES,
 )
 
@@ -33,8 +35,10 @@ __all__ = [
     "CHANNEL_DIM",
     "CHILD_TABLES",
     "FILES",
+    "FILE_TABLES",
     "METADATA_DIM",
     "PARTS",
+    "SEQUENCES",
     "TABLES",
     "FileRows",
     "RecordError",

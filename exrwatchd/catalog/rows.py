@@ -42,6 +42,7 @@ from exrwatchd.catalog._convert import (
 )
 from exrwatchd.catalog.schema import (
     CHANNEL_DIM,
+    FILE_TABLES,
     FILES,
     METADATA_DIM,
     PARTS,
@@ -293,8 +294,8 @@ _PICK: dict[str, Callable[[FileRows], Sequence[Mapping[str, Any]]]] = {
 
 
 def to_arrow(rows: Sequence[FileRows]) -> dict[str, pa.Table]:
-    """One Arrow table per catalog table (TABLES order) holding the rows of every file."""
+    """One Arrow table per file table (FILE_TABLES order) holding the rows of every file."""
     return {
-        name: table_of(schema, [row for fr in rows for row in _PICK[name](fr)])
-        for name, schema in TABLES.items()
+        name: table_of(TABLES[name], [row for fr in rows for row in _PICK[name](fr)])
+        for name in FILE_TABLES
     }

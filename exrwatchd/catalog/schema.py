@@ -148,13 +148,46 @@ ATTRIBUTES = _schema(
        nullable=True),
 )  # fmt: skip
 
+_FRAMES_JSON = "JSON list of frame numbers"
+
+# One row per frame sequence (files of one directory named name.####.exr or name_####.exr),
+# kept up to date by the daemon as frames arrive, change or vanish (exrwatchd/sequences.py).
+SEQUENCES = _schema(
+    "sequences",
+    _f("sequence_id", pa.string(),
+       "sha256 of the bytes of directory/pattern, first 32 hex chars; the key"),
+    _f("directory", pa.string(), "directory holding the frames (as file_path shows it)"),
+    _f("pattern", pa.string(), "printf pattern of the frame names, e.g. beauty.%04d.exr"),
+    _f("first_frame", pa.int64(), "lowest frame number present"),
+    _f("last_frame", pa.int64(), "highest frame number present"),
+    _f("frame_count", pa.int64(), "frames present (complete or not)"),
+    _f("missing_count", pa.int64(), "frames missing between first_frame and last_frame"),
+    _f("missing_ranges", pa.string(),
+       "JSON list of [first, last] ranges of missing frames, inclusive"),
+    _f("incomplete_frames", pa.string(), _FRAMES_JSON + " recorded before they were whole"),
+    _f("unhealthy_frames", pa.string(),
+       _FRAMES_JSON + " that could not be read or that pixel checks flagged"),
+    _f("structure_consistent", pa.bool_(),
+       "every frame with a readable header has the same layout (parts, channels, compression)"),
+    _f("layout_key", pa.string(), "the layout most frames share; null if none is readable",
+       nullable=True),
+    _f("odd_layout_frames", pa.string(),
+       _FRAMES_JSON + " whose layout differs from layout_key (e.g. a missing AOV)"),
+    _f("is_whole", pa.bool_(),
+       "nothing missing, incomplete, unhealthy or of another layout"),
+    _f("last_update", TIMESTAMP, "when the daemon last changed this row"),
+)  # fmt: skip
+
 #: Table name -> schema, in the order tables are created and listed.
 TABLES: dict[str, pa.Schema] = {
     "files": FILES,
     "parts": PARTS,
     "channels": CHANNELS,
     "attributes": ATTRIBUTES,
+    "sequences": SEQUENCES,
 }
 
 #: The tables that hang off files by file_id.
 CHILD_TABLES = ("parts", "channels", "attributes")
+#: The tables an inspection record becomes rows of.
+FILE_TABLES = ("files", *CHILD_TABLES)

@@ -61,7 +61,7 @@ def ddl() -> list[str]:
     # WITHOUT ROWID tables clustered on their natural keys: one B-tree insert per row
     # instead of two (table + index), which halves the cost of the ~25 child rows a file
     # brings; deleting a file's rows is a range scan on the key's file_id prefix.
-    keys = {"files": ("file_id",), **CHILD_KEYS}
+    keys = {"files": ("file_id",), **CHILD_KEYS, "sequences": ("sequence_id",)}
     statements = [
         f"CREATE TABLE IF NOT EXISTS {name} (\n    {_columns(schema)},\n"
         f"    PRIMARY KEY ({', '.join(keys[name])})\n) WITHOUT ROWID"
@@ -252,3 +252,19 @@ def upsert_batch(conn: sqlite3.Connection, batch: Sequence[tuple[str, FileRows |
     for table, values in inserts.items():
         if values:
             conn.executemany(_INSERT[table], values)
+
+
+def apply_sequences(
+    conn: sqlite3.Connection, work: Sequence[tuple[str, dict[str, Any] | None]]
+) -> None:
+    """Store or delete `sequences` rows: (sequence_id, row) pairs, row None to delete.
+
+    A sequence record carries the whole state of its sequence, so replacing the row is both
+    the update and an idempotent replay.
+    """
+    gone = [(sequence_id,) for sequence_id, row in work if row is None]
+    if gone:
+        conn.executemany("DELETE FROM sequences WHERE sequence_id = ?", gone)
+    rows = [sql_row("sequences", row) for _, row in work if row is not None]
+    if rows:
+        conn.executemany(_INSERT["sequences"].replace("INSERT", "INSERT OR REPLACE", 1), rows)

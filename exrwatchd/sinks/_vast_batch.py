@@ -24,7 +24,8 @@ from exrwatchd.catalog.plan import (
     replaced_files_row,
 )
 from exrwatchd.catalog.rows import FileRows, normalize_path, table_of, to_arrow
-from exrwatchd.catalog.schema import CHILD_TABLES, FILES
+from exrwatchd.catalog.schema import CHILD_TABLES, FILES, SEQUENCES
+from exrwatchd.catalog.sequence_rows import sequence_id_for
 from exrwatchd.journal import OutboxEntry
 
 ROW_ID = "$row_id"
@@ -55,10 +56,18 @@ def _row_ids(table: pa.Table) -> pa.Table:
 
 
 def apply_batch(
-    tables: dict[str, Any], batch: Sequence[OutboxEntry], rows: dict[int, FileRows]
+    tables: dict[str, Any],
+    batch: Sequence[OutboxEntry],
+    rows: dict[int, FileRows],
+    sequence_rows: dict[int, dict[str, Any] | None] | None = None,
 ) -> None:
     """Apply `batch` through the open transaction's tables. `rows[entry.id]` holds the built
-    rows of every upsert (built before the transaction, so bad records never get here)."""
+    rows of every upsert (built before the transaction, so bad records never get here), and
+    `sequence_rows[entry.id]` those of every sequence entry (None: the sequence is gone)."""
+    sequence_work = [(e, (sequence_rows or {}).get(e.id)) for e in batch if e.op == "sequence"]
+    if sequence_work:
+        _apply_sequences(tables["sequences"], sequence_work)
+        batch = [e for e in batch if e.op != "sequence"]
     files = tables["files"]
     paths = [normalize_path(e.path) for e in batch]
     found = _select(files, "file_path_normalized", paths, list(PLAN_COLUMNS))
@@ -109,3 +118,15 @@ def apply_batch(
         for name, table in to_arrow(inserts).items():
             if table.num_rows:
                 tables[name].insert(table)
+
+
+def _apply_sequences(table: Any, work: Sequence[tuple[OutboxEntry, dict[str, Any] | None]]) -> None:
+    """Replace the rows of the sequences in `work` (a record holds a sequence's whole state,
+    so delete-then-insert is both the update and an idempotent replay)."""
+    ids = [sequence_id_for(entry.path) for entry, _ in work]
+    stale = _select(table, "sequence_id", ids, ["sequence_id"])
+    if stale.num_rows:
+        table.delete(_row_ids(stale))
+    fresh = [row for _, row in work if row is not None]
+    if fresh:
+        table.insert(table_of(SEQUENCES, fresh))

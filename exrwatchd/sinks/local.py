@@ -39,10 +39,12 @@ from typing import Any
 
 from exrwatchd.catalog.rows import FileRows, RecordError, build_rows, file_id_for, normalize_path
 from exrwatchd.catalog.schema import CATALOG_VERSION, TABLES
+from exrwatchd.catalog.sequence_rows import sequence_id_for, sequence_row
 from exrwatchd.journal import OutboxEntry
 from exrwatchd.logs import get_logger
 from exrwatchd.sinks._sqlite_catalog import (
     CHILD_KEYS,
+    apply_sequences,
     ddl,
     delete_file,
     py_row,
@@ -265,7 +267,14 @@ class LocalSink:
         outcome: dict[int, Delivery] = {}
         work: list[tuple[str, FileRows | None]] = []
         seen: set[str] = set()
+        sequences: list[tuple[str, dict[str, Any] | None]] = []
         for entry in batch:
+            if entry.op == "sequence":
+                try:
+                    sequences.append(_sequence_work(entry))
+                except RecordError as exc:
+                    outcome[entry.id] = Delivery(entry.id, Outcome.REJECT, str(exc))
+                continue
             try:
                 file_id, rows = _prepare(entry)
             except RecordError as exc:
@@ -282,6 +291,7 @@ class LocalSink:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 upsert_batch(conn, work)
+                apply_sequences(conn, sequences)
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 _rollback(conn)
@@ -342,6 +352,9 @@ class LocalSink:
         return Delivery(entry.id, Outcome.DELIVERED)
 
     def _apply(self, conn: sqlite3.Connection, entry: OutboxEntry) -> None:
+        if entry.op == "sequence":
+            apply_sequences(conn, [_sequence_work(entry)])
+            return
         file_id, rows = _prepare(entry)
         if rows is None:
             delete_file(conn, file_id)
@@ -404,6 +417,13 @@ def _prepare(entry: OutboxEntry) -> tuple[str, FileRows | None]:
             f"entry path {entry.path!r} differs from record path {entry.record.get('path')!r}"
         )
     return rows.file_id, rows
+
+
+def _sequence_work(entry: OutboxEntry) -> tuple[str, dict[str, Any] | None]:
+    """(sequence_id, row) of a sequence entry; row None when the sequence is gone."""
+    if entry.record is None:
+        return sequence_id_for(entry.path), None
+    return sequence_id_for(entry.path), sequence_row(entry.path, entry.record)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

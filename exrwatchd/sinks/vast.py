@@ -31,6 +31,7 @@ from vastdb import errors as vast_errors
 from vastdb.config import BackoffConfig, SessionConfig
 
 from exrwatchd.catalog.rows import FileRows, RecordError, build_rows, file_id_for
+from exrwatchd.catalog.sequence_rows import sequence_row
 from exrwatchd.config import VastConfig
 from exrwatchd.journal import OutboxEntry
 from exrwatchd.logs import get_logger
@@ -160,26 +161,32 @@ class VastSink:
         with self._lock:
             outcome: dict[int, Delivery] = {}
             rows: dict[int, FileRows] = {}
+            sequences: dict[int, dict[str, Any] | None] = {}
             good: list[OutboxEntry] = []
             for entry in batch:
                 try:
                     if entry.op == "upsert":
                         rows[entry.id] = _rows_for(entry)
+                    elif entry.op == "sequence" and entry.record is not None:
+                        sequences[entry.id] = sequence_row(entry.path, entry.record)
                     good.append(entry)
                 except RecordError as exc:
                     outcome[entry.id] = Delivery(entry.id, Outcome.REJECT, str(exc))
-            for delivery in self._write(good, rows):
+            for delivery in self._write(good, rows, sequences):
                 outcome[delivery.entry_id] = delivery
             return [outcome[e.id] for e in batch]
 
-    def _write(self, batch: Sequence[OutboxEntry], rows: dict[int, FileRows]) -> list[Delivery]:
+    def _write(
+        self, batch: Sequence[OutboxEntry], rows: dict[int, FileRows],
+        sequences: dict[int, dict[str, Any] | None],
+    ) -> list[Delivery]:  # fmt: skip
         if not batch:
             return []
         try:
             session, metadata = self._ready()
             with session.transaction() as tx:
                 tables = {name: tx.table_from_metadata(m) for name, m in metadata.items()}
-                apply_batch(tables, batch, rows)
+                apply_batch(tables, batch, rows, sequences)
         except Exception as exc:
             kind = classify(exc)
             message = self.describe(exc)
@@ -191,7 +198,8 @@ class VastSink:
                     return [Delivery(batch[0].id, Outcome.REJECT, message)]
                 # Split until the offending entries stand alone; their batch-mates land.
                 middle = len(batch) // 2
-                return self._write(batch[:middle], rows) + self._write(batch[middle:], rows)
+                return (self._write(batch[:middle], rows, sequences)
+                        + self._write(batch[middle:], rows, sequences))  # fmt: skip
             if isinstance(exc, vast_errors.ConnectionError | requests.exceptions.RequestException):
                 self._forget_connection()  # rebuild the session before the next attempt
             return [Delivery(e.id, Outcome.RETRY, message) for e in batch]

@@ -1,0 +1,108 @@
+"""Rows of the `sequences` table, from the records the journal queues for them.
+
+A sequence record is `exrwatchd.sequences.SequenceSummary` as JSON plus its update time
+(`summary_record`); the journal queues one whenever a sequence changes, and None when its
+last frame is gone. Validated here like file records: a malformed one is rejected, not
+stored half-right.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from exrwatchd.catalog._convert import RecordError, as_bool, as_int, as_str, as_time, need
+from exrwatchd.catalog.rows import normalize_path, path_bytes
+from exrwatchd.catalog.schema import SEQUENCES
+from exrwatchd.sequences import SequenceSummary
+
+
+def sequence_path(directory: str, pattern: str) -> str:
+    """The outbox key of a sequence: where its pattern would sit as a file."""
+    return os.path.join(directory, pattern)
+
+
+def sequence_id_for(key_path: str) -> str:
+    """sha256 of the normalized `directory/pattern` bytes, first 32 hex characters."""
+    return hashlib.sha256(path_bytes(normalize_path(key_path))).hexdigest()[:32]
+
+
+def summary_record(summary: SequenceSummary, updated_at: datetime) -> dict[str, Any]:
+    """The journal record of a sequence (JSON-ready)."""
+    return {
+        "directory": summary.directory,
+        "pattern": summary.pattern,
+        "first": summary.first,
+        "last": summary.last,
+        "count": summary.count,
+        "missing": [list(r) for r in summary.missing],
+        "incomplete": list(summary.incomplete),
+        "unhealthy": list(summary.unhealthy),
+        "structure_consistent": summary.structure_consistent,
+        "layout": summary.layout,
+        "odd_layout": list(summary.odd_layout),
+        "updated_at": updated_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+
+
+def summary_from_record(record: Mapping[str, Any]) -> SequenceSummary:
+    """The summary a record was made from (the journal compares old and new summaries)."""
+    return SequenceSummary(
+        directory=record["directory"], pattern=record["pattern"], first=record["first"],
+        last=record["last"], count=record["count"],
+        missing=tuple((a, b) for a, b in record["missing"]),
+        incomplete=tuple(record["incomplete"]), unhealthy=tuple(record["unhealthy"]),
+        structure_consistent=record["structure_consistent"], layout=record["layout"],
+        odd_layout=tuple(record["odd_layout"]),
+    )  # fmt: skip
+
+
+def _frames(value: Any, what: str) -> str:
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise RecordError(f"sequence {what} must be a list of frame numbers")
+    return orjson.dumps(value).decode()
+
+
+def sequence_row(key_path: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The `sequences` row of a record queued under `key_path`. RecordError if malformed."""
+    if not isinstance(record, Mapping):
+        raise RecordError(f"sequence record must be an object, got {type(record).__name__}")
+    directory = as_str(need(record, "directory", "sequence"), "sequence directory")
+    pattern = as_str(need(record, "pattern", "sequence"), "sequence pattern")
+    assert directory is not None and pattern is not None
+    missing = need(record, "missing", "sequence")
+    if not isinstance(missing, list) or not all(
+        isinstance(r, list) and len(r) == 2 and all(isinstance(v, int) for v in r) for r in missing
+    ):
+        raise RecordError("sequence missing must be a list of [first, last] pairs")
+    count = as_int(need(record, "count", "sequence"), "sequence count")
+    row = {
+        "sequence_id": sequence_id_for(key_path),
+        "directory": directory,
+        "pattern": pattern,
+        "first_frame": as_int(need(record, "first", "sequence"), "sequence first"),
+        "last_frame": as_int(need(record, "last", "sequence"), "sequence last"),
+        "frame_count": count,
+        "missing_count": sum(b - a + 1 for a, b in missing),
+        "missing_ranges": orjson.dumps(missing).decode(),
+        "incomplete_frames": _frames(need(record, "incomplete", "sequence"), "incomplete"),
+        "unhealthy_frames": _frames(need(record, "unhealthy", "sequence"), "unhealthy"),
+        "structure_consistent": as_bool(
+            need(record, "structure_consistent", "sequence"), "sequence structure_consistent"
+        ),
+        "layout_key": as_str(need(record, "layout", "sequence"), "sequence layout", nullable=True),
+        "odd_layout_frames": _frames(need(record, "odd_layout", "sequence"), "odd_layout"),
+        "is_whole": False,
+        "last_update": as_time(need(record, "updated_at", "sequence"), "sequence updated_at"),
+    }
+    row["is_whole"] = not (missing or row["incomplete_frames"] != "[]"
+                           or row["unhealthy_frames"] != "[]"
+                           or row["odd_layout_frames"] != "[]")  # fmt: skip
+    return {name: row[name] for name in SEQUENCES.names}
