@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-# `name.####.exr` or `name_####.exr`, any padding; the name part must not be empty.
-_FRAME = re.compile(r"^.+[._](\d+)\.exr$", re.IGNORECASE)
+# `name.####.exr` or `name_####.exr`, any padding; the name part must not be empty. Any
+# character may be in it, a newline too (DOTALL), and nothing may follow ".exr" (\Z, not $).
+_FRAME = re.compile(r"^.+[._](\d+)\.exr\Z", re.IGNORECASE | re.DOTALL)
 
 
 def frame_number(basename: str) -> int | None:

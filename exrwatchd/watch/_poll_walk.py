@@ -163,6 +163,23 @@ def stat_root(root: str, error: OnError) -> os.stat_result | None:
     return st
 
 
+def ancestors(path: str) -> set[tuple[int, int]]:
+    """(device, inode) of every directory above `path` (absolute and normalized), up to /."""
+    keys = set()
+    parent = os.path.dirname(path)
+    while True:
+        try:
+            st = os.stat(parent)
+        except OSError:
+            break
+        keys.add((st.st_dev, st.st_ino))
+        up = os.path.dirname(parent)
+        if up == parent:
+            break
+        parent = up
+    return keys
+
+
 def stat_subdirs(
     directory: str, names: tuple[str, ...], follow: bool, error: OnError, *, strict: bool
 ) -> list[Child] | None:

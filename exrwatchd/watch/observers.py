@@ -31,6 +31,7 @@ from watchdog.events import (
 from watchdog.observers.inotify import InotifyObserver
 
 from exrwatchd.journal import FileSig
+from exrwatchd.watch._inotify_loops import loop_safe_observer
 from exrwatchd.watch.poll import PollScanner
 
 InboxKind = Literal["changed", "closed", "gone", "subtree"]
@@ -142,7 +143,8 @@ class InotifyWatcher:
     ) -> None:  # fmt: skip
         self.root = root
         self._inbox = inbox
-        self._observer = InotifyObserver()
+        # watchdog walks into symlink loops when following links: see _inotify_loops.
+        self._observer = loop_safe_observer() if follow_symlinks else InotifyObserver()
         self._observer.daemon = True
         self._observer.schedule(
             _Handler(inbox, accept), root, recursive=recursive, follow_symlink=follow_symlinks,

@@ -47,6 +47,7 @@ changed.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -59,6 +60,7 @@ from exrwatchd.watch._poll_walk import (
     S_IFREG,
     ChangeKind,
     Child,
+    ancestors,
     descend,
     list_dir,
     sig_of,
@@ -221,7 +223,14 @@ class PollScanner:
             return
 
         follow = self.follow_symlinks
-        seen = {(st.st_dev, st.st_ino)}
+        # The directories above the root count as walked: a link back to one of them (a
+        # rescan of a subtree holding `up -> ..`, or of such a link itself) would walk the
+        # tree again under ever longer paths.
+        above = ancestors(root)
+        if (st.st_dev, st.st_ino) in above:
+            self._error(root, OSError(errno.ELOOP, "a link to a directory above it (loop)"))
+            return
+        seen = {(st.st_dev, st.st_ino), *above}
         listed: set[str] = set()
         stack: list[Child] = [(root, st)]
         while stack:

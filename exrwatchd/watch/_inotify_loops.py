@@ -1,0 +1,110 @@
+"""Recursive inotify watches that follow symlinks without walking into symlink loops.
+
+watchdog (7.x) adds the watches of a recursive, symlink-following tree with
+``os.walk(followlinks=True)``, which has no loop detection. A link back to a parent directory
+makes it walk the same directories again and again down to the kernel's limit of 40 links per
+path; with two such links that is 2**40 paths, so start-up (or a directory moved in) never
+ends, holding the lock that stopping the observer needs; and every revisit re-points the
+directory's watch at the longer path, so its events arrive under bogus paths
+(``renders/a/up/a/up/.../x.exr``). Here each directory is watched once, under the first path
+it was reached by, and never walked again through another: what ``find -L`` does.
+
+Only used when following symlinks; with older watchdog versions (no InotifyWatchGroup, and
+no recursive symlink following either) the plain observer is used.
+"""
+
+from __future__ import annotations
+
+import os
+
+from watchdog.observers.inotify import InotifyObserver
+
+try:
+    from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
+    from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, Mask
+except ImportError:  # pragma: no cover - watchdog < 7
+    InotifyWatchGroup = None  # type: ignore[assignment,misc]
+
+DirKey = tuple[int, int]  # (st_dev, st_ino)
+
+
+def loop_safe_observer() -> InotifyObserver:
+    """An InotifyObserver whose symlink-following watches walk every directory once."""
+    observer = InotifyObserver()
+    if InotifyWatchGroup is not None:
+        observer._emitter_class = _LoopSafeEmitter  # watchdog has no parameter for it
+    return observer
+
+
+if InotifyWatchGroup is not None:
+
+    class _LoopSafeWatchGroup(InotifyWatchGroup):  # type: ignore[misc,valid-type]
+        def __post_init__(self) -> None:
+            self._wd_of_dir: dict[DirKey, int] = {}  # watched directories, by identity
+            self._dir_of_wd: dict[int, DirKey] = {}
+            super().__post_init__()
+
+        def _watch_once(self, path: bytes) -> bool:
+            """Watch the directory at `path`; False when it already is, under another path
+            (a link to it: never walk it again), or cannot be watched."""
+            try:
+                st = os.stat(path)
+            except OSError:
+                if path == self.path:
+                    raise
+                return False
+            key = (st.st_dev, st.st_ino)
+            wd = self._wd_of_dir.get(key)
+            if wd is not None and wd in self._active_callbacks_by_watch:
+                return False
+            self._add_callback(path)
+            wd = self._active_callbacks_by_path.get(path)
+            if wd is None:
+                return False
+            self._wd_of_dir[key] = wd
+            self._dir_of_wd[wd] = key
+            return True
+
+        def _add_all_callbacks(self, path: bytes) -> None:
+            if not self.follow_symlink:
+                super()._add_all_callbacks(path)
+                return
+            if not self._watch_once(path) or not self.is_recursive:
+                return
+            for root, dirnames, _ in os.walk(path, followlinks=True):
+                dirnames[:] = [d for d in dirnames if self._watch_once(os.path.join(root, d))]
+
+        def _recursive_simulate(self, src_path: bytes) -> list[InotifyEvent]:
+            """As watchdog's, but descending only into directories watched under that very
+            path (so never through a loop)."""
+            if not self.follow_symlink:
+                return super()._recursive_simulate(src_path)
+            watched = self._active_callbacks_by_path
+            created_dir = Mask(InotifyConstants.IN_CREATE | InotifyConstants.IN_ISDIR)
+            events = []
+            for root, dirnames, filenames in os.walk(src_path, followlinks=True):
+                wd_root = watched.get(root)
+                if wd_root is None:
+                    dirnames[:] = []
+                    continue
+                events += [InotifyEvent(wd_root, created_dir, 0, name) for name in dirnames]
+                events += [InotifyEvent(wd_root, InotifyConstants.IN_CREATE, 0, name)
+                           for name in filenames]  # fmt: skip
+                dirnames[:] = [d for d in dirnames if os.path.join(root, d) in watched]
+            return events
+
+        def _remove_watch_internally(self, wd: int) -> None:  # type: ignore[override]
+            super()._remove_watch_internally(wd)
+            key = self._dir_of_wd.pop(wd, None)
+            if key is not None and self._wd_of_dir.get(key) == wd:
+                del self._wd_of_dir[key]
+
+    class _LoopSafeEmitter(InotifyEmitter):  # type: ignore[misc,valid-type]
+        def on_thread_start(self) -> None:
+            self._inotify = _LoopSafeWatchGroup(
+                self._inotify_fd,
+                os.fsencode(self.watch.path),
+                is_recursive=self.watch.is_recursive,
+                event_mask=self.get_event_mask_from_filter(),
+                follow_symlink=self.watch.follow_symlink,
+            )
