@@ -14,7 +14,7 @@ from typing import Any
 
 from exrwatchd import _json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
 # After a checkpoint the WAL is truncated to this size, so one burst of writes (a rescan of a
 # large tree with the sink down) does not leave a huge -wal file behind for good.
@@ -64,6 +64,52 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX outbox_errors ON outbox (updated_at) WHERE last_error IS NOT NULL",
     ),
 }
+
+# Version 2: frame sequences. `frames` holds one row per journaled path that is a frame of
+# a sequence (deleted with its path), `sequences` the last summary of each sequence, and the
+# outbox learns the op 'sequence' (SQLite cannot alter a CHECK constraint, so the table is
+# rebuilt, keeping its ids and its AUTOINCREMENT high-water mark).
+MIGRATIONS[2] = (
+    """
+    CREATE TABLE frames (
+        path    BLOB PRIMARY KEY,
+        seq     BLOB NOT NULL,
+        frame   INTEGER NOT NULL,
+        status  TEXT NOT NULL,
+        layout  TEXT
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX frames_seq ON frames (seq, frame)",
+    """
+    CREATE TABLE sequences (
+        seq     BLOB PRIMARY KEY,
+        summary TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE outbox_v2 (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        path            BLOB NOT NULL,
+        op              TEXT NOT NULL CHECK (op IN ('upsert', 'delete', 'sequence')),
+        state           TEXT NOT NULL CHECK (state IN ('ready', 'inflight', 'dead')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error      TEXT,
+        created_at      REAL NOT NULL,
+        updated_at      REAL NOT NULL,
+        record          TEXT
+    )
+    """,
+    "INSERT INTO outbox_v2 SELECT * FROM outbox",
+    "DELETE FROM sqlite_sequence WHERE name = 'outbox_v2'",
+    "INSERT INTO sqlite_sequence (name, seq) "
+    "SELECT 'outbox_v2', seq FROM sqlite_sequence WHERE name = 'outbox'",
+    "DROP TABLE outbox",
+    "ALTER TABLE outbox_v2 RENAME TO outbox",
+    "CREATE INDEX outbox_due ON outbox (state, next_attempt_at)",
+    "CREATE INDEX outbox_path ON outbox (path, state)",
+    "CREATE INDEX outbox_errors ON outbox (updated_at) WHERE last_error IS NOT NULL",
+)
 
 PATH_COLUMNS = "path, size, mtime_ns, inode, header_hash, status, error, updated_at"
 
@@ -288,6 +334,10 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         for target in range(version + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[target]:
                 conn.execute(statement)
+        if 1 <= version < 2:
+            from exrwatchd._journal_sequences import backfill  # it builds on this module
+
+            backfill(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from exrwatchd import _json
 from exrwatchd._journal_sql import clean_text, encode_record
 
-Op = Literal["upsert", "delete"]
+Op = Literal["upsert", "delete", "sequence"]
 PathStatus = Literal["complete", "incomplete", "failed", "deleted"]
 
 LIVE_STATUSES = frozenset({"complete", "incomplete", "failed"})

@@ -162,6 +162,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sequences(args: argparse.Namespace) -> int:
+    from exrwatchd.sequences_cli import gather, render
+
+    found = gather(_load(args.config), gaps_only=args.gaps)
+    if args.json:
+        for sequence in found:
+            _write(json_line(sequence))
+    else:
+        print(render(found))
+    return EXIT_OK
+
+
 def cmd_vast_init(args: argparse.Namespace) -> int:
     from exrwatchd.sinks.base import SinkUnavailable
     from exrwatchd.sinks.vast import init_catalog
@@ -219,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     from exrwatchd.journal_cli import register as register_journal
 
     register_journal(sub)
+
+    p = sub.add_parser("sequences", help="frame sequences: gaps, incomplete and odd frames")
+    p.add_argument("--config", required=True, metavar="PATH")
+    p.add_argument("--gaps", action="store_true", help="only sequences with missing frames")
+    p.add_argument("--json", action="store_true", help="one JSON object per sequence")
+    p.set_defaults(func=cmd_sequences)
 
     p = sub.add_parser("status", help="journal counts, daemon progress and sink health")
     p.add_argument("--config", required=True, metavar="PATH")

@@ -18,6 +18,7 @@ from exrwatchd.exr.inspect import inspect_path
 from exrwatchd.exr.model import Inspection
 from exrwatchd.exr.report import inspection_to_dict
 from exrwatchd.journal import FileSig, PathStatus
+from exrwatchd.sequences import layout_key
 from exrwatchd.watch.settle import SettledFile
 
 #: Errors a writer can cause just by not having finished yet: worth another look.
@@ -68,6 +69,11 @@ def make_record(result: Inspection, inspected_at: datetime | None = None) -> dic
     record["inspection_id"] = new_inspection_id()
     record["inspected_at"] = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     record["inode"] = result.stat.inode if result.stat else None
+    # Filled in by the pixel lane (exrwatchd/pixel_lane.py) when [inspect] pixel_stats is on.
+    record["pixel_stats"] = None
+    # The structure key frame sequences compare (exrwatchd/sequences.py): kept with the
+    # record because after a restart the journal has records, not parsed headers.
+    record["layout_key"] = layout_key(result.parts) if result.error is None else None
     return record
 
 

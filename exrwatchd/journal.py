@@ -19,6 +19,8 @@ from typing import Any
 from exrwatchd import _journal_sql as sql
 from exrwatchd import _journal_types as conv
 from exrwatchd._journal_conn import JournalError, SharedConnection, unusable_as_journal_error
+from exrwatchd._journal_sequences import summaries as sequence_summaries
+from exrwatchd._journal_sequences import track as track_sequences
 from exrwatchd._journal_types import (
     DeadLetter,
     Delete,
@@ -30,6 +32,9 @@ from exrwatchd._journal_types import (
     PathStatus,
     Persist,
 )
+from exrwatchd.logs import get_logger
+
+log = get_logger("exrwatchd.journal")
 
 __all__ = [
     "DeadLetter",
@@ -120,12 +125,18 @@ class Journal(SharedConnection):
             latest[item.path] = item
         if not latest:
             return
-        params = conv.write_params(latest.values(), self._clock())
+        now = self._clock()
+        params = conv.write_params(latest.values(), now)
         with self._transaction("write") as conn:
             conn.executemany(sql.UPSERT_PATH, params.path_rows)
             conn.executemany(sql.TOMBSTONE_PATH, params.tombstones)
             conn.executemany(sql.DROP_SUPERSEDED, params.keys)
             conn.executemany(sql.INSERT_OUTBOX, params.entries)
+            sequence_entries, events = track_sequences(conn, latest.values(), now)
+            conn.executemany(sql.DROP_SUPERSEDED, [(e[0],) for e in sequence_entries])
+            conn.executemany(sql.INSERT_OUTBOX, sequence_entries)
+        for event in events:  # after the commit: they describe what is now durable
+            getattr(log, event.level)(event.event, **event.fields())
 
     # -- sink thread ---------------------------------------------------------------------
 
@@ -308,6 +319,11 @@ class Journal(SharedConnection):
             oldest = conn.execute(sql.OLDEST_READY).fetchone()
             error = conn.execute(sql.LAST_ERROR).fetchone()
         return conv.journal_stats(now, by_state, by_status, oldest, error)
+
+    def sequences(self) -> list[dict[str, Any]]:
+        """The last summary of every frame sequence (sequence records), by directory."""
+        with self._reading("sequences") as conn:
+            return sequence_summaries(conn)
 
     # -- path state (scanner, reconciler) ------------------------------------------------
 

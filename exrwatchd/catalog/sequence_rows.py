@@ -21,14 +21,19 @@ from exrwatchd.catalog.rows import normalize_path, path_bytes
 from exrwatchd.catalog.schema import SEQUENCES
 from exrwatchd.sequences import SequenceSummary
 
+#: Outbox keys of sequences start with this, so they can never equal a watched (absolute)
+#: path, even of a file literally named `beauty.%04d.exr`.
+SEQUENCE_KEY_PREFIX = "sequence:"
+
 
 def sequence_path(directory: str, pattern: str) -> str:
-    """The outbox key of a sequence: where its pattern would sit as a file."""
-    return os.path.join(directory, pattern)
+    """The outbox key of a sequence: its prefix, then where its pattern would sit as a file."""
+    return SEQUENCE_KEY_PREFIX + os.path.join(directory, pattern)
 
 
 def sequence_id_for(key_path: str) -> str:
     """sha256 of the normalized `directory/pattern` bytes, first 32 hex characters."""
+    key_path = key_path.removeprefix(SEQUENCE_KEY_PREFIX)
     return hashlib.sha256(path_bytes(normalize_path(key_path))).hexdigest()[:32]
 
 

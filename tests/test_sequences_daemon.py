@@ -1,0 +1,178 @@
+"""Frame sequences as users see them: the journal's tracking (gaps, layouts, deletions,
+restart, upgrade of an older journal), the real daemon filling the catalog's `sequences`
+table and logging `sequence.gap` / `sequence.changed_layout`, and `exrwatchd sequences`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from exrgen import write_scanline
+from harness import Catalog, DaemonProcess, wait_for, write_config
+
+from exrwatchd import _journal_sql
+from exrwatchd.journal import Delete, FileSig, Journal, Persist
+
+# --------------------------------------------------------------------------- journal level
+
+
+def persist(path: str, status: str = "complete", layout: str | None = "1:aaaa") -> Persist:
+    record = {"path": path, "layout_key": layout, "error": None}
+    return Persist(path, FileSig(1, 1, 1), "h", status, record)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    with Journal.open(tmp_path / "state") as j:
+        yield j
+
+
+def by_pattern(journal: Journal) -> dict[str, dict]:
+    return {s["pattern"]: s for s in journal.sequences()}
+
+
+def sequence_entries(journal: Journal) -> list[tuple[str, str | None]]:
+    with sqlite3.connect(journal.path) as conn:
+        rows = conn.execute("SELECT path, record FROM outbox WHERE op = 'sequence' ORDER BY id")
+        return [(os.fsdecode(p), r) for p, r in rows]
+
+
+class TestJournalTracking:
+    def test_gap_then_filled(self, journal: Journal) -> None:
+        journal.write([persist(f"/r/shot/beauty.{n:04d}.exr") for n in (1, 2, 3, 5, 9)])
+        s = by_pattern(journal)["beauty.%04d.exr"]
+        assert (s["first"], s["last"], s["count"]) == (1, 9, 5)
+        assert s["missing"] == [[4, 4], [6, 8]]
+        journal.write([persist(f"/r/shot/beauty.{n:04d}.exr") for n in (4, 6, 7, 8)])
+        s = by_pattern(journal)["beauty.%04d.exr"]
+        assert s["missing"] == [] and s["count"] == 9
+        # one waiting entry per sequence: the newest summary supersedes the older one
+        entries = sequence_entries(journal)
+        assert [p for p, _ in entries] == ["sequence:/r/shot/beauty.%04d.exr"]
+        assert json.loads(entries[0][1] or "{}")["missing"] == []
+
+    def test_other_layout_incomplete_and_failed_frames(self, journal: Journal) -> None:
+        journal.write([persist(f"/r/s/b_{n:03d}.exr") for n in range(1, 6)]
+                      + [persist("/r/s/b_006.exr", layout="1:bbbb"),
+                         persist("/r/s/b_007.exr", status="incomplete"),
+                         persist("/r/s/b_008.exr", status="failed", layout=None)])  # fmt: skip
+        s = by_pattern(journal)["b_%03d.exr"]
+        assert s["odd_layout"] == [6] and not s["structure_consistent"]
+        assert s["incomplete"] == [7] and s["unhealthy"] == [8]
+
+    def test_two_sequences_in_one_directory_and_deletion(self, journal: Journal) -> None:
+        journal.write([persist(f"/r/s/{name}.{n:04d}.exr")
+                       for name in ("beauty", "depth") for n in (1, 2, 3)])  # fmt: skip
+        assert set(by_pattern(journal)) == {"beauty.%04d.exr", "depth.%04d.exr"}
+        journal.write([Delete("/r/s/depth.0002.exr")])
+        assert by_pattern(journal)["depth.%04d.exr"]["missing"] == [[2, 2]]
+        journal.write([Delete(f"/r/s/depth.{n:04d}.exr") for n in (1, 3)])
+        assert set(by_pattern(journal)) == {"beauty.%04d.exr"}
+        # the sinks are told the sequence is gone: its newest entry carries no record
+        assert sequence_entries(journal)[-1] == ("sequence:/r/s/depth.%04d.exr", None)
+
+    def test_files_that_are_not_frames_make_no_sequence(self, journal: Journal) -> None:
+        journal.write([persist("/r/s/plate.exr"), persist("/r/s/notes.v2.exr.bak")])
+        assert journal.sequences() == [] and sequence_entries(journal) == []
+
+    def test_survives_reopening(self, tmp_path: Path) -> None:
+        with Journal.open(tmp_path) as j:
+            j.write([persist(f"/r/s/f.{n}.exr") for n in (1, 3)])
+        with Journal.open(tmp_path) as j:
+            j.write([persist("/r/s/f.2.exr")])
+            assert by_pattern(j)["f.%01d.exr"]["missing"] == []
+
+    def test_a_version_1_journal_is_upgraded_with_its_sequences(self, tmp_path: Path) -> None:
+        db = tmp_path / "journal.db"
+        conn = sqlite3.connect(db)
+        for statement in _journal_sql.MIGRATIONS[1]:
+            conn.execute(statement)
+        for n in (1, 2, 4):
+            path = os.fsencode(f"/r/s/beauty.{n:04d}.exr")
+            conn.execute("INSERT INTO paths VALUES (?, ?, 1, 1, 1, 'h', 'complete', NULL, 0)",
+                         (path, os.fsencode("/r/s")))  # fmt: skip
+        conn.execute("INSERT INTO outbox (path, op, state, next_attempt_at, created_at, "
+                     "updated_at) VALUES (X'2F78', 'delete', 'ready', 0, 0, 0)")  # fmt: skip
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+        conn.close()
+        with Journal(db) as j:
+            assert by_pattern(j)["beauty.%04d.exr"]["missing"] == [[3, 3]]
+            assert j.stats().ready == 2  # the old entry kept, the sequence queued for the sinks
+            j.write([persist("/r/s/beauty.0003.exr")])
+            assert by_pattern(j)["beauty.%04d.exr"]["missing"] == []
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    d = tmp_path_factory.mktemp("frames")
+    return {
+        "rgba": write_scanline(d / "a.exr").read_bytes(),
+        "aovs": write_scanline(d / "b.exr", channels=("R", "G", "B", "A", "Z")).read_bytes(),
+    }
+
+
+def sequences_rows(catalog: Catalog) -> dict[str, tuple]:
+    rows = catalog.query(
+        "SELECT pattern, first_frame, last_frame, frame_count, missing_ranges, "
+        "odd_layout_frames, structure_consistent, is_whole FROM sequences"
+    )
+    return {r[0]: r[1:] for r in rows}
+
+
+def test_daemon_tracks_a_sequence_end_to_end(tmp_path: Path, frames: dict[str, bytes]) -> None:
+    watch, state = tmp_path / "renders", tmp_path / "state"
+    shot = watch / "shot010"
+    shot.mkdir(parents=True)
+    config = write_config(tmp_path / "c.toml", state, [{"path": str(watch)}],
+                          settle={"quiet_seconds": 0.2})  # fmt: skip
+    catalog = Catalog(state)
+    daemon = DaemonProcess(config, state)
+    try:
+        daemon.wait_event("daemon.ready")
+        for n in (1, 2, 3, 5):
+            (shot / f"beauty.{n:04d}.exr").write_bytes(frames["rgba"])
+        wait_for(lambda: sequences_rows(catalog).get("beauty.%04d.exr", (0, 0, 0))[2] == 4,
+                 20, "four frames in the sequences table")  # fmt: skip
+        row = sequences_rows(catalog)["beauty.%04d.exr"]
+        assert row[:4] == (1, 5, 4, "[[4,4]]") and row[6] == 0  # not whole
+        gap = daemon.wait_event("sequence.gap")
+        assert gap["pattern"] == "beauty.%04d.exr" and gap["ranges"] == [[4, 4]]
+        assert gap["directory"] == str(shot)
+
+        # the re-render fills the gap; a frame with another channel set stands out
+        (shot / "beauty.0004.exr").write_bytes(frames["rgba"])
+        (shot / "beauty.0006.exr").write_bytes(frames["aovs"])
+        wait_for(lambda: sequences_rows(catalog)["beauty.%04d.exr"][2] == 6, 20, "six frames")
+        row = sequences_rows(catalog)["beauty.%04d.exr"]
+        assert row[3] == "[]" and row[4] == "[6]" and row[5] == 0
+        assert daemon.wait_event("sequence.changed_layout")["ranges"] == [[6, 6]]
+
+        # deleting the odd frame makes the sequence whole
+        (shot / "beauty.0006.exr").unlink()
+        wait_for(lambda: sequences_rows(catalog)["beauty.%04d.exr"][6] == 1, 20, "whole again")
+        assert sequences_rows(catalog)["beauty.%04d.exr"][:5] == (1, 5, 5, "[]", "[]")
+
+        out = subprocess.run([sys.executable, "-m", "exrwatchd", "sequences", "--config",
+                              str(config), "--json"], capture_output=True, text=True,
+                             check=True)  # fmt: skip
+        listed = [json.loads(line) for line in out.stdout.splitlines()]
+        assert [(s["pattern"], s["first"], s["last"]) for s in listed] == [
+            ("beauty.%04d.exr", 1, 5)
+        ]
+        command = [sys.executable, "-m", "exrwatchd", "sequences", "--config", str(config)]
+        readable = subprocess.run(command, capture_output=True, text=True, check=True)
+        assert "beauty.%04d.exr  frames 1-5, 5 present, whole" in readable.stdout
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
