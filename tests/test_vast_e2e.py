@@ -138,3 +138,39 @@ def test_restarts_never_duplicate(tmp_path: Path, emu: VastEmulator) -> None:
         assert all(len(v) == 1 for v in rows.values())
     finally:
         assert daemon.stop() == 0
+
+
+def sequences_in_vast(emu: VastEmulator) -> dict[str, dict[str, Any]]:
+    session = vastdb.connect(endpoint=emu.endpoint, access=emu.access_key,
+                             secret=emu.secret_key, timeout=(5, 5),
+                             config=SessionConfig(data_endpoints=[emu.endpoint]))  # fmt: skip
+    with session.transaction() as tx:
+        schema = tx.bucket(BUCKET).schema(SCHEMA, fail_if_missing=False)
+        table = None if schema is None else schema.table("sequences", fail_if_missing=False)
+        if table is None:
+            return {}
+        rows = table.select().read_all().to_pylist()
+    assert len({r["sequence_id"] for r in rows}) == len(rows), "one row per sequence"
+    return {r["pattern"]: r for r in rows}
+
+
+def test_sequences_table_follows_the_frames(tmp_path: Path, emu: VastEmulator) -> None:
+    renders = tmp_path / "renders"
+    renders.mkdir()
+    frame = write_scanline(tmp_path / "t.exr").read_bytes()
+    daemon, _ = start(tmp_path, emu, renders)
+    try:
+        for n in (1, 2, 4):
+            (renders / f"comp.{n:03d}.exr").write_bytes(frame)
+        wait_for(lambda: sequences_in_vast(emu).get("comp.%03d.exr", {}).get("frame_count") == 3,
+                 30, "three frames in VAST's sequences table")  # fmt: skip
+        row = sequences_in_vast(emu)["comp.%03d.exr"]
+        assert json.loads(row["missing_ranges"]) == [[3, 3]] and row["is_whole"] is False
+        (renders / "comp.003.exr").write_bytes(frame)
+        wait_for(lambda: sequences_in_vast(emu)["comp.%03d.exr"]["is_whole"], 30, "filled")
+        for n in (1, 2, 3, 4):
+            (renders / f"comp.{n:03d}.exr").unlink()
+        wait_for(lambda: "comp.%03d.exr" not in sequences_in_vast(emu), 30, "sequence gone")
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
