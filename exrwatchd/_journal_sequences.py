@@ -5,6 +5,11 @@ Why here and not in the sinks: the journal sees every path of every sequence and
 them atomically, so the sequences are right after any crash, restart or reconciliation
 (a frame row lives and dies with its path row), and both sinks just store what they get.
 The pure logic (keys, summaries, events) is exrwatchd/sequences.py.
+
+Summaries are refreshed at most once per REFRESH_DELAY per sequence, not per batch: a
+10,000-frame sequence landing in 500-file batches would otherwise be re-read 20 times
+(measured: 125 us per file of journal writer time for 20 such sequences), and frames a farm
+writes slightly out of order would log gaps that the next batch fills.
 """
 
 from __future__ import annotations
@@ -17,7 +22,12 @@ from typing import Any
 
 from exrwatchd import _json
 from exrwatchd._journal_types import Delete, Persist
-from exrwatchd.catalog.sequence_rows import sequence_path, summary_from_record, summary_record
+from exrwatchd.catalog.sequence_rows import (
+    SEQUENCE_KEY_PREFIX,
+    sequence_path,
+    summary_from_record,
+    summary_record,
+)
 from exrwatchd.sequences import (
     Frame,
     FrameStatus,
@@ -29,6 +39,11 @@ from exrwatchd.sequences import (
     summarize,
 )
 
+#: Seconds between a sequence's first changed frame and the refresh of its summary.
+REFRESH_DELAY = 2.0
+#: Sequences refreshed per journal transaction, so one write never stalls on thousands.
+REFRESH_LIMIT = 64
+
 UPSERT_FRAME = """
     INSERT INTO frames (path, seq, frame, status, layout) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (path) DO UPDATE SET
@@ -36,6 +51,11 @@ UPSERT_FRAME = """
         layout = excluded.layout
 """
 DELETE_FRAME = "DELETE FROM frames WHERE path = ?"
+# The first change sets the due time; later ones within the delay do not push it back.
+MARK_DUE = "INSERT INTO sequences_due (seq, due_at) VALUES (?, ?) ON CONFLICT (seq) DO NOTHING"
+SELECT_DUE = "SELECT seq FROM sequences_due WHERE due_at <= ? LIMIT ?"
+COUNT_DUE = "SELECT count(*) FROM sequences_due"
+DELETE_DUE = "DELETE FROM sequences_due WHERE seq = ?"
 SELECT_FRAMES = "SELECT frame, path, status, layout FROM frames WHERE seq = ?"
 SELECT_SUMMARY = "SELECT summary FROM sequences WHERE seq = ?"
 UPSERT_SUMMARY = """
@@ -65,16 +85,9 @@ def frame_status(status: str, record: Mapping[str, Any] | None) -> FrameStatus:
     return frame
 
 
-def track(
-    conn: sqlite3.Connection, items: Iterable[Persist | Delete], now: float
-) -> tuple[list[tuple[Any, ...]], list[SequenceEvent]]:
-    """Update the frames of `items` (one per path) and the summaries of their sequences.
-
-    Returns the outbox rows to insert for the sequences that changed (`INSERT_OUTBOX`
-    parameters; the caller drops their superseded entries first) and the events to log
-    once the transaction commits.
-    """
-    touched: dict[bytes, SequenceKey] = {}
+def track(conn: sqlite3.Connection, items: Iterable[Persist | Delete], now: float) -> None:
+    """Record the frames among `items` (one per path) and mark their sequences due."""
+    due: set[bytes] = set()
     upserts, deletes = [], []
     for item in items:
         name = parse_frame_path(item.path)
@@ -82,23 +95,36 @@ def track(
             continue
         key = os.fsencode(item.path)
         seq = os.fsencode(sequence_path(name.key.directory, name.key.pattern))
-        touched[seq] = name.key
+        due.add(seq)
         if isinstance(item, Delete):
             deletes.append((key,))
             continue
         layout = item.record.get("layout_key") if item.record else None
         status = frame_status(item.status, item.record)
         upserts.append((key, seq, name.frame, status.value, layout))
-    if deletes:
-        conn.executemany(DELETE_FRAME, deletes)
-    if upserts:
-        conn.executemany(UPSERT_FRAME, upserts)
+    conn.executemany(DELETE_FRAME, deletes)
+    conn.executemany(UPSERT_FRAME, upserts)
+    conn.executemany(MARK_DUE, [(seq, now + REFRESH_DELAY) for seq in due])
+
+
+def refresh(
+    conn: sqlite3.Connection, now: float, *, force: bool = False
+) -> tuple[list[tuple[Any, ...]], list[SequenceEvent]]:
+    """Bring due sequences (every marked one with `force`) up to date.
+
+    Returns the outbox rows to insert for the sequences that changed (`INSERT_OUTBOX`
+    parameters; the caller drops their superseded entries first) and the events to log once
+    the transaction commits.
+    """
+    limit = -1 if force else REFRESH_LIMIT
+    seqs = [row[0] for row in conn.execute(SELECT_DUE, (float("inf") if force else now, limit))]
     entries: list[tuple[Any, ...]] = []
     events: list[SequenceEvent] = []
     moment = datetime.fromtimestamp(now, tz=UTC)
-    for seq, key in touched.items():
+    for seq in seqs:
+        conn.execute(DELETE_DUE, (seq,))
         before = _stored(conn, seq)
-        after = _summary(conn, seq, key)
+        after = _summary(conn, seq)
         if after == before:
             continue
         if after is None:
@@ -112,15 +138,25 @@ def track(
     return entries, events
 
 
+def pending(conn: sqlite3.Connection) -> int:
+    """How many sequences wait for a refresh."""
+    return int(conn.execute(COUNT_DUE).fetchone()[0])
+
+
+def _key(seq: bytes) -> SequenceKey:
+    directory, pattern = os.path.split(os.fsdecode(seq).removeprefix(SEQUENCE_KEY_PREFIX))
+    return SequenceKey(directory, pattern)
+
+
 def _stored(conn: sqlite3.Connection, seq: bytes) -> SequenceSummary | None:
     row = conn.execute(SELECT_SUMMARY, (seq,)).fetchone()
     return None if row is None else summary_from_record(_json.loads(row[0]))
 
 
-def _summary(conn: sqlite3.Connection, seq: bytes, key: SequenceKey) -> SequenceSummary | None:
+def _summary(conn: sqlite3.Connection, seq: bytes) -> SequenceSummary | None:
     frames = [Frame(number, os.fsdecode(path), FrameStatus(status), layout)
               for number, path, status, layout in conn.execute(SELECT_FRAMES, (seq,))]  # fmt: skip
-    return summarize(key, frames) if frames else None
+    return summarize(_key(seq), frames) if frames else None
 
 
 def summaries(conn: sqlite3.Connection) -> list[dict[str, Any]]:
@@ -141,6 +177,8 @@ def backfill(conn: sqlite3.Connection) -> None:
     items = [Persist(os.fsdecode(path), None, None, status, {})
              for path, status in conn.execute(
                  "SELECT path, status FROM paths WHERE status <> 'deleted'")]  # fmt: skip
-    entries, _ = track(conn, items, time.time())
+    now = time.time()
+    track(conn, items, now)
+    entries, _ = refresh(conn, now, force=True)
     conn.executemany(DROP_SUPERSEDED, [(e[0],) for e in entries])
     conn.executemany(INSERT_OUTBOX, entries)

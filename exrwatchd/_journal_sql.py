@@ -86,6 +86,13 @@ MIGRATIONS[2] = (
         summary TEXT NOT NULL
     ) WITHOUT ROWID
     """,
+    # Sequences whose frames changed and whose summary is due for a refresh at due_at.
+    """
+    CREATE TABLE sequences_due (
+        seq     BLOB PRIMARY KEY,
+        due_at  REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
     """
     CREATE TABLE outbox_v2 (
         id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -386,3 +393,27 @@ def clean_text(text: str) -> str:
     """
     text = text[:MAX_ERROR_CHARS]
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+# Resending everything (Journal.resend_all), when the catalog was lost. Its rows left the outbox
+# when they were delivered, so each live path is inspected again: size -1, which no file has,
+# makes the next reconciliation see it changed (and a deleted file still gone). By slices of
+# the key space, like the purge (SLICE_END), so the daemon's writer never waits long.
+_RESEND_PATHS = (
+    "UPDATE paths SET size = -1 WHERE status <> 'deleted' AND size IS NOT NULL AND size <> -1"
+)
+# A replaced catalog may be an old copy with rows of files deleted since: deletions again.
+_RESEND_DELETES = """
+    INSERT INTO outbox (path, op, state, attempts, next_attempt_at, created_at, updated_at, record)
+    SELECT path, 'delete', 'ready', 0, :now, :now, :now, NULL FROM paths
+    WHERE status = 'deleted' AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.path = paths.path)
+"""
+_SLICE, _REST = " AND path > :low AND path <= :high", " AND path > :low"
+RESEND_PATHS = {"slice": _RESEND_PATHS + _SLICE, "rest": _RESEND_PATHS + _REST}
+RESEND_DELETES = {"slice": _RESEND_DELETES + _SLICE, "rest": _RESEND_DELETES + _REST}
+# Sequence summaries are kept whole, so they are queued again as they are.
+RESEND_SEQUENCES = """
+    INSERT INTO outbox (path, op, state, attempts, next_attempt_at, created_at, updated_at, record)
+    SELECT seq, 'sequence', 'ready', 0, :now, :now, :now, summary FROM sequences AS s
+    WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.path = s.seq AND outbox.state = 'ready')
+"""

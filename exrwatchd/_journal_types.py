@@ -49,6 +49,14 @@ class Delete:
 
 
 @dataclass(frozen=True, slots=True)
+class RefreshSequences:
+    """Not a path: asks the journal writer to bring due frame sequences up to date (all of
+    them with `force`), so they settle even when no new frames arrive."""
+
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxEntry:
     id: int
     path: str

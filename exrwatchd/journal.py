@@ -16,11 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from exrwatchd import _journal_sequences as frame_sequences
 from exrwatchd import _journal_sql as sql
 from exrwatchd import _journal_types as conv
 from exrwatchd._journal_conn import JournalError, SharedConnection, unusable_as_journal_error
-from exrwatchd._journal_sequences import summaries as sequence_summaries
-from exrwatchd._journal_sequences import track as track_sequences
 from exrwatchd._journal_types import (
     DeadLetter,
     Delete,
@@ -31,6 +30,7 @@ from exrwatchd._journal_types import (
     PathState,
     PathStatus,
     Persist,
+    RefreshSequences,
 )
 from exrwatchd.logs import get_logger
 
@@ -48,6 +48,7 @@ __all__ = [
     "PathState",
     "PathStatus",
     "Persist",
+    "RefreshSequences",
 ]
 
 _KNOWN_DIRS_PAGE = 1000
@@ -107,7 +108,7 @@ class Journal(SharedConnection):
 
     # -- writer thread -------------------------------------------------------------------
 
-    def write(self, items: Sequence[Persist | Delete]) -> None:
+    def write(self, items: Sequence[Persist | Delete | RefreshSequences]) -> None:
         """Record a batch of inspections and deletions in ONE transaction, durable on return.
 
         Persist upserts the path's row and queues an 'upsert' entry with the record; Delete
@@ -116,27 +117,40 @@ class Journal(SharedConnection):
         waiting 'ready' entry and its dead letter, never an 'inflight' one, which it waits
         behind. Within a batch the last item for a path wins.
 
+        Frames of sequences are recorded in the same transaction, and sequences whose
+        refresh is due (RefreshSequences(force=True): every changed one) are summarised and
+        queued as 'sequence' entries; their events are logged after the commit.
+
         Records are encoded before the transaction starts, so an unencodable record (TypeError
         or ValueError) leaves the journal untouched.
         """
         latest: dict[str, Persist | Delete] = {}
+        force = False
         for item in items:
+            if isinstance(item, RefreshSequences):
+                force = force or item.force
+                continue
             latest.pop(item.path, None)  # re-inserting moves the path to its last position
             latest[item.path] = item
-        if not latest:
-            return
         now = self._clock()
         params = conv.write_params(latest.values(), now)
         with self._transaction("write") as conn:
-            conn.executemany(sql.UPSERT_PATH, params.path_rows)
-            conn.executemany(sql.TOMBSTONE_PATH, params.tombstones)
-            conn.executemany(sql.DROP_SUPERSEDED, params.keys)
-            conn.executemany(sql.INSERT_OUTBOX, params.entries)
-            sequence_entries, events = track_sequences(conn, latest.values(), now)
-            conn.executemany(sql.DROP_SUPERSEDED, [(e[0],) for e in sequence_entries])
-            conn.executemany(sql.INSERT_OUTBOX, sequence_entries)
+            if latest:
+                conn.executemany(sql.UPSERT_PATH, params.path_rows)
+                conn.executemany(sql.TOMBSTONE_PATH, params.tombstones)
+                conn.executemany(sql.DROP_SUPERSEDED, params.keys)
+                conn.executemany(sql.INSERT_OUTBOX, params.entries)
+                frame_sequences.track(conn, latest.values(), now)
+            entries, events = frame_sequences.refresh(conn, now, force=force)
+            conn.executemany(sql.DROP_SUPERSEDED, [(e[0],) for e in entries])
+            conn.executemany(sql.INSERT_OUTBOX, entries)
         for event in events:  # after the commit: they describe what is now durable
             getattr(log, event.level)(event.event, **event.fields())
+
+    def sequences_pending(self) -> int:
+        """Sequences with changed frames whose summary has not been refreshed yet."""
+        with self._reading("sequences pending") as conn:
+            return frame_sequences.pending(conn)
 
     # -- sink thread ---------------------------------------------------------------------
 
@@ -323,7 +337,7 @@ class Journal(SharedConnection):
     def sequences(self) -> list[dict[str, Any]]:
         """The last summary of every frame sequence (sequence records), by directory."""
         with self._reading("sequences") as conn:
-            return sequence_summaries(conn)
+            return frame_sequences.summaries(conn)
 
     # -- path state (scanner, reconciler) ------------------------------------------------
 
@@ -359,3 +373,36 @@ class Journal(SharedConnection):
             if len(page) < _KNOWN_DIRS_PAGE:
                 return
             params["low"] = page[-1] + b"\x00"
+
+    # -- a lost catalog ------------------------------------------------------------------
+
+    def resend_all(self, *, deletes: bool = False, step: int = _PURGE_STEP) -> int:
+        """The catalog lost rows this journal counts as delivered: send everything again.
+
+        Every live path is marked so that the next reconciliation (the caller requests it)
+        inspects it again; every sequence summary is queued again; with `deletes` (a catalog
+        replaced, maybe by an old copy) so is the deletion of every tombstone. Returns how
+        many paths were marked. In short transactions, like purge_tombstones_stepwise, and
+        durable (synchronous=FULL) even on an acknowledgements_only connection.
+        """
+        params: dict[str, Any] = {"now": self._clock(), "low": b"", "skip": step - 1}
+        with self._locked("resend_all") as conn:
+            sync = int(conn.execute("PRAGMA synchronous").fetchone()[0])
+            conn.execute("PRAGMA synchronous = FULL")
+        marked = 0
+        try:
+            while True:
+                with self._transaction("resend_all") as conn:
+                    row = conn.execute(sql.SLICE_END, params).fetchone()
+                    part = "rest" if row is None else "slice"
+                    params["high"] = None if row is None else row[0]
+                    marked += conn.execute(sql.RESEND_PATHS[part], params).rowcount
+                    if deletes:
+                        conn.execute(sql.RESEND_DELETES[part], params)
+                    if row is None:
+                        conn.execute(sql.RESEND_SEQUENCES, params)
+                        return marked
+                params["low"] = params["high"]
+        finally:
+            with self._locked("resend_all") as conn:
+                conn.execute(f"PRAGMA synchronous = {sync}")

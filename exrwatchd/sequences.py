@@ -226,10 +226,18 @@ class SequenceEvent:
     pattern: str
     ranges: tuple[Range, ...]  # the frames concerned, as inclusive ranges
 
+    #: Ranges listed in a log line; the rest are counted. A sequence with every other frame
+    #: missing must not write a megabyte per line (`exrwatchd sequences` lists them all).
+    MAX_LOGGED_RANGES = 20
+
     def fields(self) -> dict[str, Any]:
-        return {"directory": self.directory, "pattern": self.pattern,
-                "ranges": [list(r) for r in self.ranges],
-                "frames": sum(end - start + 1 for start, end in self.ranges)}  # fmt: skip
+        shown = self.ranges[: self.MAX_LOGGED_RANGES]
+        fields = {"directory": self.directory, "pattern": self.pattern,
+                  "ranges": [list(r) for r in shown],
+                  "frames": sum(end - start + 1 for start, end in self.ranges)}  # fmt: skip
+        if len(shown) < len(self.ranges):
+            fields["ranges_not_shown"] = len(self.ranges) - len(shown)
+        return fields
 
 
 def changes(before: SequenceSummary | None, after: SequenceSummary | None) -> list[SequenceEvent]:

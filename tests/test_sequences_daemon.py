@@ -18,7 +18,7 @@ from exrgen import write_scanline
 from harness import Catalog, DaemonProcess, wait_for, write_config
 
 from exrwatchd import _journal_sql
-from exrwatchd.journal import Delete, FileSig, Journal, Persist
+from exrwatchd.journal import Delete, FileSig, Journal, Persist, RefreshSequences
 
 # --------------------------------------------------------------------------- journal level
 
@@ -35,6 +35,7 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
 
 
 def by_pattern(journal: Journal) -> dict[str, dict]:
+    journal.write([RefreshSequences(force=True)])  # what the daemon's tick does when due
     return {s["pattern"]: s for s in journal.sequences()}
 
 
@@ -77,6 +78,21 @@ class TestJournalTracking:
         assert set(by_pattern(journal)) == {"beauty.%04d.exr"}
         # the sinks are told the sequence is gone: its newest entry carries no record
         assert sequence_entries(journal)[-1] == ("sequence:/r/s/depth.%04d.exr", None)
+
+    def test_summaries_wait_for_more_frames(self, tmp_path: Path) -> None:
+        # A farm writes frames slightly out of order: a summary is made REFRESH_DELAY after
+        # the first change, so a hole the next batch fills is never reported.
+        now = [1000.0]
+        with Journal.open(tmp_path, clock=lambda: now[0]) as j:
+            j.write([persist(f"/r/s/f.{n:04d}.exr") for n in (1, 3)])
+            j.write([RefreshSequences()])
+            assert j.sequences() == [] and j.sequences_pending() == 1
+            now[0] += 1.0
+            j.write([persist("/r/s/f.0002.exr")])
+            now[0] += 1.5
+            j.write([RefreshSequences()])
+            assert [(s["count"], s["missing"]) for s in j.sequences()] == [(3, [])]
+            assert j.sequences_pending() == 0
 
     def test_files_that_are_not_frames_make_no_sequence(self, journal: Journal) -> None:
         journal.write([persist("/r/s/plate.exr"), persist("/r/s/notes.v2.exr.bak")])
@@ -176,3 +192,14 @@ def test_daemon_tracks_a_sequence_end_to_end(tmp_path: Path, frames: dict[str, b
         assert daemon.stop() == 0
     finally:
         daemon.kill()
+
+
+def test_log_lines_of_a_gappy_sequence_stay_short() -> None:
+    from exrwatchd.sequences import SequenceEvent
+
+    event = SequenceEvent("sequence.gap", "warning", "/r", "f.%04d.exr",
+                          tuple((n, n) for n in range(1, 2000, 2)))  # fmt: skip
+    fields = event.fields()
+    assert len(fields["ranges"]) == SequenceEvent.MAX_LOGGED_RANGES
+    assert fields["ranges_not_shown"] == 1000 - SequenceEvent.MAX_LOGGED_RANGES
+    assert fields["frames"] == 1000
