@@ -593,8 +593,8 @@ class TestThroughput:
                 for _ in range(rows):
                     json.dumps(record, ensure_ascii=True, separators=(",", ":"))
                 best_encode = min(best_encode, time.perf_counter() - start)
-            # plus one entry per frame sequence (directory) the batches touched
-            assert j.stats().ready == self.ROUNDS * rows + self.ROUNDS * self.BATCHES
+            # frame sequences are summarised later (REFRESH_DELAY): no entries for them yet
+            assert j.stats().ready == self.ROUNDS * rows
         with capsys.disabled():
             print(f"\njournal write: {rows / best_write:,.0f} rows/s ({self.PER_BATCH}-item "
                   f"batches, {size} B records); JSON encoding alone: "
