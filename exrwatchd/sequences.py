@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from itertools import pairwise
 from typing import Any, Literal, NamedTuple, TypeAlias
 
@@ -127,12 +128,22 @@ def layout_key(parts: Sequence[Part]) -> str | None:
     """
     if not parts:
         return None
-    described = [
-        [p.type, p.name, p.view, p.compression, p.line_order,
-         None if p.tiles is None else [p.tiles.x_size, p.tiles.y_size, p.tiles.level_mode,
-                                       p.tiles.rounding_mode],
-         p.display_window, p.pixel_aspect_ratio, p.channels]
+    return _layout_key(tuple(
+        (p.type, p.name, p.view, p.compression, p.line_order, p.tiles, p.display_window,
+         p.pixel_aspect_ratio, p.channels)
         for p in parts
+    ))  # fmt: skip
+
+
+@lru_cache(maxsize=1024)
+def _layout_key(parts: tuple[tuple[Any, ...], ...]) -> str:
+    # Cached: every frame of a sequence has the same layout, and this runs once per file.
+    described = [
+        [ptype, name, view, compression, order,
+         None if tiles is None else [tiles.x_size, tiles.y_size, tiles.level_mode,
+                                     tiles.rounding_mode],
+         display, aspect, channels]
+        for ptype, name, view, compression, order, tiles, display, aspect, channels in parts
     ]  # fmt: skip
     # JSON rather than repr: explicit, identical in every process and Python version; ASCII
     # escapes keep names that are not valid UTF-8 (surrogates) hashable.
