@@ -26,10 +26,15 @@ def emu() -> Iterator[VastEmulator]:
         yield emulator
 
 
+def session_for(emu: VastEmulator) -> Any:
+    """A real SDK session on the emulator, as a test reading back what the daemon wrote."""
+    return vastdb.connect(endpoint=emu.endpoint, access=emu.access_key,
+                          secret=emu.secret_key, timeout=(5, 5),
+                          config=SessionConfig(data_endpoints=[emu.endpoint]))  # fmt: skip
+
+
 def files_by_path(emu: VastEmulator) -> dict[str, list[dict[str, Any]]]:
-    session = vastdb.connect(endpoint=emu.endpoint, access=emu.access_key,
-                             secret=emu.secret_key, timeout=(5, 5),
-                             config=SessionConfig(data_endpoints=[emu.endpoint]))  # fmt: skip
+    session = session_for(emu)
     with session.transaction() as tx:
         schema = tx.bucket(BUCKET).schema(SCHEMA, fail_if_missing=False)
         if schema is None:
@@ -141,9 +146,7 @@ def test_restarts_never_duplicate(tmp_path: Path, emu: VastEmulator) -> None:
 
 
 def sequences_in_vast(emu: VastEmulator) -> dict[str, dict[str, Any]]:
-    session = vastdb.connect(endpoint=emu.endpoint, access=emu.access_key,
-                             secret=emu.secret_key, timeout=(5, 5),
-                             config=SessionConfig(data_endpoints=[emu.endpoint]))  # fmt: skip
+    session = session_for(emu)
     with session.transaction() as tx:
         schema = tx.bucket(BUCKET).schema(SCHEMA, fail_if_missing=False)
         table = None if schema is None else schema.table("sequences", fail_if_missing=False)
