@@ -54,6 +54,7 @@ class Snapshot:
     sink_unhealthy_seconds: float | None = None  # None (or 0) while healthy
     outbox_inflight: int = 0  # claimed by the sink loop, not yet acknowledged
     journal_queue: int = 0  # verdicts waiting for the journal writer
+    pixel_queue: int = 0  # complete files waiting for the pixel lane
 
 
 class _SnapshotCollector(Collector):
@@ -112,6 +113,9 @@ _SCALARS: tuple[tuple[str, str, Callable[[Snapshot], float]], ...] = (
     ("exrwatchd_inflight_files", "Files being inspected.", lambda s: s.inflight),
     ("exrwatchd_journal_queue_items", "Verdicts waiting for the journal writer.",
      lambda s: s.journal_queue),
+    ("exrwatchd_pixel_queue_depth",
+     "Complete files waiting for the pixel lane (0 when pixel stats are off).",
+     lambda s: s.pixel_queue),
     ("exrwatchd_oldest_pending_age_seconds",
      "Age of the oldest outbox entry waiting for delivery; 0 when there is none.",
      lambda s: s.oldest_pending_age_seconds or 0.0),

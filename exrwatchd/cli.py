@@ -56,17 +56,32 @@ def _inspect_targets(paths: Sequence[str]) -> Iterator[str]:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from exrwatchd.exr.inspect import inspect_path
-    from exrwatchd.exr.report import inspection_to_dict, summary_line
+    from exrwatchd.exr.report import inspection_to_dict, pixel_summary, summary_line
+
+    if args.pixels:
+        # Only now: importing it loads OpenImageIO and sets its thread count.
+        from exrwatchd.exr.pixels import pixel_health
+        from exrwatchd.exr.report import pixel_stats_to_dict
 
     failed = incomplete = 0
     for path in _inspect_targets(args.paths):
         result = inspect_path(path)
         failed += result.error is not None
         incomplete += result.error is None and not result.complete
+        # As the daemon does: pixels of whole files only (a partial file's would mislead).
+        stats = None
+        if args.pixels and result.error is None and result.complete:
+            stats = pixel_stats_to_dict(pixel_health(path))
         if args.json:
-            _write(json_line(inspection_to_dict(result, embeddings=args.embeddings)))
+            record = inspection_to_dict(result, embeddings=args.embeddings)
+            if args.pixels:
+                record["pixel_stats"] = stats
+            _write(json_line(record))
         else:
-            _write(summary_line(result).encode("utf-8", errors="backslashreplace") + b"\n")
+            text = summary_line(result)
+            if args.pixels and result.error is None:
+                text += "\n" + pixel_summary(stats)
+            _write(text.encode("utf-8", errors="backslashreplace") + b"\n")
     if failed or (args.strict and incomplete):
         return EXIT_FAILED
     return EXIT_OK
@@ -207,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per file per line")
     p.add_argument("--embeddings", action="store_true", help="add the structural vectors")
     p.add_argument("--strict", action="store_true", help="exit 1 for incomplete files too")
+    p.add_argument("--pixels", action="store_true", help="also read the pixels: per-channel "
+                   "min/max/mean, NaN and Inf counts, constant frames")  # fmt: skip
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("check-config", help="validate a config and print the effective values")

@@ -130,7 +130,12 @@ class MetricsConfig:
 
 @dataclass(frozen=True, slots=True)
 class InspectConfig:
+    # Off by default: reading every pixel costs far more than the header (docs/benchmarks.md).
     pixel_stats: bool = False
+    # The pixel lane's own threads, apart from daemon.workers, so pixel reads never hold up
+    # header inspection; and its queue, small because each item waits on a whole-file read.
+    pixel_workers: int = 1
+    pixel_queue_size: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +236,11 @@ _LOG = (
     _Field("file", "path"),
 )
 _METRICS = (_Field("listen", "str", check=_check_listen),)
-_INSPECT = (_Field("pixel_stats", "bool"),)
+_INSPECT = (
+    _Field("pixel_stats", "bool"),
+    _Field("pixel_workers", "int", ge=1),
+    _Field("pixel_queue_size", "int", ge=1),
+)
 
 _SECTIONS = ("daemon", "watch", "settle", "sink", "vast", "log", "metrics", "inspect")
 _ENDPOINT_ENV = "VAST_DB_ENDPOINT"

@@ -8,13 +8,17 @@ Threads, and what each owns:
   walks (directories that appeared or vanished); feeds the Inbox.
 - workers: inspect settled files (CPU-bound; see docs/benchmarks.md for threads vs
   processes).
+- pixels-N (only with `[inspect] pixel_stats`): the pixel lane, pixel health of complete
+  files before they are journaled (pixel_lane.py).
 - journal writer, sink loop: see shipper.py.
 Signal handlers only set flags; the main loop does the work.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +47,9 @@ from exrwatchd.watchers import Watches
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+#: Seconds shutdown waits, past its deadline if need be, for a pixel-lane thread to finish the
+#: file it is reading (a 2K frame takes tens of ms; a huge multi-part file, seconds).
+PIXEL_STOP_GRACE = 10.0
 
 log = get_logger("exrwatchd.daemon")
 
@@ -71,6 +78,7 @@ class Daemon:
         self.sink_loop: SinkLoop | SinkProcess | None = None
         self.pipeline: Pipeline | None = None
         self._workers: list[threading.Thread] = []
+        self._exit_now = False  # a pixel-lane thread is still inside OpenImageIO
         self._reconciler: Reconciler | None = None
 
     # ---- start-up ---------------------------------------------------------------------
@@ -86,12 +94,17 @@ class Daemon:
                                     metrics=self.telemetry.metrics)  # fmt: skip
         self.writer.start()
         self.sink_loop.start()  # type: ignore[union-attr]
+        pixels = self.cfg.inspect
         self.pipeline = Pipeline(
             self.settler, self.inbox, self.writer, self.cfg.daemon.queue_size,
             rescan=self.request_rescan, settled=self.watches.settled,
             metrics=self.telemetry.metrics, clock=self.clock,
+            pixel_workers=pixels.pixel_workers if pixels.pixel_stats else 0,
+            pixel_queue_size=pixels.pixel_queue_size,
         )  # fmt: skip
         self._workers = self.pipeline.start_workers(self.cfg.daemon.workers)
+        if self.pipeline.lane is not None:
+            self._workers += self.pipeline.lane.start()
         # Watch first, then reconcile: a file written during the first scan is seen by one
         # or the other (or both: the settle loop collapses them).
         if watch:
@@ -185,9 +198,7 @@ class Daemon:
 
     # ---- lifecycle ----------------------------------------------------------------------
 
-    def run(
-        self, *, once: bool = False, progress: Callable[[Daemon], None] | None = None
-    ) -> int:
+    def run(self, *, once: bool = False, progress: Callable[[Daemon], None] | None = None) -> int:
         """The main loop. `once`: reconcile, inspect, persist, then return (`scan`)."""
         try:
             self.start(watch=not once)
@@ -198,7 +209,8 @@ class Daemon:
             raise StartupError(message, transient=is_transient_start_error(exc)) from exc
         tune_for_throughput()
         log.info("daemon.ready", watches=len(self.watches), workers=self.cfg.daemon.workers,
-                 sink=self.cfg.sink.kind, state_dir=str(self.cfg.daemon.state_dir))  # fmt: skip
+                 sink=self.cfg.sink.kind, state_dir=str(self.cfg.daemon.state_dir),
+                 pixel_stats=self.cfg.inspect.pixel_stats)  # fmt: skip
         if not once:
             self.telemetry.ready()
         try:
@@ -207,6 +219,12 @@ class Daemon:
             log.exception("daemon.crashed", error=str(exc), error_type=type(exc).__name__)
             code = EXIT_FAILED
         self.shutdown()
+        if self._exit_now:
+            # Interpreter finalisation under a thread inside OpenImageIO aborts the process;
+            # everything is journaled or closed by now, so skip it.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         return code
 
     def _main_loop(self, once: bool, progress: Callable[[Daemon], None] | None) -> int:
@@ -257,14 +275,23 @@ class Daemon:
         if self._reconciler is not None:
             self._reconciler.stop()
         if p is not None:
-            # Let in-flight inspections finish and reach the journal. Nothing is dropped
-            # silently: whatever is still settling is found again by the start-up scan.
+            # Let in-flight inspections (pixel lane included) finish and reach the journal.
+            # Nothing is dropped silently: whatever is still settling, or was given up on
+            # here, is not in the journal, so the start-up scan finds it again.
             while p.inflight and time.monotonic() < deadline and not self.force:
                 p.handle_verdicts()
+                p.flush()
                 p.inbox.wakeup.wait(0.05)
             p.handle_verdicts()
             p.drain_to_journal(deadline)
-            p.stop_workers(len(self._workers))
+            p.stop_workers(self.cfg.daemon.workers)
+            if p.lane is not None:
+                # Past the deadline too: each lane thread ends its current file first.
+                grace = max(PIXEL_STOP_GRACE, deadline - time.monotonic())
+                reading = p.lane.stop(timeout=grace)
+                if reading:
+                    log.error("daemon.pixel_reads_unfinished", threads=reading, waited=grace)
+                    self._exit_now = True
         if self.writer is not None:
             self.writer.stop(timeout=max(1.0, deadline - time.monotonic()))
         if self.sink_loop is not None:

@@ -33,6 +33,7 @@ from prometheus_client import (
 )
 
 from exrwatchd._metrics_snapshot import OUTBOX_STATES, Snapshot, WatchState, _SnapshotCollector
+from exrwatchd.exr.report import UNHEALTHY_REASONS
 from exrwatchd.metrics_http import MetricsServer, health_reason, parse_listen
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "RESCAN_TRIGGERS",
     "SCAN_BUCKETS",
     "SCAN_FOUND_KINDS",
+    "UNHEALTHY_REASONS",
     "Metrics",
     "MetricsServer",
     "NullMetrics",
@@ -80,6 +82,8 @@ DEAD_LETTER_REASONS = ("rejected", "max_attempts")
 LOST_REASONS = ("inotify_overflow", "inotify_error", "poller_died")
 RESCAN_TRIGGERS = ("start", "interval", "lost_events", "subtree", "watcher_restart")
 SCAN_FOUND_KINDS = ("changed", "gone")
+# UNHEALTHY_REASONS (exrwatchd_unhealthy_files_total) comes from exr/report.py: "nan", "inf",
+# "constant", the reasons the pixel lane records.
 # OUTBOX_STATES (exrwatchd_outbox_entries) is with the gauges in _metrics_snapshot.py.
 
 # Buckets, in seconds unless named otherwise. Settling takes at least quiet_seconds (2 s by
@@ -198,6 +202,15 @@ class NullMetrics:
     def scan_skipped(self) -> None:
         """A reconciliation was skipped: its root looked unmounted (scan.root_unavailable)."""
 
+    def pixel_seconds(self, seconds: float) -> None:
+        """The pixel lane spent `seconds` on one file (reading it, or finding it changed)."""
+
+    def unhealthy(self, reason: str) -> None:
+        """A journaled record's pixels are unhealthy for `reason` (nan, inf, constant)."""
+
+    def pixel_stats_unavailable(self) -> None:
+        """OpenImageIO could not read a journaled complete file's pixels."""
+
 
 class Metrics(NullMetrics):
     """The daemon's metrics on a private registry. Thread-safe; every method is cheap.
@@ -249,6 +262,11 @@ class Metrics(NullMetrics):
             "exrwatchd_dead_letters_total", "Outbox entries dead-lettered.", "reason",
             DEAD_LETTER_REASONS,
         )  # fmt: skip
+        self._unhealthy = counter(
+            "exrwatchd_unhealthy_files_total", "Complete files journaled with unhealthy pixels, "
+            "by reason (a file with NaN and Inf counts under both).", "reason",
+            UNHEALTHY_REASONS,
+        )  # fmt: skip
         self._scan_found = counter(
             "exrwatchd_scan_found_total", "Paths reconciliation found changed or gone.",
             "kind", SCAN_FOUND_KINDS,
@@ -262,6 +280,10 @@ class Metrics(NullMetrics):
         self._retries = Counter(
             "exrwatchd_sink_retries_total", "Outbox entries put back for a later retry.",
             registry=r,
+        )  # fmt: skip
+        self._pixel_unavailable = Counter(
+            "exrwatchd_pixel_stats_unavailable_total", "Complete files whose pixels "
+            "OpenImageIO could not read (sub-sampled channels, damaged data).", registry=r,
         )  # fmt: skip
         self._skipped = Counter(
             "exrwatchd_scans_skipped_total", "Reconciliations skipped because the root "
@@ -290,6 +312,10 @@ class Metrics(NullMetrics):
         self._sink_size = Histogram(
             "exrwatchd_sink_batch_entries", "Outbox entries per sink batch.",
             buckets=BATCH_SIZE_BUCKETS, registry=r,
+        )  # fmt: skip
+        self._pixels = Histogram(
+            "exrwatchd_pixel_stats_seconds", "Time a pixel-lane thread spent on one file.",
+            buckets=INSPECTION_BUCKETS, registry=r,
         )  # fmt: skip
         self._scan = Histogram(
             "exrwatchd_scan_seconds", "One reconciliation of a root or subtree.",
@@ -378,6 +404,17 @@ class Metrics(NullMetrics):
 
     def scan_skipped(self) -> None:
         self._skipped.inc()
+
+    # -- pixel lane -----------------------------------------------------------------------
+
+    def pixel_seconds(self, seconds: float) -> None:
+        self._pixels.observe(seconds)
+
+    def unhealthy(self, reason: str) -> None:
+        self._unhealthy[reason].inc()
+
+    def pixel_stats_unavailable(self) -> None:
+        self._pixel_unavailable.inc()
 
     # -- output ---------------------------------------------------------------------------
 

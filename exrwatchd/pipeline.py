@@ -2,7 +2,9 @@
 
 One thread (the daemon's main thread) owns all of this state, so none of it needs locks: the
 Settler, the paths being inspected, and the paths that changed while being inspected. The
-workers only take from `work` and put into `verdicts`.
+workers only take from `work` and put into `verdicts`. With pixel stats on, a complete
+verdict makes a second trip, through the pixel lane (pixel_lane.py), before it is journaled;
+its path stays in `inflight` meanwhile, so a change during the pixel read is noticed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from exrwatchd.inspector import Verdict, inspect_settled, make_record
 from exrwatchd.journal import Delete, Persist
 from exrwatchd.logs import get_logger
 from exrwatchd.metrics import NullMetrics
+from exrwatchd.pixel_lane import PixelLane
+from exrwatchd.pixel_lane import report as report_pixels
 from exrwatchd.shipper import JournalWriter
 from exrwatchd.watch.observers import Inbox
 from exrwatchd.watch.settle import SettledFile, Settler, Vanished
@@ -54,9 +58,21 @@ class Pipeline:
     # Journal writes the writer's bounded queue could not take yet, in order. While any wait
     # here, no new work is handed out: backpressure without blocking this loop.
     unwritten: deque[Persist | Delete] = field(default_factory=deque)
+    # `[inspect] pixel_stats`: complete verdicts go through this lane first (None: off).
+    pixel_workers: int = 0
+    pixel_queue_size: int = 64
+    lane: PixelLane | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.work = queue.Queue(maxsize=self.queue_size)
+        if self.pixel_workers:
+            self.lane = PixelLane(self.pixel_workers, self.pixel_queue_size,
+                                  self._lane_done, self.metrics)  # fmt: skip
+
+    def _lane_done(self, verdict: Verdict) -> None:
+        """A pixel-lane thread finished with a verdict: back to the settle loop."""
+        self.verdicts.put(verdict)
+        self.inbox.wakeup.set()
 
     # ---- worker threads ---------------------------------------------------------------
 
@@ -106,9 +122,12 @@ class Pipeline:
             self.settler.observe(path, kind)
 
     def flush(self) -> None:
-        """Hand waiting journal writes to the writer, as far as its queue takes them."""
+        """Hand waiting journal writes to the writer, and waiting complete files to the pixel
+        lane, as far as their queues take them."""
         while self.unwritten and self.writer.offer(self.unwritten[0]):
             self.unwritten.popleft()
+        if self.lane is not None:
+            self.lane.flush()
 
     def _journal(self, item: Persist | Delete) -> None:
         self.unwritten.append(item)
@@ -117,6 +136,11 @@ class Pipeline:
     def dispatch(self) -> None:
         # Nothing new while verdicts wait for the journal: the settler keeps the paths.
         free = 0 if self.unwritten else self.work.maxsize - self.work.qsize()
+        if self.lane is not None:
+            # Any header verdict may need the lane, so no more headers are out than the lane
+            # can take: nothing new while files wait for it, and what waits stays bounded.
+            headers = len(self.inflight) - len(self.lane.held)
+            free = min(free, self.lane.room() - headers)
         now = self.clock()
         for item in self.settler.poll(limit=max(0, free)):
             if isinstance(item, Vanished):
@@ -138,6 +162,8 @@ class Pipeline:
             except queue.Empty:
                 return
             path = v.settled.path
+            if self._to_lane(v):
+                continue  # still in flight: journaled when the lane hands it back
             self.inflight.discard(path)
             if path in self.dirty:
                 self.dirty.discard(path)
@@ -153,6 +179,17 @@ class Pipeline:
                          attempt=v.settled.attempt, will_recheck=True)  # fmt: skip
             else:
                 self._persist(v)
+
+    def _to_lane(self, v: Verdict) -> bool:
+        """Send a complete verdict of the header workers through the pixel lane, unless the
+        file changed meanwhile; True when sent. A verdict back from the lane goes on."""
+        lane = self.lane
+        if lane is None or lane.returned(v.settled.path):
+            return False
+        if v.settled.path in self.dirty or not lane.wants(v):
+            return False
+        lane.submit(v)
+        return True
 
     def _gone(self, path: str) -> None:
         self.counters.deleted += 1
@@ -179,6 +216,7 @@ class Pipeline:
             self.metrics.failed(str(error.get("kind") or "internal"))
             log.warning("file.failed", path=path, error=v.reason, stage="inspect",
                         error_type=error.get("kind"))  # fmt: skip
+        report_pixels(path, record, self.metrics)
         self.metrics.journaled(path, v.settled.first_seen)
         self._journal(Persist(path, v.sig, v.header_hash, v.status, record))
         self.settled(path)
@@ -188,6 +226,7 @@ class Pipeline:
         return (
             len(self.inbox) == 0 and len(self.settler) == 0 and not self.inflight
             and self.verdicts.empty() and self.work.empty() and not self.unwritten
+            and (self.lane is None or not self.lane.depth())
         )  # fmt: skip
 
     def step(self, clock: Callable[[], float], max_wait: float = 0.5) -> None:
@@ -198,8 +237,8 @@ class Pipeline:
         self.dispatch()
         due = self.settler.next_due()
         wait = max_wait if due is None else min(max_wait, max(0.0, due - clock()))
-        if self.unwritten:
-            wait = min(wait, 0.01)  # the writer frees room without telling us
+        if self.unwritten or (self.lane is not None and self.lane.waiting):
+            wait = min(wait, 0.01)  # the writer and the lane free room without telling us
         if wait > 0:
             self.inbox.wakeup.wait(wait)
         self.inbox.wakeup.clear()

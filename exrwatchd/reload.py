@@ -3,8 +3,9 @@
 Applied in place: log format/level/file (the file is reopened, for logrotate), settle
 timings, rescan interval, watches (added ones start with a reconciliation, removed ones
 stop, changed ones restart), and the sink (the loop is restarted; the outbox is on disk, so
-nothing in flight is lost). State directory, workers, queue size, the sink-process choice
-and the metrics address need a restart: the reload says so and keeps the running values.
+nothing in flight is lost). State directory, workers, queue size, the sink-process choice,
+the metrics address and the [inspect] pixel-lane keys need a restart: the reload says so and
+keeps the running values.
 A config that does not load changes nothing: the daemon keeps running the old one.
 """
 
@@ -24,6 +25,9 @@ log = get_logger("exrwatchd.reload")
 
 #: [daemon] keys that only a restart applies.
 RESTART_KEYS = ("state_dir", "workers", "queue_size", "sink_process")
+#: [inspect] keys that only a restart applies: the pixel lane's threads and queue are made at
+#: start-up, and switching pixel_stats mid-run would leave a burst half with, half without.
+INSPECT_RESTART_KEYS = ("pixel_stats", "pixel_workers", "pixel_queue_size")
 
 _log_file: TextIO | None = None
 
@@ -58,10 +62,13 @@ def reload(daemon: Daemon) -> bool:
                      if getattr(old.daemon, key) != getattr(new.daemon, key)]  # fmt: skip
     if old.metrics != new.metrics:
         needs_restart.append("metrics")
+    needs_restart += [f"inspect.{key}" for key in INSPECT_RESTART_KEYS
+                      if getattr(old.inspect, key) != getattr(new.inspect, key)]  # fmt: skip
     daemon_section = dataclasses.replace(
         new.daemon, **{key: getattr(old.daemon, key) for key in RESTART_KEYS}
     )
-    new = dataclasses.replace(new, daemon=daemon_section, metrics=old.metrics)
+    new = dataclasses.replace(new, daemon=daemon_section, metrics=old.metrics,
+                              inspect=old.inspect)  # fmt: skip
 
     apply_logging(new)
     settle = new.settle

@@ -120,6 +120,7 @@ class Telemetry:
             sink_unhealthy_seconds=None if unhealthy is None else time.monotonic() - unhealthy,
             outbox_inflight=stats.inflight if stats else 0,
             journal_queue=d.writer.pending() if d.writer else 0,
+            pixel_queue=p.lane.depth() if p and p.lane else 0,
         )  # fmt: skip
 
     def health(self) -> str | None:
@@ -140,6 +141,7 @@ class Telemetry:
             "pid": os.getpid(), "updated_at": time.time(), "started_at": d.started_at,
             "pending": len(d.settler), "queue_depth": p.work.qsize(),
             "inflight": len(p.inflight), "journal_queue": d.writer.pending() + len(p.unwritten),
+            "pixel_queue": p.lane.depth() if p.lane else 0,
             "detected": c.detected, "inspected": c.inspected, "failed": c.failed,
             "incomplete": c.incomplete, "deleted": c.deleted, "persisted": sink.delivered,
             "sink_unhealthy_since": sink.unhealthy_since, "sink_last_error": sink.last_error,

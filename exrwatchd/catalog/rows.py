@@ -40,6 +40,7 @@ from exrwatchd.catalog._convert import (
     display_text,
     need,
 )
+from exrwatchd.catalog._pixel_values import NO_CHANNEL_STATS, ChannelValues, pixel_values
 from exrwatchd.catalog.schema import (
     CHANNEL_DIM,
     FILE_TABLES,
@@ -111,7 +112,12 @@ def _views(parts: Sequence[Mapping[str, Any]]) -> set[str]:
 
 
 def _part_rows(
-    file_id: str, file_path: str, index: int, part: Mapping[str, Any], multi_view: bool
+    file_id: str,
+    file_path: str,
+    index: int,
+    part: Mapping[str, Any],
+    multi_view: bool,
+    pixels: Mapping[tuple[int, str], ChannelValues],
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     where = f"parts[{index}]"
     if need(part, "index", where) != index:
@@ -164,6 +170,7 @@ def _part_rows(
         name = as_str(need(ch, "name", cw), f"{cw}.name")
         assert name is not None
         layer, _, component = name.rpartition(".")
+        stats = pixels.get((index, name), NO_CHANNEL_STATS) if pixels else NO_CHANNEL_STATS
         channel_rows.append({
             "file_id": file_id, "file_path": file_path, "part_index": index,
             "channel_index": ci,
@@ -175,6 +182,8 @@ def _part_rows(
             "y_sampling": as_int(need(ch, "y_sampling", cw), f"{cw}.y_sampling"),
             "p_linear": as_bool(need(ch, "p_linear", cw), f"{cw}.p_linear"),
             "view_name": as_str(ch.get("view"), f"{cw}.view", nullable=True),
+            "pixel_min": stats[0], "pixel_max": stats[1], "pixel_mean": stats[2],
+            "nan_count": stats[3], "inf_count": stats[4],
         })  # fmt: skip
 
     attribute_rows = []
@@ -228,9 +237,10 @@ def _build_rows(record: Mapping[str, Any]) -> FileRows:
         raise RecordError("inspection_id must not be empty")
 
     multi_view = len(_views(parts)) > 1
+    pixel_files, pixel_channels = pixel_values(record)
     part_rows, channel_rows, attribute_rows = [], [], []
     for index, part in enumerate(parts):
-        p, cs, attrs = _part_rows(file_id, file_path, index, part, multi_view)
+        p, cs, attrs = _part_rows(file_id, file_path, index, part, multi_view, pixel_channels)
         part_rows.append(p)
         channel_rows.extend(cs)
         attribute_rows.extend(attrs)
@@ -265,6 +275,7 @@ def _build_rows(record: Mapping[str, Any]) -> FileRows:
         "inspection_count": 1,
         "last_inspected": inspected_at,
         "last_inspection_id": inspection_id,
+        **pixel_files,
     })  # fmt: skip
     return FileRows(file_id, files_row, part_rows, channel_rows, attribute_rows)
 

@@ -86,6 +86,21 @@ FILES = _schema(
     _f("last_inspected", TIMESTAMP, "when this path was last inspected"),
     _f("last_inspection_id", pa.string(),
        "inspection_id this row was last written from; a replay of it changes nothing"),
+    # Pixel health ([inspect] pixel_stats): null when not computed, and all but
+    # pixel_stats_error null when OpenImageIO could not read the pixels.
+    _f("has_nan", pa.bool_(), "some channel holds a NaN value; null when not computed",
+       nullable=True),
+    _f("has_inf", pa.bool_(), "some channel holds +Inf or -Inf; null when not computed",
+       nullable=True),
+    _f("is_constant", pa.bool_(),
+       "every pixel of every part has the same value (an all-black frame); null when not "
+       "computed", nullable=True),
+    _f("pixel_stats_error", pa.string(),
+       "why the pixel stats could not be computed (sub-sampled channels...); else null",
+       nullable=True),
+    _f("pixel_stats_digest", pa.string(),
+       "sha256 of the pixel stats as recorded; a re-inspection with the same header but other "
+       "stats rewrites the rows", nullable=True),
 )  # fmt: skip
 
 PARTS = _schema(
@@ -131,6 +146,16 @@ CHANNELS = _schema(
     _f("y_sampling", pa.int32(), "vertical sub-sampling"),
     _f("p_linear", pa.bool_(), "pLinear flag"),
     _f("view_name", pa.string(), "view the channel belongs to (multi-view files)",
+       nullable=True),
+    # Pixel health ([inspect] pixel_stats), of MIP level 0; deep parts: over all samples.
+    _f("pixel_min", pa.float64(),
+       "smallest finite value; null when not computed or the channel has no finite value",
+       nullable=True),
+    _f("pixel_max", pa.float64(), "largest finite value; null as pixel_min", nullable=True),
+    _f("pixel_mean", pa.float64(), "mean of the finite values; null as pixel_min",
+       nullable=True),
+    _f("nan_count", pa.int64(), "NaN values; null when not computed", nullable=True),
+    _f("inf_count", pa.int64(), "+Inf and -Inf values; null when not computed",
        nullable=True),
 )  # fmt: skip
 

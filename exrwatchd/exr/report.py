@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exrwatchd.exr.attributes import needs_raw
 from exrwatchd.exr.model import Attribute, Inspection, Part
+
+if TYPE_CHECKING:  # importing exr.pixels loads OpenImageIO and sets its thread count
+    from exrwatchd.exr.pixels import PixelHealth
+
+#: What `pixel_health` can find wrong, in order (exr.pixels.REASONS, kept here so that code
+#: which only reads records never imports OpenImageIO; a test checks the two agree).
+UNHEALTHY_REASONS = ("nan", "inf", "constant")
 
 
 def iso_utc(ns: int) -> str:
@@ -90,3 +97,60 @@ def summary_line(result: Inspection) -> str:
         parts.append(f"[{p.index}] {label}{p.type} {p.width}x{p.height} {p.compression}"
                      f"{view} {channels}")  # fmt: skip
     return f"{result.path}: {verdict}; " + "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- pixel health
+
+
+def pixel_stats_to_dict(health: PixelHealth) -> dict[str, Any]:
+    """The record's ``pixel_stats``: ``{"unavailable": why}`` when OpenImageIO could not read
+    the pixels, else the file's flags, its unhealthy reasons and per-part, per-channel stats.
+    ``min``/``max``/``mean`` are over finite values (null when a channel has none)."""
+    if health.unavailable is not None:
+        prefix = f"pixel stats unavailable: {health.path}: "
+        why = health.unavailable
+        return {"unavailable": why[len(prefix) :] if why.startswith(prefix) else why}
+    flags = (health.has_nan, health.has_inf, health.is_constant)
+    return {
+        "unavailable": None,
+        "has_nan": health.has_nan,
+        "has_inf": health.has_inf,
+        "is_constant": health.is_constant,
+        "unhealthy": [r for r, flag in zip(UNHEALTHY_REASONS, flags, strict=True) if flag],
+        "pixel_count": health.pixel_count,
+        "parts": [
+            {"index": p.index, "name": p.name, "deep": p.deep, "width": p.width,
+             "height": p.height, "pixel_count": p.pixel_count, "sample_count": p.sample_count,
+             "is_constant": p.is_constant,
+             "channels": [
+                 {"name": c.name, "type": c.pixel_type, "min": c.min, "max": c.max,
+                  "mean": c.mean, "nan_count": c.nan_count, "inf_count": c.inf_count}
+                 for c in p.channels
+             ]}
+            for p in health.parts
+        ],
+    }  # fmt: skip
+
+
+def pixel_summary(stats: dict[str, Any] | None) -> str:
+    """The pixel stats of a record for humans: a verdict line, then one line per channel."""
+    if stats is None:
+        return "  pixels: not read (only complete files are)"
+    if stats.get("unavailable") is not None:
+        return f"  pixel stats unavailable: {stats['unavailable']}"
+    reasons = stats.get("unhealthy") or []
+    lines = [f"  pixels: {'UNHEALTHY (' + ', '.join(reasons) + ')' if reasons else 'ok'}"]
+    for part in stats.get("parts", []):
+        label = f"[{part['index']}]" + (f" {part['name']!r}" if part.get("name") else "")
+        flag = " constant" if part.get("is_constant") else ""
+        lines.append(f"  {label} {part['width']}x{part['height']}{flag}")
+        for c in part.get("channels", []):
+            lines.append(
+                f"    {c['name']:<12} min {_num(c['min'])} max {_num(c['max'])} "
+                f"mean {_num(c['mean'])} nan {c['nan_count']} inf {c['inf_count']}"
+            )
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"

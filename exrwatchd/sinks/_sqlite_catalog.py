@@ -173,18 +173,26 @@ def delete_file(conn: sqlite3.Connection, file_id: str) -> None:
         conn.execute(f"DELETE FROM {table} WHERE file_id = ?", (file_id,))
 
 
+#: The columns of a stored files row that catalog.plan needs (file_id first).
+_STORED = ("file_id", "header_hash", "last_inspection_id", "inspection_count",
+           "embedding_version", "inspection_timestamp", "pixel_stats_digest")  # fmt: skip
+
+
+def _stored(found: Sequence[Any]) -> dict[str, Any]:
+    stored = dict(zip(_STORED, found, strict=True))
+    # replaced_files_row may carry it over into a new row: a datetime, as rows hold it.
+    if stored["inspection_timestamp"] is not None:
+        stored["inspection_timestamp"] = _time_from_sql(stored["inspection_timestamp"])
+    return stored
+
+
 def upsert(conn: sqlite3.Connection, rows: FileRows) -> None:
     """Store one file's rows: skip a replay, touch the audit columns, or replace them all."""
     new = rows.files
     found = conn.execute(
-        "SELECT header_hash, last_inspection_id, inspection_count, embedding_version "
-        "FROM files WHERE file_id = ?",
-        (rows.file_id,),
+        f"SELECT {', '.join(_STORED)} FROM files WHERE file_id = ?", (rows.file_id,)
     ).fetchone()
-    stored = None if found is None else dict(zip(
-        ("header_hash", "last_inspection_id", "inspection_count", "embedding_version"), found,
-        strict=True,
-    ))  # fmt: skip
+    stored = None if found is None else _stored(found)
     action = plan(stored, new)
     if action is Action.SKIP:
         return
@@ -213,14 +221,12 @@ def upsert_batch(conn: sqlite3.Connection, batch: Sequence[tuple[str, FileRows |
     """
     ids = [file_id for file_id, _ in batch]
     stored: dict[str, dict[str, Any]] = {}
-    columns = ("file_id", "header_hash", "last_inspection_id", "inspection_count",
-               "embedding_version")  # fmt: skip
     for start in range(0, len(ids), 500):  # SQLite's default limit of host parameters
         chunk = ids[start : start + 500]
-        query = (f"SELECT {', '.join(columns)} FROM files "
+        query = (f"SELECT {', '.join(_STORED)} FROM files "
                  f"WHERE file_id IN ({', '.join('?' * len(chunk))})")  # fmt: skip
         for found in conn.execute(query, chunk):
-            stored[found[0]] = dict(zip(columns, found, strict=True))
+            stored[found[0]] = _stored(found)
     delete: list[tuple[str]] = []
     audits: list[tuple[Any, ...]] = []
     inserts: dict[str, list[tuple[Any, ...]]] = {t: [] for t in TABLES}

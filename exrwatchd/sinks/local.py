@@ -182,7 +182,10 @@ class LocalSink:
                     "this exrwatchd writes; upgrade exrwatchd, or move the file aside to "
                     "rebuild it from a rescan"
                 )
-            if version < CATALOG_VERSION:
+            # Also at the current version when columns are missing: version 2 gained its
+            # tables and columns over several commits, so a catalog made in between has
+            # version 2 and only some of them.
+            if version < CATALOG_VERSION or _lacks_columns(conn):
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     # A new catalog, or an older one: tables that are missing are created
@@ -383,6 +386,14 @@ class LocalSink:
 
 
 # --------------------------------------------------------------------------- transactions
+
+
+def _lacks_columns(conn: sqlite3.Connection) -> bool:
+    """Some table is missing, or has fewer columns than its schema declares."""
+    return any(
+        len(conn.execute(f"PRAGMA table_info({name})").fetchall()) < len(schema)
+        for name, schema in TABLES.items()
+    )
 
 
 def _add_missing_columns(conn: sqlite3.Connection, where: str) -> list[str]:
