@@ -1,4 +1,4 @@
-"""Pixel health in the product: the real daemon (local catalog), the pixel lane, the CLI.
+"""Pixel health in the daemon: the real process (local catalog sink) and the pixel lane.
 
 Real files, real processes; every wait polls a condition with a deadline (harness.wait_for).
 Expected values come from numpy arrays the files were written from, or the openexr binding,
@@ -11,8 +11,7 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
+import sqlite3
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,58 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import OpenEXR
 import pytest
 from exrgen import ramp, write_subsampled
-from harness import ROOT, Catalog, DaemonProcess, wait_for, write_config
+from harness import Catalog, DaemonProcess, wait_for, write_config
+from pixel_frames import expected, nan_inf_channels, normal_channels, write_frame, zero_channels
 
-from exrwatchd.config import InspectConfig, load_config
-from exrwatchd.errors import ConfigError
 from exrwatchd.exr.inspect import inspect_path
-from exrwatchd.exr.report import UNHEALTHY_REASONS
 from exrwatchd.inspector import inspect_settled
 from exrwatchd.journal import FileSig
 from exrwatchd.pixel_lane import PixelLane, measure
 from exrwatchd.watch.settle import SettledFile
-
-SIZE = (32, 16)  # width, height
-
-
-def write_frame(path: Path, channels: dict[str, npt.NDArray[Any]]) -> Path:
-    """A single-part ZIP scan-line file holding exactly these (height, width) arrays. Every
-    call with the same channel names and types writes the same header bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = {"type": OpenEXR.scanlineimage, "compression": OpenEXR.ZIP_COMPRESSION}
-    OpenEXR.File(header, dict(channels)).write(str(path))
-    return path
-
-
-def normal_channels() -> dict[str, npt.NDArray[Any]]:
-    return {name: ramp(SIZE, "half", k) for k, name in enumerate("BGR")}
-
-
-def zero_channels() -> dict[str, npt.NDArray[Any]]:
-    zeros = np.zeros((SIZE[1], SIZE[0]), np.float16)
-    return {"B": zeros, "G": zeros, "R": zeros}
-
-
-def nan_inf_channels() -> dict[str, npt.NDArray[Any]]:
-    channels = normal_channels()
-    channels["R"] = channels["R"].copy()
-    channels["R"][0, :3] = np.nan
-    channels["G"] = channels["G"].copy()
-    channels["G"][1, 1] = np.inf
-    channels["G"][2, 2] = -np.inf
-    return channels
-
-
-def expected(values: npt.NDArray[Any]) -> tuple[float, float, float, int, int]:
-    """(min, max, mean, nan_count, inf_count) as numpy has them, over the finite values."""
-    wide = values.astype(np.float64).ravel()
-    finite = wide[np.isfinite(wide)]
-    return (finite.min(), finite.max(), finite.mean(), int(np.isnan(wide).sum()),
-            int(np.isinf(wide).sum()))  # fmt: skip
 
 
 class Env:
@@ -242,8 +200,6 @@ def test_pixel_stats_are_off_by_default_and_openimageio_is_never_loaded(
     assert not oiio_loaded(daemon.proc.pid)
     journal = daemon.state_dir / "journal.db"
     assert daemon.stop() == 0
-    import sqlite3
-
     con = sqlite3.connect(journal)
     records = [json.loads(r[0]) for r in con.execute("SELECT record FROM outbox") if r[0]]
     con.close()
@@ -370,74 +326,6 @@ def test_lane_threads_hand_back_every_verdict(tmp_path: Path) -> None:
     assert all(v.record["pixel_stats"]["unhealthy"] == ["constant"] for v in got)
     assert all(lane.returned(v.settled.path) for v in got) and not lane.held
     assert lane.stop(10) == 0
-
-
-def test_reasons_agree_with_the_stage() -> None:
-    from exrwatchd.exr.pixels import REASONS
-
-    assert UNHEALTHY_REASONS == REASONS
-
-
-# --------------------------------------------------------------------------- CLI, config
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "exrwatchd", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)  # fmt: skip
-
-
-def test_inspect_pixels_json_and_summary(tmp_path: Path) -> None:
-    broken = write_frame(tmp_path / "broken.exr", nan_inf_channels())
-    black = write_frame(tmp_path / "black.exr", zero_channels())
-    sub = write_subsampled(tmp_path / "yc.exr")
-    proc = run_cli("inspect", "--pixels", "--json", str(broken), str(black), str(sub))
-    assert proc.returncode == 0, proc.stderr
-    records = {r["path"]: r for r in map(json.loads, proc.stdout.splitlines())}
-    stats = records[str(broken)]["pixel_stats"]
-    assert (stats["has_nan"], stats["has_inf"], stats["unhealthy"]) == (True, True, ["nan", "inf"])
-    (part,) = stats["parts"]
-    by_name = {c["name"]: c for c in part["channels"]}
-    for name, values in nan_inf_channels().items():
-        c = by_name[name]
-        assert (c["min"], c["max"], c["mean"], c["nan_count"], c["inf_count"]) == expected(values)
-    assert records[str(black)]["pixel_stats"]["is_constant"] is True
-    assert records[str(sub)]["pixel_stats"]["unavailable"].startswith("Could not open file")
-    assert records[str(sub)]["parts"], "the header record stays"
-
-    plain = run_cli("inspect", "--json", str(broken))
-    assert "pixel_stats" not in json.loads(plain.stdout)
-
-    text = run_cli("inspect", "--pixels", str(broken), str(sub)).stdout
-    assert "pixels: UNHEALTHY (nan, inf)" in text
-    assert "pixel stats unavailable: " in text and "Subsampled" in text
-    assert "nan 3 inf 0" in text  # R: three NaNs planted
-
-
-def test_inspect_without_pixels_does_not_load_openimageio(tmp_path: Path) -> None:
-    path = write_frame(tmp_path / "a.exr", normal_channels())
-    code = ("import sys; from exrwatchd.cli import main; main(['inspect', sys.argv[1]]); "
-            "assert 'OpenImageIO' not in sys.modules, 'loaded'")  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=60)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-
-
-def test_config_keys_defaults_and_errors(tmp_path: Path) -> None:
-    cfg = tmp_path / "c.toml"
-    cfg.write_text("[inspect]\npixel_stats = true\npixel_workers = 3\npixel_queue_size = 5\n")
-    assert load_config(cfg, {}).inspect == InspectConfig(True, 3, 5)
-    assert InspectConfig() == InspectConfig(False, 1, 64)
-    cfg.write_text('[inspect]\npixel_workers = 0\npixel_queue_size = "8"\npixel_stat = true\n')
-    with pytest.raises(ConfigError) as info:
-        load_config(cfg, {})
-    text = str(info.value)
-    assert "inspect.pixel_workers: must be >= 1, got 0" in text
-    assert 'inspect.pixel_queue_size: expected an integer, got string "8"' in text
-    assert 'inspect.pixel_stat: unknown key (did you mean "pixel_stats"?)' in text
-    cfg.write_text("[inspect]\npixel_stats = true\n")
-    shown = run_cli("check-config", str(cfg))
-    assert json.loads(shown.stdout)["inspect"] == {
-        "pixel_stats": True, "pixel_workers": 1, "pixel_queue_size": 64}  # fmt: skip
 
 
 def test_reload_says_pixel_keys_need_a_restart(env_factory: Any) -> None:
