@@ -48,7 +48,7 @@ from exrwatchd.watchers import Watches
 EXIT_OK = 0
 EXIT_FAILED = 1
 #: Seconds shutdown waits, past its deadline if need be, for a pixel-lane thread to finish the
-#: file it is reading (a 2K frame takes tens of ms; a huge multi-part file, seconds).
+#: file it is reading (a 2K frame takes ~0.1-0.2 s; a huge multi-part file, seconds).
 PIXEL_STOP_GRACE = 10.0
 
 log = get_logger("exrwatchd.daemon")

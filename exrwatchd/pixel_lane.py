@@ -1,7 +1,7 @@
 """The pixel lane: pixel health for complete records, on threads of its own.
 
-Reading every pixel of a 2K frame costs tens of milliseconds where its header costs a tenth
-of one (docs/benchmarks.md, "Pixel health"). Run on the header workers, a burst of frames
+Reading every pixel of a 2K frame costs ~120 ms of a core where its header costs a tenth of
+a millisecond (docs/benchmarks.md, "Pixel health"). Run on the header workers, a burst of frames
 would hold every worker on pixel reads while incomplete files, re-checks and failures waited
 behind them. So the header workers only inspect headers; a complete record then passes
 through this lane, whose `[inspect] pixel_workers` threads add ``pixel_stats`` and hand the
