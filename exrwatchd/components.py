@@ -9,8 +9,9 @@ import errno
 import os
 
 from exrwatchd.config import Config
+from exrwatchd.diskfull import full_reason
 from exrwatchd.errors import ExrwatchdError
-from exrwatchd.journal import Journal
+from exrwatchd.journal import Journal, JournalError
 from exrwatchd.sinks.base import Sink
 from exrwatchd.watch.mounts import is_network_fs, mount_fstype
 
@@ -56,11 +57,21 @@ def open_journal(cfg: Config) -> Journal:
     except OSError as exc:
         raise StartupError(f"daemon.state_dir {state_dir}: {exc.strerror}") from None
     check_local_disk(state_dir)
-    return Journal.open(
-        cfg.daemon.state_dir, max_attempts=cfg.sink.max_attempts,
-        backoff_initial=cfg.sink.backoff_initial_seconds,
-        backoff_max=cfg.sink.backoff_max_seconds,
-    )  # fmt: skip
+    try:
+        return Journal.open(
+            cfg.daemon.state_dir, max_attempts=cfg.sink.max_attempts,
+            backoff_initial=cfg.sink.backoff_initial_seconds,
+            backoff_max=cfg.sink.backoff_max_seconds,
+        )  # fmt: skip
+    except JournalError as exc:
+        # Opening needs a little space (the -shm file): a full disk at start fails here,
+        # and waiting is the cure (exit 75: systemd tries again), unlike a full disk later,
+        # which the running daemon rides out.
+        reason = full_reason(exc, cfg.daemon.state_dir / "journal.db")
+        if reason is None:
+            raise
+        raise StartupError(f"{exc}: {reason}; free some space, exrwatchd starts again by "
+                           "itself under systemd", transient=True) from exc  # fmt: skip
 
 
 def build_sink(cfg: Config) -> Sink:

@@ -37,7 +37,7 @@ from exrwatchd.logs import get_logger
 from exrwatchd.pipeline import Pipeline
 from exrwatchd.reconcile import Reconciler
 from exrwatchd.reload import reload
-from exrwatchd.shipper import JournalWriter, SinkLoop
+from exrwatchd.shipper import JournalWriter, SinkLoop, resend_if_lost
 from exrwatchd.sink_process import SinkProcess
 from exrwatchd.sinks.base import SinkUnavailable
 from exrwatchd.telemetry import Telemetry
@@ -80,6 +80,7 @@ class Daemon:
         self._workers: list[threading.Thread] = []
         self._exit_now = False  # a pixel-lane thread is still inside OpenImageIO
         self._reconciler: Reconciler | None = None
+        self._resends_seen = 0  # the sink loop's catalog_resets already rescanned for
 
     # ---- start-up ---------------------------------------------------------------------
 
@@ -125,6 +126,11 @@ class Daemon:
         bucket or a schema mismatch must fail loudly now) and the loop that feeds it."""
         assert self.journal is not None
         sink = build_sink(self.cfg)
+        # Before open(), which would create a missing catalog.db empty: when the journal
+        # counts files as delivered, they are marked for the start-up scan (or, on a
+        # reload, this one) to send again.
+        if resend_if_lost(sink, self.journal) and self._reconciler is not None:
+            self.request_rescan(None)
         sink.open()
         if self.cfg.daemon.sink_process:
             sink.close()
@@ -151,6 +157,7 @@ class Daemon:
         if old is not None:
             old.stop(timeout=self.cfg.daemon.shutdown_timeout)
         self.sink_loop = new
+        self._resends_seen = 0
         new.start()
         return True
 
@@ -248,6 +255,7 @@ class Daemon:
             if now >= next_status:
                 self.telemetry.write_status()
                 next_status = now + 2.0
+                self._rescan_if_resent()
                 if not once:
                     self.watches.revive()
                 dead = self.check_threads()
@@ -263,6 +271,17 @@ class Daemon:
             if once and self.finished():
                 break
         return code
+
+    def _rescan_if_resent(self) -> None:
+        """The sink found its catalog lost and had the journal mark every live file: the
+        reconciliation that inspects them again (the marks are durable, so a crash before it
+        leaves the start-up scan to do it)."""
+        assert self.sink_loop is not None
+        resends = self.sink_loop.catalog_resets
+        if resends > self._resends_seen:
+            self.telemetry.metrics.rescans("catalog_lost")
+            self.request_rescan(None)
+        self._resends_seen = resends
 
     def shutdown(self) -> None:
         self.telemetry.stopping()

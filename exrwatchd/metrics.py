@@ -80,7 +80,8 @@ ERROR_KINDS = (
 )  # fmt: skip
 DEAD_LETTER_REASONS = ("rejected", "max_attempts")
 LOST_REASONS = ("inotify_overflow", "inotify_error", "poller_died")
-RESCAN_TRIGGERS = ("start", "interval", "lost_events", "subtree", "watcher_restart")
+RESCAN_TRIGGERS = ("start", "interval", "lost_events", "subtree", "watcher_restart",
+                   "catalog_lost")  # fmt: skip
 SCAN_FOUND_KINDS = ("changed", "gone")
 # UNHEALTHY_REASONS (exrwatchd_unhealthy_files_total) comes from exr/report.py: "nan", "inf",
 # "constant", the reasons the pixel lane records.

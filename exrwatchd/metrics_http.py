@@ -41,13 +41,15 @@ def health_reason(
     dead_watchers: Iterable[str] = (),
     *,
     sink_error: str | None = None,
+    journal_error: str | None = None,
 ) -> str | None:
     """Why the daemon is unhealthy, or None when it is fine.
 
-    Unhealthy: the sink has been failing for `threshold` seconds or more, or a watcher is
-    dead (its path listed in `dead_watchers`). Several reasons are joined with "; ".
+    Unhealthy: the journal cannot be written (`journal_error`: its disk is full), the sink
+    has been failing for `threshold` seconds or more, or a watcher is dead (its path listed
+    in `dead_watchers`). Several reasons are joined with "; ".
     """
-    reasons = []
+    reasons = [_one_line(journal_error)] if journal_error else []
     if sink_unhealthy_seconds is not None and sink_unhealthy_seconds >= threshold:
         reason = f"sink failing for {sink_unhealthy_seconds:.0f} s"
         if sink_error:

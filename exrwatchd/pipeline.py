@@ -134,6 +134,8 @@ class Pipeline:
         self.flush()
 
     def dispatch(self) -> None:
+        if self.writer.disk_full is not None:
+            return  # the journal cannot take verdicts now: the settler keeps the paths
         # Nothing new while verdicts wait for the journal: the settler keeps the paths.
         free = 0 if self.unwritten else self.work.maxsize - self.work.qsize()
         if self.lane is not None:
@@ -239,6 +241,8 @@ class Pipeline:
         wait = max_wait if due is None else min(max_wait, max(0.0, due - clock()))
         if self.unwritten or (self.lane is not None and self.lane.waiting):
             wait = min(wait, 0.01)  # the writer and the lane free room without telling us
+        if self.writer.disk_full is not None:
+            wait = max_wait  # nothing goes out until the journal has room: do not spin
         if wait > 0:
             self.inbox.wakeup.wait(wait)
         self.inbox.wakeup.clear()
@@ -247,7 +251,8 @@ class Pipeline:
         """At shutdown: hand every waiting write to the writer, waiting for room until
         `deadline` (monotonic). A dead writer takes nothing: those files are not in the
         journal, so the next start-up reconciliation inspects them again."""
-        while self.unwritten and self.writer.alive() and time.monotonic() < deadline:
+        while (self.unwritten and self.writer.alive() and self.writer.disk_full is None
+               and time.monotonic() < deadline):  # fmt: skip
             if not self.writer.offer(self.unwritten[0]):
                 time.sleep(0.01)  # the writer is busy committing; shutdown only
                 continue

@@ -5,6 +5,12 @@ committing each alone) and wakes the sink loop after each commit. The sink loop 
 outbox entries, hands them to the sink, and acknowledges per entry: delivered entries leave
 the outbox, retried ones back off, rejected ones are dead-lettered. A sink that is down as a
 whole (SinkUnavailable) is retried with backoff while journaling goes on.
+
+A full disk under the journal (diskfull.py) stops neither thread: the writer keeps its batch
+and writes it again once there is space (meanwhile its bounded queue fills and the settle
+loop stops handing out work), and the sink loop waits to claim or acknowledge. A catalog
+that was deleted or replaced under the sink (LocalSink.lost) makes the journal send every
+live path again (`resend_if_lost`).
 """
 
 from __future__ import annotations
@@ -14,13 +20,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from exrwatchd.journal import Delete, Journal, Persist
+from exrwatchd.diskfull import DiskFull
+from exrwatchd.journal import Delete, Journal, JournalError, Persist
 from exrwatchd.logs import get_logger
 from exrwatchd.metrics import NullMetrics
 from exrwatchd.sinks.base import Outcome, Sink, SinkUnavailable
 
 log = get_logger("exrwatchd.shipper")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +58,7 @@ def report_to(metrics: NullMetrics, report: BatchReport) -> None:
     metrics.dead_lettered("rejected", report.rejected)
     metrics.dead_lettered("max_attempts", report.exhausted)
 
+
 _STOP = object()
 
 
@@ -67,6 +78,8 @@ class JournalWriter:
         # and the settle loop stops handing out work instead of piling up memory.
         self._queue: queue.Queue[Persist | Delete | object] = queue.Queue(maxsize=capacity)
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
+        self._stopping = threading.Event()
+        self._full = DiskFull(journal.path, writer="journal-writer")
         self.error: BaseException | None = None
         self.written = 0
 
@@ -87,6 +100,16 @@ class JournalWriter:
     def pending(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def disk_full(self) -> str | None:
+        """Why the journal cannot be written now (its disk is full), for operators; or None."""
+        return self._full.describe()
+
+    @property
+    def disk_full_since(self) -> float | None:
+        """When (time.time()) the current disk-full episode began, or None."""
+        return self._full.since_wall
+
     def _run(self) -> None:
         try:
             stopping = False
@@ -105,11 +128,45 @@ class JournalWriter:
                         stopping = True
                         break
                     batch.append(item)
-                self._write(batch)  # type: ignore[arg-type]
+                if not self._write_when_possible(batch):  # type: ignore[arg-type]
+                    self._abandon(len(batch))
+                    return
         except BaseException as exc:
             self.error = exc
             log.critical("journal.write_failed", error=str(exc), error_type=type(exc).__name__)
             raise
+
+    def _write_when_possible(self, batch: Sequence[Persist | Delete]) -> bool:
+        """Write `batch`, waiting out a full disk; False if told to stop while it lasts.
+
+        A failed write leaves nothing behind (SQLite rolls the transaction back), so the same
+        batch is simply written again: nothing lost, nothing twice.
+        """
+        while True:
+            try:
+                self._write(batch)
+            except JournalError as exc:
+                delay = self._full.failed(exc, waiting=len(batch) + self._queue.qsize())
+                if delay is None:
+                    raise
+                if self._full.wait(self._stopping, delay):
+                    return False
+                continue
+            self._full.recovered(written=len(batch))
+            return True
+
+    def _abandon(self, held: int) -> None:
+        # Stopping on a full disk: what is not journaled is not lost, since the next start's
+        # reconciliation compares the disk with the journal and finds those files again.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            held += item is not _STOP
+        log.warning("journal.abandoned", path=str(self._journal.path), verdicts=held,
+                    reason="stopping while the journal's disk is full; the next start "
+                    "finds these files again")  # fmt: skip
 
     def _write(self, batch: Sequence[Persist | Delete]) -> None:
         started = time.perf_counter()
@@ -120,8 +177,10 @@ class JournalWriter:
 
     def stop(self, timeout: float) -> bool:
         """Write everything queued so far, then stop. False if that took too long (or the
-        writer was already dead: what it held is found again by the start-up rescan)."""
+        writer was already dead: what it held is found again by the start-up rescan). On a
+        full disk it stops without waiting for space (journal.abandoned)."""
         deadline = time.monotonic() + timeout
+        self._stopping.set()
         while self._thread.is_alive():
             try:
                 self._queue.put(_STOP, timeout=0.1)
@@ -156,7 +215,9 @@ class SinkLoop:
         self.unhealthy_since: float | None = None
         self.last_error: str | None = None
         self._last_loud = 0.0
+        self._full = DiskFull(journal.path, writer="sink")
         self.delivered = 0
+        self.catalog_resets = 0  # the catalog was lost and everything resent: the daemon rescans
 
     def start(self) -> None:
         self._thread.start()
@@ -171,7 +232,22 @@ class SinkLoop:
         try:
             failures = 0
             while not self._stop.is_set():
-                batch = self._journal.claim(self._batch_size)
+                try:
+                    # Every turn (a stat): a catalog deleted while idle is noticed within
+                    # a second, not at the next file.
+                    resent = self._durably(lambda: resend_if_lost(self._sink, self._journal))
+                except SinkUnavailable as exc:  # the new catalog cannot be opened (yet)
+                    self._unavailable(exc, 0)
+                    failures += 1
+                    self._back_off(failures)
+                    continue
+                if resent is None:
+                    break
+                if resent:
+                    self.catalog_resets += 1
+                batch = self._durably(lambda: self._journal.claim(self._batch_size))
+                if batch is None:
+                    break
                 if not batch:
                     self._wake.wait(timeout=1.0)
                     self._wake.clear()
@@ -183,12 +259,50 @@ class SinkLoop:
                     failures = 0
                     continue
                 failures += 1
-                low, high = self._backoff
-                self._stop.wait(min(high, low * 2 ** min(failures - 1, 16)))
+                self._back_off(failures)
         except BaseException as exc:
             self.error = exc
             log.critical("sink.loop_failed", error=str(exc), error_type=type(exc).__name__)
             raise
+
+    def _back_off(self, failures: int) -> None:
+        low, high = self._backoff
+        self._stop.wait(min(high, low * 2 ** min(failures - 1, 16)))
+
+    def _durably(self, call: Callable[[], T]) -> T | None:
+        """`call()` (journal writes), waiting out a full disk; None if stopped meanwhile.
+
+        Entries claimed but not acknowledged then stay in flight until the next start, and
+        are shipped again (the sinks make that harmless).
+        """
+        while True:
+            try:
+                result = call()
+            except JournalError as exc:
+                delay = self._full.failed(exc)
+                if delay is None:
+                    raise
+                self.unhealthy_since = self.unhealthy_since or time.monotonic()
+                self.last_error = self._full.describe()
+                if self._full.wait(self._stop, delay):
+                    return None
+                continue
+            if self._full.recovered():
+                self.unhealthy_since = self.last_error = None
+            return result
+
+    def _unavailable(self, exc: SinkUnavailable, entries: int) -> None:
+        now = time.monotonic()
+        # Loud, but once per interval: an outage of hours must not flood the logs.
+        if (self.unhealthy_since is None or self.last_error != str(exc)
+                or now - self._last_loud >= self.LOUD_INTERVAL):  # fmt: skip
+            self._last_loud = now
+            down_for = round(now - (self.unhealthy_since or now), 1)
+            log.error("sink.unavailable", sink=self._sink.name, error=str(exc),
+                      error_type=type(exc).__name__, entries=entries,
+                      down_for_seconds=down_for)  # fmt: skip
+        self.unhealthy_since = self.unhealthy_since or now
+        self.last_error = str(exc)
 
     def _ship(self, batch: Sequence) -> bool:
         """Deliver one batch. False when the sink as a whole is unavailable."""
@@ -196,31 +310,32 @@ class SinkLoop:
         try:
             deliveries = self._sink.write(batch)
         except SinkUnavailable as exc:
-            self._journal.retry([(e.id, str(exc)) for e in batch])
+            failures = [(e.id, str(exc)) for e in batch]
+            if self._durably(lambda: self._journal.retry(failures)) is None:
+                return False
             if self._on_batch:
                 self._on_batch(BatchReport(time.perf_counter() - started, len(batch), (), 0, 0,
                                            0, unavailable=True))  # fmt: skip
-            now = time.monotonic()
-            # Loud, but once per interval: an outage of hours must not flood the logs.
-            if (self.unhealthy_since is None or self.last_error != str(exc)
-                    or now - self._last_loud >= self.LOUD_INTERVAL):  # fmt: skip
-                self._last_loud = now
-                down_for = round(now - (self.unhealthy_since or now), 1)
-                log.error("sink.unavailable", sink=self._sink.name, error=str(exc),
-                          error_type=type(exc).__name__, entries=len(batch),
-                          down_for_seconds=down_for)  # fmt: skip
-            self.unhealthy_since = self.unhealthy_since or now
-            self.last_error = str(exc)
+            self._unavailable(exc, len(batch))
             return False
         by_id = {e.id: e for e in batch}
         delivered = [d.entry_id for d in deliveries if d.outcome is Outcome.DELIVERED]
         retry = [(d.entry_id, d.error or "retry") for d in deliveries if d.outcome is Outcome.RETRY]
         reject = [(d.entry_id, d.error or "rejected") for d in deliveries
                   if d.outcome is Outcome.REJECT]  # fmt: skip
-        self._journal.ack(delivered)
-        dead = self._journal.retry(retry) if retry else []
-        if reject:
-            self._journal.reject(reject)
+
+        def acknowledge() -> list[int]:
+            # Repeatable as a whole: a second ack of an id is a no-op, and retry and reject
+            # ignore entries no longer in flight.
+            self._journal.ack(delivered)
+            dead = self._journal.retry(retry) if retry else []
+            if reject:
+                self._journal.reject(reject)
+            return dead
+
+        dead = self._durably(acknowledge)
+        if dead is None:
+            return True  # stopping
         for entry_id, error in retry:
             log.warning("sink.retry", path=by_id[entry_id].path, error=error, stage="sink")
         for entry_id, error in [*reject, *((i, "too many attempts") for i in dead)]:
@@ -244,3 +359,27 @@ class SinkLoop:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=timeout)
+
+
+def resend_if_lost(sink: Sink, journal: Journal) -> bool:
+    """If the sink's catalog was deleted or replaced (or, before it is opened, is missing),
+    have everything sent again and open the catalog now at its path. True if it did.
+
+    The rows it lost left the outbox when they were delivered, so the journal marks every
+    live path for the next reconciliation to inspect again (Journal.resend_all); the caller
+    makes that reconciliation happen. Marking comes first: should it fail (a full disk),
+    nothing changed and the next call tries again.
+    """
+    recover = getattr(sink, "recover_lost", None)
+    if not callable(recover):
+        return False  # only a local catalog can vanish under us
+
+    def resend(reason: str) -> None:
+        # A replaced file may be an old copy, holding rows of files deleted since.
+        marked = journal.resend_all(deletes=reason == "replaced")
+        if marked or reason != "missing":  # "missing" with nothing to resend: a first start
+            log.error("catalog.lost", path=str(getattr(sink, "path", "")), reason=reason,
+                      resend=marked, action="opening a new catalog; every live file is "
+                      "inspected again and sent to it")  # fmt: skip
+
+    return recover(resend) is not None

@@ -39,6 +39,7 @@ class SinkProcess:
         # would leave the child blocked forever, while a pipe simply reads EOF.
         self._commands, self._control = ctx.Pipe(duplex=False)
         self._delivered: Synchronized[int] = ctx.Value("q", 0, lock=False)  # type: ignore[assignment]
+        self._resends: Synchronized[int] = ctx.Value("q", 0, lock=False)  # type: ignore[assignment]
         self._unhealthy: Synchronized[float] = ctx.Value("d", math.nan, lock=False)  # type: ignore[assignment]
         self._last_error: SynchronizedString = ctx.Array("c", _ERROR_BYTES, lock=False)  # type: ignore[assignment]
         # Per-batch reports for the parent's metrics; bounded, and dropped when full (they
@@ -47,7 +48,7 @@ class SinkProcess:
         self._process = ctx.Process(
             target=_child_main, name="exrwatchd-sink", daemon=True,
             args=(str(config_path), self._commands, self._delivered, self._unhealthy,
-                  self._last_error, self._reports),
+                  self._last_error, self._reports, self._resends),
         )  # fmt: skip
         self._error: BaseException | None = None
 
@@ -81,6 +82,11 @@ class SinkProcess:
         return int(self._delivered.value)
 
     @property
+    def catalog_resets(self) -> int:
+        """How often the child found its catalog lost and had everything marked to resend."""
+        return int(self._resends.value)
+
+    @property
     def unhealthy_since(self) -> float | None:
         value = float(self._unhealthy.value)
         return None if math.isnan(value) else value
@@ -110,7 +116,7 @@ class SinkProcess:
 
 
 def _child_main(config_path: str, commands: Any, delivered: Any, unhealthy: Any,
-                last_error: Any, reports: Any) -> None:  # fmt: skip
+                last_error: Any, reports: Any, resends: Any) -> None:  # fmt: skip
     # Imported here: the child starts from scratch (spawn) and the parent need not load
     # the sink's dependencies twice.
     from exrwatchd.components import build_sink, open_journal
@@ -143,6 +149,7 @@ def _child_main(config_path: str, commands: Any, delivered: Any, unhealthy: Any,
     journal.acknowledgements_only()
     sink = build_sink(cfg)
     sink.open()
+
     def report(batch: Any) -> None:
         with contextlib.suppress(queue.Full):
             reports.put_nowait(batch)
@@ -162,6 +169,7 @@ def _child_main(config_path: str, commands: Any, delivered: Any, unhealthy: Any,
             except (EOFError, OSError):
                 break  # the parent is gone
             delivered.value = loop.delivered
+            resends.value = loop.catalog_resets
             unhealthy.value = math.nan if loop.unhealthy_since is None else loop.unhealthy_since
             last_error.value = (loop.last_error or "").encode("utf-8", "replace")[
                 : _ERROR_BYTES - 1
@@ -169,6 +177,7 @@ def _child_main(config_path: str, commands: Any, delivered: Any, unhealthy: Any,
     finally:
         loop.stop(timeout=max(1.0, cfg.daemon.shutdown_timeout))
         delivered.value = loop.delivered
+        resends.value = loop.catalog_resets
         if loop.error is not None:  # the parent reports this as the reason the sink died
             last_error.value = f"{type(loop.error).__name__}: {loop.error}".encode(
                 "utf-8", "replace")[: _ERROR_BYTES - 1]  # fmt: skip

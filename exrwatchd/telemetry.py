@@ -45,6 +45,7 @@ class Telemetry:
         self.notifier = Notifier.from_env()
         self._pinger = WatchdogPinger(self.notifier.watchdog_interval)
         self._persisted_seen = 0
+        self._status_error: str | None = None  # logged once until status.json works again
         self._last_persisted: float | None = None
         listen = daemon.cfg.metrics.listen
         self.metrics: NullMetrics = Metrics(self.snapshot) if listen else NullMetrics()
@@ -86,10 +87,14 @@ class Telemetry:
         if sink is not None and sink.delivered != self._persisted_seen:
             self._persisted_seen, self._last_persisted = sink.delivered, time.time()
         stats = d.journal.stats(paths=False) if d.journal is not None else None
-        return format_status(
+        line = format_status(
             queue_depth=d.pipeline.work.qsize() if d.pipeline else 0, pending=len(d.settler),
             failed=stats.dead if stats else 0, last_persisted=self._last_persisted,
         )  # fmt: skip
+        full_since = d.writer.disk_full_since if d.writer is not None else None
+        if full_since is not None:
+            line = f"JOURNAL DISK FULL for {time.time() - full_since:.0f}s, new work waits; {line}"
+        return line
 
     def on_batch(self, report: BatchReport) -> None:
         report_to(self.metrics, report)
@@ -131,7 +136,8 @@ class Telemetry:
         dead = [str(w.cfg.path) for w in d.watches
                 if w.watcher is None or not w.watcher.alive()]  # fmt: skip
         return health_reason(unhealthy, SINK_UNHEALTHY_AFTER, dead,
-                             sink_error=sink.last_error if sink else None)  # fmt: skip
+                             sink_error=sink.last_error if sink else None,
+                             journal_error=d.writer.disk_full if d.writer else None)  # fmt: skip
 
     def status(self) -> dict[str, Any]:
         d = self._daemon
@@ -145,13 +151,22 @@ class Telemetry:
             "detected": c.detected, "inspected": c.inspected, "failed": c.failed,
             "incomplete": c.incomplete, "deleted": c.deleted, "persisted": sink.delivered,
             "sink_unhealthy_since": sink.unhealthy_since, "sink_last_error": sink.last_error,
-            "health": self.health(),
+            "health": self.health(), "journal_disk_full": d.writer.disk_full,
+            "journal_disk_full_since": d.writer.disk_full_since,
             "watches": [{"path": str(w.cfg.path), "backend": w.backend} for w in d.watches],
         }  # fmt: skip
 
     def write_status(self) -> dict[str, Any]:
         """status.json for `exrwatchd status`, and STATUS= for `systemctl status`."""
         status = self.status()
-        write_status_file(self._daemon.cfg.daemon.state_dir, status)
+        try:
+            write_status_file(self._daemon.cfg.daemon.state_dir, status)
+        except OSError as exc:  # a full disk: /healthz and STATUS= still tell
+            if str(exc) != self._status_error:
+                log.warning("status.write_failed", error=str(exc), state_dir=str(
+                    self._daemon.cfg.daemon.state_dir))  # fmt: skip
+            self._status_error = str(exc)
+        else:
+            self._status_error = None
         self.notifier.status(self._status_line())
         return status

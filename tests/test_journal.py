@@ -639,3 +639,63 @@ def sample_record() -> dict[str, Any]:
         "inspected_at": "2026-01-02T03:04:06.000000Z",
         "inode": 424242,
     }
+
+
+class TestResendAll:
+    """The catalog was lost: live paths marked for re-inspection, deletions and sequence
+    summaries queued again (Journal.resend_all)."""
+
+    def test_live_paths_look_changed_and_tombstones_stay(self, journal: Journal) -> None:
+        journal.write([persist(f"/r/sh/f.{i:04d}.exr") for i in range(12)])
+        journal.write([Delete("/r/sh/f.0000.exr")])
+        journal.ack([e.id for e in journal.claim(100)])
+        before = journal.path_state("/r/sh/f.0003.exr")
+        assert before is not None and before.sig is not None
+        assert journal.resend_all(step=5) == 11  # three slices and the rest
+        after = journal.path_state("/r/sh/f.0003.exr")
+        assert after is not None and after.sig is not None and after.status == "complete"
+        # size -1: no file has it, so a reconciliation sees the file changed, and a file
+        # deleted meanwhile is still seen gone (the path stays known)
+        assert after.sig.size == -1 and after.sig.mtime_ns == before.sig.mtime_ns
+        gone = journal.path_state("/r/sh/f.0000.exr")
+        assert gone is not None and gone.status == "deleted" and gone.sig == FileSig(101, 1, 42)
+        assert "f.0003.exr" in journal.paths_in_dir("/r/sh")
+        assert journal.resend_all() == 0  # already marked
+        assert all(e.op == "sequence" for e in journal.claim(100))  # no path entries
+
+    def test_a_newer_inspection_clears_the_mark(self, journal: Journal) -> None:
+        journal.write([persist("/r/a.exr")])
+        journal.resend_all()
+        journal.write([persist("/r/a.exr", 2)])
+        state = journal.path_state("/r/a.exr")
+        assert state is not None and state.sig == FileSig(102, 2, 42)
+
+    def test_deletions_queued_again_for_a_replaced_catalog(self, journal: Journal) -> None:
+        journal.write([persist("/r/a.exr"), persist("/r/b.exr"), persist("/r/c.exr")])
+        journal.write([Delete("/r/a.exr"), Delete("/r/b.exr")])
+        journal.ack([e.id for e in journal.claim(100)])
+        journal.write([persist("/r/b.exr", 2)])  # back again: its upsert waits, no delete
+        journal.write([Delete("/r/b.exr")])  # and gone again: its delete waits
+        assert journal.resend_all(deletes=True, step=1) == 1
+        entries = journal.claim(100)
+        assert sorted((e.path, e.op) for e in entries if e.op != "sequence") == [
+            ("/r/a.exr", "delete"), ("/r/b.exr", "delete")]  # fmt: skip
+
+    def test_sequence_summaries_queued_again(self, journal: Journal) -> None:
+        summary = {"directory": "/r/sh", "pattern": "beauty.%04d.exr", "frames": 3}
+        with journal._transaction("test") as conn:  # a summary the journal keeps, shipped
+            conn.execute("INSERT INTO sequences (seq, summary) VALUES (?, ?)",
+                         (b"seq:/r/sh/beauty.%04d.exr", json.dumps(summary)))  # fmt: skip
+        journal.resend_all()
+        again = [e for e in journal.claim(100) if e.op == "sequence"]
+        assert [(e.path, e.record) for e in again] == [("seq:/r/sh/beauty.%04d.exr", summary)]
+        journal.resend_all()  # queued again behind the one in flight, not beside it
+        assert journal.stats().ready == 1 and journal.claim(100) == []
+
+    def test_durable_on_an_acknowledgements_only_connection(self, db: Path) -> None:
+        with Journal.open(db.parent) as j:
+            j.write([persist("/r/a.exr")])
+            j.acknowledgements_only()
+            j.resend_all()
+            with j._locked("test") as conn:  # restored afterwards: NORMAL is 1
+                assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1

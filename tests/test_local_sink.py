@@ -62,7 +62,9 @@ def dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, sorted, read through a separate connection."""
     conn = sqlite3.connect(db)
     try:
-        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in FILE_TABLES}
+        return {
+            t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in FILE_TABLES
+        }
     finally:
         conn.close()
 
@@ -577,3 +579,84 @@ class TestDocumentedQueries:
             )  # fmt: skip
             assert done.returncode == 0 and not done.stderr, (query, done.stderr)
             assert bool(done.stdout.strip()) != _expects_nothing(query), query
+
+
+class TestLostCatalog:
+    """catalog.db deleted or replaced under an open sink (shipper.resend_if_lost acts)."""
+
+    def test_deleted_is_noticed_and_a_new_one_opened_after_the_resend(
+        self, sink: LocalSink, frames: list[Path]
+    ) -> None:
+        sink.write([upsert(make_record(frames[0]))])
+        assert sink.lost() is None and sink.recover_lost(pytest.fail) is None
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{sink.path}{suffix}").unlink(missing_ok=True)
+        assert sink.lost() == "deleted"
+        assert sink.health() == f"catalog {sink.path} was deleted while open"
+        resent: list[str] = []
+        assert sink.recover_lost(resent.append) == "deleted"
+        assert resent == ["deleted"] and sink.path.exists()
+        assert sink.lost() is None and sink.health() is None
+        assert counts(sink)["files"] == 0
+        sink.write([upsert(make_record(frames[1]))])
+        assert counts(sink)["files"] == 1
+
+    def test_replaced_is_noticed(self, sink: LocalSink, tmp_path: Path) -> None:
+        other = LocalSink(tmp_path / "other.db")
+        other.open()
+        other.close()
+        os.replace(other.path, sink.path)
+        assert sink.lost() == "replaced"
+        assert sink.recover_lost(lambda reason: None) == "replaced"
+        assert sink.lost() is None
+
+    def test_missing_before_open(self, tmp_path: Path) -> None:
+        s = LocalSink(tmp_path / "state" / CATALOG_FILENAME)
+        assert s.lost() == "missing"
+        assert s.recover_lost(lambda reason: None) == "missing"  # and opened it
+        assert s.health() is None
+        s.close()
+        assert s.lost() is None  # exists now, not open: nothing to compare with
+
+    def test_a_failed_resend_changes_nothing(self, sink: LocalSink) -> None:
+        sink.path.unlink()
+
+        def resend(reason: str) -> None:
+            raise RuntimeError("journal disk full")
+
+        with pytest.raises(RuntimeError):
+            sink.recover_lost(resend)
+        assert not sink.path.exists() and sink.lost() == "deleted"  # tried again next time
+
+    def test_a_failed_open_is_retried_without_another_resend(
+        self, sink: LocalSink, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        sink.path.unlink()
+        resent: list[str] = []
+        real_open = LocalSink.open
+
+        def broken(self: LocalSink) -> None:
+            raise SinkUnavailable("cannot open catalog: disk full")
+
+        monkeypatch.setattr(LocalSink, "open", broken)
+        with pytest.raises(SinkUnavailable):
+            sink.recover_lost(resent.append)
+        monkeypatch.setattr(LocalSink, "open", real_open)
+        assert sink.recover_lost(resent.append) == "deleted"
+        assert resent == ["deleted"] and sink.health() is None
+
+    def test_a_stale_wal_of_a_deleted_catalog_is_not_replayed(  # SQLite deletes it
+        self, tmp_path: Path, frames: list[Path]
+    ) -> None:
+        path = tmp_path / CATALOG_FILENAME
+        old = LocalSink(path)
+        old.open()
+        old.write([upsert(make_record(frames[0]))])
+        wal = Path(f"{path}-wal").read_bytes()  # as a crash would leave it
+        old.close()
+        path.unlink()
+        Path(f"{path}-wal").write_bytes(wal)
+        s = LocalSink(path)
+        assert s.recover_lost(lambda reason: None) == "missing"
+        assert s.health() is None and counts(s)["files"] == 0
+        s.close()

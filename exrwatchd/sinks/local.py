@@ -42,6 +42,7 @@ from exrwatchd.catalog.schema import CATALOG_VERSION, TABLES
 from exrwatchd.catalog.sequence_rows import sequence_id_for, sequence_row
 from exrwatchd.journal import OutboxEntry
 from exrwatchd.logs import get_logger
+from exrwatchd.sinks._catalog_file import Identity, LostCatalog, identity_of
 from exrwatchd.sinks._sqlite_catalog import (
     CHILD_KEYS,
     apply_sequences,
@@ -113,7 +114,7 @@ def _classify(exc: Exception) -> str:
 CACHE_KIB = 32 * 1024
 
 
-class LocalSink:
+class LocalSink(LostCatalog):
     """The local SQLite catalog (see the module docstring for the guarantee).
 
     `path` is the database file, or a directory (the state dir) that gets `catalog.db`.
@@ -132,6 +133,8 @@ class LocalSink:
         self.busy_timeout = busy_timeout
         self.min_free_bytes = min_free_bytes
         self._conn: sqlite3.Connection | None = None
+        self._identity: Identity | None = None  # of the file `_conn` has open (LostCatalog)
+        self._lost: str | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -142,7 +145,7 @@ class LocalSink:
             if self._conn is not None:
                 return
             try:
-                self._create_file()
+                identity = self._create_file()
                 conn = sqlite3.connect(
                     self.path, timeout=self.busy_timeout, isolation_level=None,
                     check_same_thread=False,
@@ -154,14 +157,15 @@ class LocalSink:
             except BaseException:
                 conn.close()
                 raise
-            self._conn = conn
+            self._conn, self._identity = conn, identity
 
-    def _create_file(self) -> None:
+    def _create_file(self) -> Identity:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             # The -wal and -shm files take the database file's mode.
             os.fchmod(fd, 0o600)
+            return identity_of(fd)
         finally:
             os.close(fd)
 
@@ -230,6 +234,9 @@ class LocalSink:
     def health(self) -> str | None:
         if self._conn is None:
             return "catalog is not open"
+        lost = self.lost()
+        if lost is not None:
+            return f"catalog {self.path} was {lost} while open"
         try:
             with self._lock:
                 conn = self._require()
