@@ -109,9 +109,6 @@ class PixelLane:
             thread.start()
         return self._threads
 
-    def alive(self) -> bool:
-        return all(t.is_alive() for t in self._threads)
-
     def stop(self, timeout: float) -> int:
         """Drop what is queued and wait up to `timeout` for the file each thread is reading;
         the number of threads still reading. Dropped files were not journaled, so the next
