@@ -68,6 +68,14 @@ class TestJournalTracking:
         assert s["odd_layout"] == [6] and not s["structure_consistent"]
         assert s["incomplete"] == [7] and s["unhealthy"] == [8]
 
+    def test_frames_the_pixel_checks_flag_are_unhealthy(self, journal: Journal) -> None:
+        black = persist("/r/s/b.0002.exr")
+        black.record["pixel_stats"] = {"has_nan": False, "has_inf": False, "is_constant": True}
+        unread = persist("/r/s/b.0003.exr")
+        unread.record["pixel_stats"] = {"unavailable": "pixel stats unavailable: sub-sampled"}
+        journal.write([persist("/r/s/b.0001.exr"), black, unread])
+        assert by_pattern(journal)["b.%04d.exr"]["unhealthy"] == [2]
+
     def test_two_sequences_in_one_directory_and_deletion(self, journal: Journal) -> None:
         journal.write([persist(f"/r/s/{name}.{n:04d}.exr")
                        for name in ("beauty", "depth") for n in (1, 2, 3)])  # fmt: skip
