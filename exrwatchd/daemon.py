@@ -32,7 +32,7 @@ from exrwatchd.components import (
 )
 from exrwatchd.config import Config
 from exrwatchd.gc_tuning import tune_for_throughput
-from exrwatchd.journal import Journal, JournalError
+from exrwatchd.journal import Journal, JournalError, RefreshSequences
 from exrwatchd.logs import get_logger
 from exrwatchd.pipeline import Pipeline
 from exrwatchd.reconcile import Reconciler
@@ -187,6 +187,10 @@ class Daemon:
         if not self.idle() or self.writer is None or self.writer.pending():
             return False
         assert self.journal is not None
+        if self.journal.sequences_pending():
+            # Summaries wait REFRESH_DELAY for more frames; a one-shot scan does not.
+            self.writer.offer(RefreshSequences(force=True))
+            return False
         stats = self.journal.stats(paths=False)
         return stats.ready == 0 and stats.inflight == 0
 
@@ -256,6 +260,8 @@ class Daemon:
                 self.telemetry.write_status()
                 next_status = now + 2.0
                 self._rescan_if_resent()
+                if self.writer is not None:  # sequences settle even when no frame arrives
+                    self.writer.offer(RefreshSequences())
                 if not once:
                     self.watches.revive()
                 dead = self.check_threads()
