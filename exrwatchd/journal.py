@@ -1,8 +1,10 @@
 """The local SQLite journal: per-path state and the outbox of records waiting for the sink.
 
 A record is committed here (WAL, synchronous=FULL) before any sink sees it and leaves only
-when the sink acknowledges it: at-least-once delivery, in order per path. Schema, SQL and
-the opening checks live in exrwatchd/_journal_sql.py; the value types (re-exported here)
+when the sink acknowledges it: at-least-once delivery, in order per path. The tables are
+built by exrwatchd/_journal_schema.py; SQL and the opening checks live in
+exrwatchd/_journal_sql.py; operator and recovery operations in _journal_maintenance.py;
+frame sequences in _journal_sequences.py; the value types (re-exported here)
 and their mapping to rows in exrwatchd/_journal_types.py; the shared, locked connection and
 JournalError (re-exported here) in exrwatchd/_journal_conn.py.
 """
@@ -19,7 +21,8 @@ from typing import Any
 from exrwatchd import _journal_sequences as frame_sequences
 from exrwatchd import _journal_sql as sql
 from exrwatchd import _journal_types as conv
-from exrwatchd._journal_conn import JournalError, SharedConnection, unusable_as_journal_error
+from exrwatchd._journal_conn import JournalError, unusable_as_journal_error
+from exrwatchd._journal_maintenance import JournalMaintenance
 from exrwatchd._journal_types import (
     DeadLetter,
     Delete,
@@ -52,12 +55,9 @@ __all__ = [
 ]
 
 _KNOWN_DIRS_PAGE = 1000
-# Tombstones are purged a slice of the path key space at a time, each slice in its own short
-# transaction, so that the daemon's writer never waits long behind an operator's purge.
-_PURGE_STEP = 5000
 
 
-class Journal(SharedConnection):
+class Journal(JournalMaintenance):
     """The daemon's durable state: one SQLite file in WAL mode, safe to share between threads.
 
     Every public method takes one lock around one connection, so the writer, the sink and the
@@ -253,60 +253,6 @@ class Journal(SharedConnection):
 
     # -- operator (CLI) ------------------------------------------------------------------
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """Dead entries, most recently failed first."""
-        with self._reading("dead_letters") as conn:
-            rows = conn.execute(sql.SELECT_DEAD, (limit,)).fetchall()
-        return [conv.dead_letter(row) for row in rows]
-
-    def requeue_dead(self, path: str | None = None) -> int:
-        """Dead entries (all, or `path`'s) go back to 'ready', due now with attempts 0.
-
-        Returns how many were requeued. A dead entry whose path has a newer entry is dropped:
-        delivering it after the newer one would put old data back in the sink.
-        """
-        now = self._clock()
-        params = {"now": now, "path": None if path is None else os.fsencode(path)}
-        with self._transaction("requeue_dead") as conn:
-            conn.execute(sql.DROP_SUPERSEDED_DEAD, {"path": params["path"]})
-            return conn.execute(sql.REQUEUE_DEAD, params).rowcount
-
-    def purge_tombstones(self, older_than_seconds: float) -> int:
-        """Delete tombstones older than that whose path has nothing left in the outbox."""
-        cutoff = self._clock() - older_than_seconds
-        with self._transaction("purge_tombstones") as conn:
-            return conn.execute(sql.PURGE_TOMBSTONES, {"cutoff": cutoff}).rowcount
-
-    def purge_tombstones_stepwise(
-        self, older_than_seconds: float, *, step: int = _PURGE_STEP
-    ) -> int:
-        """Like purge_tombstones, in many short transactions instead of one long one.
-
-        Walks the paths in key order, `step` at a time, each slice in its own transaction,
-        releasing the lock in between: safe next to a running daemon on any journal size.
-        The cutoff is fixed at the start. Returns how many tombstones were deleted.
-        """
-        if step < 1:
-            raise ValueError(f"step must be at least 1, not {step}")
-        params: dict[str, Any] = {
-            "cutoff": self._clock() - older_than_seconds, "low": b"", "skip": step - 1,
-        }  # fmt: skip
-        purged = 0
-        while True:
-            with self._transaction("purge_tombstones") as conn:
-                row = conn.execute(sql.SLICE_END, params).fetchone()
-                if row is None:  # the last slice: everything after `low`
-                    return purged + conn.execute(sql.PURGE_REST, params).rowcount
-                params["high"] = row[0]
-                purged += conn.execute(sql.PURGE_SLICE, params).rowcount
-            params["low"] = params.pop("high")
-
-    def count_purgeable_tombstones(self, older_than_seconds: float) -> int:
-        """How many tombstones purge_tombstones(older_than_seconds) would delete now."""
-        cutoff = self._clock() - older_than_seconds
-        with self._reading("count_purgeable_tombstones") as conn:
-            return int(conn.execute(sql.COUNT_PURGEABLE, {"cutoff": cutoff}).fetchone()[0])
-
     def paths_with_status(self, status: PathStatus, limit: int = 100) -> list[PathState]:
         """Paths whose last recorded state is `status`, most recently updated first.
 
@@ -373,36 +319,3 @@ class Journal(SharedConnection):
             if len(page) < _KNOWN_DIRS_PAGE:
                 return
             params["low"] = page[-1] + b"\x00"
-
-    # -- a lost catalog ------------------------------------------------------------------
-
-    def resend_all(self, *, deletes: bool = False, step: int = _PURGE_STEP) -> int:
-        """The catalog lost rows this journal counts as delivered: send everything again.
-
-        Every live path is marked so that the next reconciliation (the caller requests it)
-        inspects it again; every sequence summary is queued again; with `deletes` (a catalog
-        replaced, maybe by an old copy) so is the deletion of every tombstone. Returns how
-        many paths were marked. In short transactions, like purge_tombstones_stepwise, and
-        durable (synchronous=FULL) even on an acknowledgements_only connection.
-        """
-        params: dict[str, Any] = {"now": self._clock(), "low": b"", "skip": step - 1}
-        with self._locked("resend_all") as conn:
-            sync = int(conn.execute("PRAGMA synchronous").fetchone()[0])
-            conn.execute("PRAGMA synchronous = FULL")
-        marked = 0
-        try:
-            while True:
-                with self._transaction("resend_all") as conn:
-                    row = conn.execute(sql.SLICE_END, params).fetchone()
-                    part = "rest" if row is None else "slice"
-                    params["high"] = None if row is None else row[0]
-                    marked += conn.execute(sql.RESEND_PATHS[part], params).rowcount
-                    if deletes:
-                        conn.execute(sql.RESEND_DELETES[part], params)
-                    if row is None:
-                        conn.execute(sql.RESEND_SEQUENCES, params)
-                        return marked
-                params["low"] = params["high"]
-        finally:
-            with self._locked("resend_all") as conn:
-                conn.execute(f"PRAGMA synchronous = {sync}")

@@ -17,7 +17,7 @@ import pytest
 from exrgen import write_scanline
 from harness import Catalog, DaemonProcess, wait_for, write_config
 
-from exrwatchd import _journal_sql
+from exrwatchd import _journal_schema
 from exrwatchd.journal import Delete, FileSig, Journal, Persist, RefreshSequences
 
 # --------------------------------------------------------------------------- journal level
@@ -116,7 +116,7 @@ class TestJournalTracking:
     def test_a_version_1_journal_is_upgraded_with_its_sequences(self, tmp_path: Path) -> None:
         db = tmp_path / "journal.db"
         conn = sqlite3.connect(db)
-        for statement in _journal_sql.MIGRATIONS[1]:
+        for statement in _journal_schema.MIGRATIONS[1]:
             conn.execute(statement)
         for n in (1, 2, 4):
             path = os.fsencode(f"/r/s/beauty.{n:04d}.exr")
