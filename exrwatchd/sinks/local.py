@@ -43,6 +43,7 @@ from exrwatchd.catalog.sequence_rows import sequence_id_for, sequence_row
 from exrwatchd.journal import OutboxEntry
 from exrwatchd.logs import get_logger
 from exrwatchd.sinks._catalog_file import Identity, LostCatalog, identity_of
+from exrwatchd.sinks._catalog_open import prepare_catalog
 from exrwatchd.sinks._sqlite_catalog import (
     CHILD_KEYS,
     apply_sequences,
@@ -56,7 +57,15 @@ from exrwatchd.sinks._sqlite_catalog import upsert as _upsert  # a global here: 
 from exrwatchd.sinks.base import Delivery, Outcome, SinkUnavailable
 
 # CHILD_KEYS, ddl and sql_type live in _sqlite_catalog; importing them from here still works.
-__all__ = ["CATALOG_FILENAME", "CHILD_KEYS", "LocalSink", "ddl", "is_transient", "sql_type"]
+__all__ = [
+    "CATALOG_FILENAME",
+    "CATALOG_VERSION",
+    "CHILD_KEYS",
+    "LocalSink",
+    "ddl",
+    "is_transient",
+    "sql_type",
+]
 
 CATALOG_FILENAME = "catalog.db"
 
@@ -153,7 +162,7 @@ class LocalSink(LostCatalog):
             except (OSError, sqlite3.Error) as exc:
                 raise SinkUnavailable(f"cannot open catalog {self.path}: {exc}") from exc
             try:
-                self._prepare(conn)
+                prepare_catalog(conn, self.path, CACHE_KIB)
             except BaseException:
                 conn.close()
                 raise
@@ -168,55 +177,6 @@ class LocalSink(LostCatalog):
             return identity_of(fd)
         finally:
             os.close(fd)
-
-    def _prepare(self, conn: sqlite3.Connection) -> None:
-        where = f"catalog {self.path}"
-        try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise SinkUnavailable(f"{where}: WAL journal mode unavailable (got {mode})")
-            conn.execute("PRAGMA synchronous = FULL")
-            # Rows are keyed by a hash of the path, so a batch touches pages all over each
-            # table: SQLite's default 2 MB page cache re-reads most of them every batch.
-            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > CATALOG_VERSION:
-                raise SinkUnavailable(
-                    f"{where} has catalog version {version}, newer than the {CATALOG_VERSION} "
-                    "this exrwatchd writes; upgrade exrwatchd, or move the file aside to "
-                    "rebuild it from a rescan"
-                )
-            # Also at the current version when columns are missing: version 2 gained its
-            # tables and columns over several commits, so a catalog made in between has
-            # version 2 and only some of them.
-            if version < CATALOG_VERSION or _lacks_columns(conn):
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    # A new catalog, or an older one: tables that are missing are created
-                    # and columns added since are appended (every version only appends).
-                    for statement in ddl():
-                        conn.execute(statement)
-                    added = _add_missing_columns(conn, where)
-                    conn.execute(f"PRAGMA user_version = {CATALOG_VERSION}")
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                if version:
-                    _log.info("catalog.upgraded", path=str(self.path), from_version=version,
-                             to_version=CATALOG_VERSION, columns_added=added)  # fmt: skip
-            self._check_columns(conn)
-        except sqlite3.Error as exc:
-            raise SinkUnavailable(f"{where}: {exc}") from exc
-
-    def _check_columns(self, conn: sqlite3.Connection) -> None:
-        for name, schema in TABLES.items():
-            have = [(r[1], r[2]) for r in conn.execute(f"PRAGMA table_info({name})")]
-            want = [(f.name, sql_type(f.type)) for f in schema]
-            if have != want:
-                raise SinkUnavailable(
-                    f"catalog {self.path}: table {name} has columns {have}, expected {want}"
-                )
 
     def close(self) -> None:
         with self._lock:
@@ -393,32 +353,6 @@ class LocalSink(LostCatalog):
 
 
 # --------------------------------------------------------------------------- transactions
-
-
-def _lacks_columns(conn: sqlite3.Connection) -> bool:
-    """Some table is missing, or has fewer columns than its schema declares."""
-    return any(
-        len(conn.execute(f"PRAGMA table_info({name})").fetchall()) < len(schema)
-        for name, schema in TABLES.items()
-    )
-
-
-def _add_missing_columns(conn: sqlite3.Connection, where: str) -> list[str]:
-    """Append the columns a table of an older catalog lacks; their values start as NULL."""
-    added = []
-    for name, schema in TABLES.items():
-        have = [r[1] for r in conn.execute(f"PRAGMA table_info({name})")]
-        if have != schema.names[: len(have)]:
-            raise SinkUnavailable(
-                f"{where}: table {name} has columns {have}, which are not a prefix of "
-                f"{schema.names}; move the file aside to rebuild it from a rescan"
-            )
-        for field in list(schema)[len(have) :]:
-            if not field.nullable:
-                raise SinkUnavailable(f"{where}: cannot add non-null column {name}.{field.name}")
-            conn.execute(f"ALTER TABLE {name} ADD COLUMN {field.name} {sql_type(field.type)}")
-            added.append(f"{name}.{field.name}")
-    return added
 
 
 def _prepare(entry: OutboxEntry) -> tuple[str, FileRows | None]:

@@ -1,0 +1,92 @@
+"""Opening the local catalog: WAL and durability settings, creating the tables, upgrading an
+older catalog in place, and refusing one this version cannot write.
+
+Every catalog version only appends (tables, nullable columns), so an older catalog is
+upgraded by creating what is missing: no copy, no rescan.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from exrwatchd.catalog.schema import CATALOG_VERSION, TABLES
+from exrwatchd.logs import get_logger
+from exrwatchd.sinks._sqlite_catalog import ddl, sql_type
+from exrwatchd.sinks.base import SinkUnavailable
+
+_log = get_logger("exrwatchd.sinks.local")
+
+
+def prepare_catalog(conn: sqlite3.Connection, path: Path, cache_kib: int) -> None:
+    """Make `conn` (just opened on `path`) ready to write, or raise SinkUnavailable."""
+    where = f"catalog {path}"
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise SinkUnavailable(f"{where}: WAL journal mode unavailable (got {mode})")
+        conn.execute("PRAGMA synchronous = FULL")
+        # Rows are keyed by a hash of the path, so a batch touches pages all over each
+        # table: SQLite's default 2 MB page cache re-reads most of them every batch.
+        conn.execute(f"PRAGMA cache_size = -{cache_kib}")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > CATALOG_VERSION:
+            raise SinkUnavailable(
+                f"{where} has catalog version {version}, newer than the {CATALOG_VERSION} "
+                "this exrwatchd writes; upgrade exrwatchd, or move the file aside to "
+                "rebuild it from a rescan"
+            )
+        # Also at the current version when columns are missing: version 2 gained its
+        # tables and columns over several commits, so a catalog made in between has
+        # version 2 and only some of them.
+        if version < CATALOG_VERSION or _lacks_columns(conn):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in ddl():  # CREATE ... IF NOT EXISTS: only what is missing
+                    conn.execute(statement)
+                added = _add_missing_columns(conn, where)
+                conn.execute(f"PRAGMA user_version = {CATALOG_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            if version:
+                _log.info("catalog.upgraded", path=str(path), from_version=version,
+                          to_version=CATALOG_VERSION, columns_added=added)  # fmt: skip
+        _check_columns(conn, where)
+    except sqlite3.Error as exc:
+        raise SinkUnavailable(f"{where}: {exc}") from exc
+
+
+def _check_columns(conn: sqlite3.Connection, where: str) -> None:
+    for name, schema in TABLES.items():
+        have = [(r[1], r[2]) for r in conn.execute(f"PRAGMA table_info({name})")]
+        want = [(f.name, sql_type(f.type)) for f in schema]
+        if have != want:
+            raise SinkUnavailable(f"{where}: table {name} has columns {have}, expected {want}")
+
+
+def _lacks_columns(conn: sqlite3.Connection) -> bool:
+    """Some table is missing, or has fewer columns than its schema declares."""
+    return any(
+        len(conn.execute(f"PRAGMA table_info({name})").fetchall()) < len(schema)
+        for name, schema in TABLES.items()
+    )
+
+
+def _add_missing_columns(conn: sqlite3.Connection, where: str) -> list[str]:
+    """Append the columns a table of an older catalog lacks; their values start as NULL."""
+    added = []
+    for name, schema in TABLES.items():
+        have = [r[1] for r in conn.execute(f"PRAGMA table_info({name})")]
+        if have != schema.names[: len(have)]:
+            raise SinkUnavailable(
+                f"{where}: table {name} has columns {have}, which are not a prefix of "
+                f"{schema.names}; move the file aside to rebuild it from a rescan"
+            )
+        for field in list(schema)[len(have) :]:
+            if not field.nullable:
+                raise SinkUnavailable(f"{where}: cannot add non-null column {name}.{field.name}")
+            conn.execute(f"ALTER TABLE {name} ADD COLUMN {field.name} {sql_type(field.type)}")
+            added.append(f"{name}.{field.name}")
+    return added
