@@ -133,9 +133,11 @@ class Pipeline:
         self.unwritten.append(item)
         self.flush()
 
-    def dispatch(self) -> None:
+    def dispatch(self) -> int:
+        """Hand settled files to the workers, as many as there is room for; return that
+        room (0 or less: the settler's due paths wait for the queues to drain)."""
         if self.writer.disk_full is not None:
-            return  # the journal cannot take verdicts now: the settler keeps the paths
+            return 0  # the journal cannot take verdicts now: the settler keeps the paths
         # Nothing new while verdicts wait for the journal: the settler keeps the paths.
         free = 0 if self.unwritten else self.work.maxsize - self.work.qsize()
         if self.lane is not None:
@@ -156,6 +158,7 @@ class Pipeline:
                 self.metrics.settle_seconds(now - item.first_seen)
             self.inflight.add(item.path)
             self.work.put(item)
+        return free
 
     def handle_verdicts(self) -> None:
         while True:
@@ -236,9 +239,13 @@ class Pipeline:
         self.drain_inbox()
         self.handle_verdicts()
         self.flush()
-        self.dispatch()
+        room = self.dispatch()
         due = self.settler.next_due()
         wait = max_wait if due is None else min(max_wait, max(0.0, due - clock()))
+        if room <= 0:
+            # Due paths cannot go out until a queue drains; workers and the lane wake us when
+            # they finish, the writer does not (below): never spin on work that cannot move.
+            wait = max(wait, 0.05)
         if self.unwritten or (self.lane is not None and self.lane.waiting):
             wait = min(wait, 0.01)  # the writer and the lane free room without telling us
         if self.writer.disk_full is not None:

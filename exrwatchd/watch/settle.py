@@ -157,13 +157,16 @@ class Settler:
         """Check every path that is due; return those that settled or vanished.
 
         `limit` caps how many settled files are returned (backpressure: the rest stay
-        pending, due now, and come out of a later poll).
+        pending, due now, and come out of a later poll). Once it is reached no further path
+        is stat'ed: under backpressure the settle loop polls often, and re-stat'ing every
+        due path each time burnt the CPU the journal writer needed to catch up.
         """
         now = self._clock()
         out: list[SettledFile | Vanished] = []
-        deferred: list[tuple[str, _Pending]] = []
         settled = 0
         while self._heap and self._heap[0][0] <= now:
+            if limit is not None and settled >= limit:
+                break
             _, seq, path = heapq.heappop(self._heap)
             entry = self._pending.get(path)
             if entry is None or entry.seq != seq:
@@ -182,13 +185,7 @@ class Settler:
             if now - entry.quiet_from < wait:
                 self._schedule(path, entry, entry.quiet_from + wait)
                 continue
-            if limit is not None and settled >= limit:
-                deferred.append((path, entry))
-                continue
             del self._pending[path]
             settled += 1
             out.append(SettledFile(path, sig, entry.first_seen, entry.attempt))
-        for path, entry in deferred:
-            # Keep the agreeing stat: it stays valid, and the file goes out on the next poll.
-            self._schedule(path, entry, now)
         return out
