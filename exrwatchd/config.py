@@ -55,7 +55,7 @@ class DaemonConfig:
     state_dir: Path = Path("/var/lib/exrwatchd")
     # Fixed rather than os.cpu_count() so the same file behaves the same on every host.
     workers: int = 2
-    queue_size: int = 10000
+    queue_size: int = 1000
     rescan_interval: float = 3600.0
     shutdown_timeout: float = 30.0
     # Ship from a child process (its own core) rather than a thread: see docs/benchmarks.md.
