@@ -161,8 +161,11 @@ def make_config(
             "recheck_max_seconds": 60.0,
         },
         daemon={"workers": args.workers, "shutdown_timeout": 30.0},
-        sink={"kind": "local", "batch_size": int(os.environ.get("BENCH_SINK_BATCH", "500")),
-              "batch_wait_ms": 200},
+        sink={
+            "kind": "local",
+            "batch_size": int(os.environ.get("BENCH_SINK_BATCH", "500")),
+            "batch_wait_ms": 200,
+        },
         log={"level": "info"},
     )
 

@@ -99,9 +99,7 @@ def same(ours: Any, theirs: Any, *, f32: bool) -> bool:
         n, d = ours["numerator"], ours["denominator"]
         return d != 0 and Fraction(n, d) == theirs
     if isinstance(ours, dict) and isinstance(theirs, dict):
-        return ours.keys() == theirs.keys() and all(
-            same(ours[k], theirs[k], f32=f32) for k in ours
-        )
+        return ours.keys() == theirs.keys() and all(same(ours[k], theirs[k], f32=f32) for k in ours)
     if isinstance(ours, list | tuple) and isinstance(theirs, list | tuple):
         return len(ours) == len(theirs) and all(
             same(a, b, f32=f32) for a, b in zip(ours, theirs, strict=True)

@@ -110,9 +110,13 @@ def test_burst_through_every_fault_lands_exactly_once(tmp_path: Path, emu: VastE
             # by the daemon (not by this test's own reads).
             wait_for(lambda: persisted(daemon) >= len(expected), 120,
                      lambda: f"persisted {persisted(daemon)}/{len(expected)}")  # fmt: skip
-        rows = wait_for(lambda: (r := files_by_path(emu)) and set(r) == expected and r, 120,
-                        lambda: f"{len(files_by_path(emu))} of {len(expected)} files in VAST")
+        rows = wait_for(
+            lambda: (r := files_by_path(emu)) and set(r) == expected and r,
+            120,
+            lambda: f"{len(files_by_path(emu))} of {len(expected)} files in VAST",
+        )
         assert all(len(v) == 1 for v in rows.values())  # never a duplicate
+
         def outbox() -> dict[str, Any]:
             status = subprocess.run(
                 [sys.executable, "-m", "exrwatchd", "status", "--config", str(config), "--json"],
@@ -138,8 +142,9 @@ def test_restarts_never_duplicate(tmp_path: Path, emu: VastEmulator) -> None:
         daemon.kill()  # kill -9, mid-flight or not
     daemon, _ = start(tmp_path, emu, renders)
     try:
-        rows = wait_for(lambda: (r := files_by_path(emu)) and set(r) == expected and r, 60,
-                        "all files in VAST")
+        rows = wait_for(
+            lambda: (r := files_by_path(emu)) and set(r) == expected and r, 60, "all files in VAST"
+        )
         assert all(len(v) == 1 for v in rows.values())
     finally:
         assert daemon.stop() == 0

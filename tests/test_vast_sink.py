@@ -135,8 +135,9 @@ class TestInit:
                           metadata={"x": "y"})  # fmt: skip
         with session.transaction() as tx:
             tx.bucket(BUCKET).create_schema(SCHEMA).create_table("files", wrong)
-        with pytest.raises(SinkUnavailable,
-                           match="table files: column file_id: expected string, found int64"):
+        with pytest.raises(
+            SinkUnavailable, match="table files: column file_id: expected string, found int64"
+        ):
             init_catalog(vast_config(emu))
 
     def test_bad_credentials_and_missing_bucket(self, emu: VastEmulator) -> None:
