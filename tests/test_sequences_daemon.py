@@ -211,3 +211,33 @@ def test_log_lines_of_a_gappy_sequence_stay_short() -> None:
     assert len(fields["ranges"]) == SequenceEvent.MAX_LOGGED_RANGES
     assert fields["ranges_not_shown"] == 1000 - SequenceEvent.MAX_LOGGED_RANGES
     assert fields["frames"] == 1000
+
+
+def test_renamed_and_moved_frames_update_their_sequences(
+    tmp_path: Path, frames: dict[str, bytes]
+) -> None:
+    watch, state = tmp_path / "renders", tmp_path / "state"
+    shot = watch / "shot020"
+    shot.mkdir(parents=True)
+    for n in (1, 2, 3):
+        (shot / f"comp_{n:03d}.exr").write_bytes(frames["rgba"])
+    config = write_config(tmp_path / "c.toml", state, [{"path": str(watch)}],
+                          settle={"quiet_seconds": 0.2})  # fmt: skip
+    catalog = Catalog(state)
+    daemon = DaemonProcess(config, state)
+    try:
+        daemon.wait_event("daemon.ready")
+        wait_for(lambda: sequences_rows(catalog).get("comp_%03d.exr", (0, 0, 0))[2] == 3, 20,
+                 "the sequence found by the start-up scan")  # fmt: skip
+        # a rename within the sequence leaves a hole where the frame was
+        (shot / "comp_002.exr").rename(shot / "comp_005.exr")
+        wait_for(lambda: sequences_rows(catalog)["comp_%03d.exr"][:4] == (1, 5, 3, "[[2,2],[4,4]]"),
+                 20, "the renamed frame moved in its sequence")  # fmt: skip
+        # moving the whole directory moves the sequence
+        shot.rename(watch / "shot021")
+        moved = [str(watch / "shot021")]
+        wait_for(lambda: [r[0] for r in catalog.query("SELECT directory FROM sequences")] == moved,
+                 20, "the sequence under its new directory")  # fmt: skip
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
