@@ -67,6 +67,12 @@ SET_READY_LATER = """
     WHERE id = ?
 """
 
+# A sink-wide outage is not the entry's fault: back to 'ready', attempts unchanged.
+RELEASE_INFLIGHT = """
+    UPDATE outbox SET state = 'ready', last_error = ?, next_attempt_at = ?, updated_at = ?
+    WHERE id = ? AND state = 'inflight'
+"""
+
 SET_DEAD = """
     UPDATE outbox SET state = 'dead', attempts = ?, last_error = ?, updated_at = ? WHERE id = ?
 """

@@ -31,6 +31,7 @@ log = get_logger("exrwatchd.diskfull")
 LOW_SPACE = 1 << 20
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _SQLITE_FULL, _SQLITE_IOERR = 13, 10
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 
 
 def free_bytes(path: Path) -> int | None:
@@ -174,3 +175,16 @@ class DiskFull:
         if now_limit != limit and (now_limit is None or (limit is not None and now_limit > limit)):
             return True
         return free is not None and now_free is not None and now_free > free + LOW_SPACE
+
+
+def locked_out(exc: BaseException) -> bool:
+    """The journal was locked by another connection for longer than busy_timeout."""
+    cause: BaseException | None = exc
+    for _ in range(8):
+        if cause is None:
+            return False
+        code = (getattr(cause, "sqlite_errorcode", None) or 0) & 0xFF
+        if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False

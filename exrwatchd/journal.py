@@ -194,6 +194,18 @@ class Journal(JournalMaintenance):
         """
         return self._fail(failures, permanent=False)
 
+    def release(self, ids: Sequence[int], error: str, delay: float = 0.0) -> int:
+        """The sink as a whole was unavailable: the entries go back to 'ready', due after
+        `delay`, with `error` noted but no attempt counted. An outage of hours must not turn
+        every waiting entry into a dead letter; the sink loop backs off on its own.
+        Returns how many were in flight and went back."""
+        if not ids:
+            return 0
+        now = self._clock()
+        params = [(sql.clean_text(error), now + delay, now, i) for i in ids]
+        with self._transaction("release") as conn:
+            return conn.executemany(sql.RELEASE_INFLIGHT, params).rowcount
+
     def reject(self, failures: Sequence[tuple[int, str]]) -> list[int]:
         """Permanent failures: 'dead' now with the error. Returns the ids dead-lettered.
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from exrwatchd.diskfull import DiskFull
+from exrwatchd.diskfull import DiskFull, locked_out
 from exrwatchd.journal import Delete, Journal, JournalError, Persist
 from exrwatchd.logs import get_logger
 from exrwatchd.metrics import NullMetrics
@@ -146,6 +146,14 @@ class JournalWriter:
             try:
                 self._write(batch)
             except JournalError as exc:
+                if locked_out(exc):
+                    # Another connection held the journal past busy_timeout (an operator's
+                    # long transaction): not a reason to die; the batch waits and goes again.
+                    log.warning("journal.busy", path=str(self._journal.path), error=str(exc),
+                                waiting=len(batch) + self._queue.qsize())  # fmt: skip
+                    if self._stopping.wait(0.1):
+                        return False
+                    continue
                 delay = self._full.failed(exc, waiting=len(batch) + self._queue.qsize())
                 if delay is None:
                     raise
@@ -270,15 +278,18 @@ class SinkLoop:
         self._stop.wait(min(high, low * 2 ** min(failures - 1, 16)))
 
     def _durably(self, call: Callable[[], T]) -> T | None:
-        """`call()` (journal writes), waiting out a full disk; None if stopped meanwhile.
-
-        Entries claimed but not acknowledged then stay in flight until the next start, and
-        are shipped again (the sinks make that harmless).
-        """
+        """`call()` (journal writes), waiting out a full disk or a journal locked by another
+        connection; None if stopped meanwhile. Entries claimed but not acknowledged then
+        stay in flight until the next start and go again (the sinks make that harmless)."""
         while True:
             try:
                 result = call()
             except JournalError as exc:
+                if locked_out(exc):
+                    log.warning("journal.busy", path=str(self._journal.path), error=str(exc))
+                    if self._stop.wait(0.1):
+                        return None
+                    continue
                 delay = self._full.failed(exc)
                 if delay is None:
                     raise
@@ -310,8 +321,10 @@ class SinkLoop:
         try:
             deliveries = self._sink.write(batch)
         except SinkUnavailable as exc:
-            failures = [(e.id, str(exc)) for e in batch]
-            if self._durably(lambda: self._journal.retry(failures)) is None:
+            # Not the entries' fault: released without counting an attempt (the loop itself
+            # backs off), so a long outage ends in delivery, not in dead letters.
+            ids, error = [e.id for e in batch], str(exc)
+            if self._durably(lambda: self._journal.release(ids, error)) is None:
                 return False
             if self._on_batch:
                 self._on_batch(BatchReport(time.perf_counter() - started, len(batch), (), 0, 0,

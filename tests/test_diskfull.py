@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 from exrwatchd.diskfull import LOW_SPACE, DiskFull, full_reason
 from exrwatchd.journal import Delete, FileSig, Journal, JournalError, OutboxEntry, Persist
 from exrwatchd.shipper import JournalWriter, SinkLoop
-from exrwatchd.sinks.base import Delivery, Outcome
+from exrwatchd.sinks.base import Delivery, Outcome, SinkUnavailable
 from exrwatchd.status import render_status, write_status_file
 
 
@@ -331,3 +331,64 @@ def test_exrwatchd_status_says_the_journal_disk_is_full(tmp_path: Path) -> None:
     text = render_status(status)
     assert "journal: DISK FULL: journal /s/journal.db cannot be written" in text
     assert "health: journal" in text
+
+
+class DownSink(RecordingSink):
+    """The whole sink unreachable for its first `down` writes (what an outage looks like to
+    the sink loop: SinkUnavailable, not per-entry failures)."""
+
+    def __init__(self, down: int) -> None:
+        super().__init__()
+        self.down = down
+
+    def write(self, batch: Sequence[OutboxEntry]) -> list[Delivery]:
+        if self.down > 0:
+            self.down -= 1
+            raise SinkUnavailable("catalog unreachable")
+        return super().write(batch)
+
+
+def test_a_long_sink_outage_counts_no_attempts(tmp_path: Path) -> None:
+    # Many more failed tries than max_attempts: nothing may end as a dead letter.
+    journal = Journal.open(tmp_path, max_attempts=2)
+    paths = [f"/r/f{i}.exr" for i in range(3)]
+    journal.write([Persist(p, FileSig(1, 1, 1), "h", "complete", {"path": p}) for p in paths])
+    sink = DownSink(down=8)
+    loop = SinkLoop(journal, sink, batch_size=10, batch_wait=0.0,  # type: ignore[arg-type]
+                    unavailable_backoff=(0.01, 0.02))  # fmt: skip
+    loop.start()
+    try:
+        wait_for(lambda: loop.delivered == 3, 10, lambda: f"{loop.delivered} delivered")
+        assert sink.down == 0 and sorted(sink.written) == sorted(paths)
+        stats = journal.stats()
+        assert (stats.ready, stats.inflight, stats.dead) == (0, 0, 0)
+        assert loop.unhealthy_since is None
+    finally:
+        loop.stop(5)
+        journal.close()
+
+
+def test_the_writer_outlasts_a_journal_locked_past_busy_timeout(
+    tmp_path: Path, logs: list[dict[str, Any]]
+) -> None:
+    # An operator's long transaction on journal.db: the writer's write times out (here after
+    # 50 ms instead of 10 s), says so, and writes the same batch once the lock is gone.
+    journal = Journal.open(tmp_path)
+    with journal._locked("test") as conn:
+        conn.execute("PRAGMA busy_timeout = 50")
+    writer = JournalWriter(journal, on_commit=lambda _: None, max_delay=0.01)  # type: ignore[arg-type]
+    holder = sqlite3.connect(journal.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    writer.start()
+    try:
+        assert writer.offer(Delete("/r/a.exr"))
+        wait_for(lambda: named(logs, "journal.busy"), 10, "the writer to report the lock")
+        assert writer.alive() and writer.written == 0
+        holder.rollback()
+        wait_for(lambda: writer.written == 1, 10, "the batch written after the lock")
+        assert writer.error is None and journal.path_state("/r/a.exr") is None
+        assert journal.stats().ready == 1  # the deletion is queued for the sink, once
+    finally:
+        holder.close()
+        writer.stop(5)
+        journal.close()
