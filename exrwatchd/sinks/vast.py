@@ -67,6 +67,13 @@ _SINK = (
 )  # fmt: skip
 
 
+# Transient failures where the cluster did not answer: sink-wide, so they count no attempts.
+_UNREACHABLE = (
+    vast_errors.ConnectionError, requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout, ConnectionError, TimeoutError,
+)  # fmt: skip
+
+
 def classify(exc: BaseException) -> Kind:
     """transient (retry the batch), entry (isolate and reject), or sink (the sink is down)."""
     if isinstance(exc, _SINK):
@@ -202,6 +209,10 @@ class VastSink:
                         + self._write(batch[middle:], rows, sequences))  # fmt: skip
             if isinstance(exc, vast_errors.ConnectionError | requests.exceptions.RequestException):
                 self._forget_connection()  # rebuild the session before the next attempt
+            if isinstance(exc, _UNREACHABLE):
+                # No answer at all (refused, reset, timed out): the cluster is down or cut
+                # off, not these entries at fault, so no attempt is counted against them.
+                raise SinkUnavailable(f"vast: unreachable: {message}") from None
             return [Delivery(e.id, Outcome.RETRY, message) for e in batch]
         return [Delivery(e.id, Outcome.DELIVERED) for e in batch]
 
