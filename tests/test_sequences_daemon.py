@@ -154,16 +154,25 @@ def sequences_rows(catalog: Catalog) -> dict[str, tuple]:
     return {r[0]: r[1:] for r in rows}
 
 
-def test_daemon_tracks_a_sequence_end_to_end(tmp_path: Path, frames: dict[str, bytes]) -> None:
-    watch, state = tmp_path / "renders", tmp_path / "state"
-    shot = watch / "shot010"
-    shot.mkdir(parents=True)
-    config = write_config(tmp_path / "c.toml", state, [{"path": str(watch)}],
+def daemon_on(tmp_path: Path) -> tuple[DaemonProcess, Catalog, Path]:
+    """The real daemon (local sink, short settle) on tmp_path/renders; started and ready."""
+    state = tmp_path / "state"
+    config = write_config(tmp_path / "c.toml", state, [{"path": str(tmp_path / "renders")}],
                           settle={"quiet_seconds": 0.2})  # fmt: skip
-    catalog = Catalog(state)
     daemon = DaemonProcess(config, state)
     try:
         daemon.wait_event("daemon.ready")
+    except BaseException:
+        daemon.kill()
+        raise
+    return daemon, Catalog(state), config
+
+
+def test_daemon_tracks_a_sequence_end_to_end(tmp_path: Path, frames: dict[str, bytes]) -> None:
+    shot = tmp_path / "renders" / "shot010"
+    shot.mkdir(parents=True)
+    daemon, catalog, config = daemon_on(tmp_path)
+    try:
         for n in (1, 2, 3, 5):
             (shot / f"beauty.{n:04d}.exr").write_bytes(frames["rgba"])
         wait_for(lambda: sequences_rows(catalog).get("beauty.%04d.exr", (0, 0, 0))[2] == 4,
@@ -216,17 +225,13 @@ def test_log_lines_of_a_gappy_sequence_stay_short() -> None:
 def test_renamed_and_moved_frames_update_their_sequences(
     tmp_path: Path, frames: dict[str, bytes]
 ) -> None:
-    watch, state = tmp_path / "renders", tmp_path / "state"
+    watch = tmp_path / "renders"
     shot = watch / "shot020"
     shot.mkdir(parents=True)
     for n in (1, 2, 3):
         (shot / f"comp_{n:03d}.exr").write_bytes(frames["rgba"])
-    config = write_config(tmp_path / "c.toml", state, [{"path": str(watch)}],
-                          settle={"quiet_seconds": 0.2})  # fmt: skip
-    catalog = Catalog(state)
-    daemon = DaemonProcess(config, state)
+    daemon, catalog, _ = daemon_on(tmp_path)
     try:
-        daemon.wait_event("daemon.ready")
         wait_for(lambda: sequences_rows(catalog).get("comp_%03d.exr", (0, 0, 0))[2] == 3, 20,
                  "the sequence found by the start-up scan")  # fmt: skip
         # a rename within the sequence leaves a hole where the frame was
