@@ -88,7 +88,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from exrwatchd.config import config_to_dict, load_config
+    from exrwatchd.config import load_config
+    from exrwatchd.config_dump import config_to_dict
 
     try:
         cfg = load_config(args.config)

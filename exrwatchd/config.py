@@ -7,7 +7,6 @@ of restarting the daemon once per typo.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -242,7 +241,8 @@ _INSPECT = (
     _Field("pixel_queue_size", "int", ge=1),
 )
 
-_SECTIONS = ("daemon", "watch", "settle", "sink", "vast", "log", "metrics", "inspect")
+#: The top-level tables, in the order check-config prints them.
+SECTIONS = ("daemon", "watch", "settle", "sink", "vast", "log", "metrics", "inspect")
 _ENDPOINT_ENV = "VAST_DB_ENDPOINT"
 _CREDENTIAL_ENV = {"access_key": "VAST_DB_ACCESS_KEY", "secret_key": "VAST_DB_SECRET_KEY"}
 
@@ -335,7 +335,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     name = str(path)
     data, mode = _read_toml(Path(path), name)
     ctx = _Context(os.environ if environ is None else environ)
-    _unknown_keys(data, "", _SECTIONS, ctx)
+    _unknown_keys(data, "", SECTIONS, ctx)
 
     daemon = _read_section(DaemonConfig, data, "daemon", _DAEMON, ctx)
     watches = _watches(data, ctx)
@@ -372,34 +372,3 @@ def _scrub(text: str, secrets: Sequence[str]) -> str:
         if len(secret) >= 4:
             text = text.replace(secret, MASK)
     return text
-
-
-# --- output ------------------------------------------------------------------------------
-
-
-def config_to_dict(cfg: Config) -> dict[str, Any]:
-    """The effective config as TOML-able data, secrets masked with their source.
-
-    Keys that are unset (None) are left out, since TOML has no null.
-    """
-    out: dict[str, Any] = {}
-    for name in _SECTIONS:
-        section = getattr(cfg, name)
-        out[name] = [_plain(s) for s in section] if isinstance(section, tuple) else _plain(section)
-    return out
-
-
-def _plain(section: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(section):
-        value = getattr(section, f.name)
-        if value is None:
-            continue
-        if isinstance(value, Secret):
-            value = f"{MASK} (from {value.source})"
-        elif isinstance(value, Path):
-            value = str(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out

@@ -23,9 +23,9 @@ from exrwatchd.config import (
     SinkConfig,
     VastConfig,
     WatchConfig,
-    config_to_dict,
     load_config,
 )
+from exrwatchd.config_dump import config_to_dict
 from exrwatchd.errors import ConfigError
 from exrwatchd.secrets import Secret
 from exrwatchd.watch.filters import NameFilter
