@@ -18,7 +18,6 @@ import orjson
 
 from exrwatchd.catalog._convert import RecordError, as_bool, as_int, as_str, as_time, need
 from exrwatchd.catalog.rows import normalize_path, path_bytes
-from exrwatchd.catalog.schema import SEQUENCES
 from exrwatchd.sequences import SequenceSummary
 
 #: Outbox keys of sequences start with this, so they can never equal a watched (absolute)
@@ -67,11 +66,16 @@ def summary_from_record(record: Mapping[str, Any]) -> SequenceSummary:
     )  # fmt: skip
 
 
-def _frames(value: Any, what: str) -> str:
+def _frames(record: Mapping[str, Any], key: str) -> list[int]:
+    value = need(record, key, "sequence")
     if not isinstance(value, list) or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in value
     ):
-        raise RecordError(f"sequence {what} must be a list of frame numbers")
+        raise RecordError(f"sequence {key} must be a list of frame numbers")
+    return value
+
+
+def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
@@ -79,35 +83,30 @@ def sequence_row(key_path: str, record: Mapping[str, Any]) -> dict[str, Any]:
     """The `sequences` row of a record queued under `key_path`. RecordError if malformed."""
     if not isinstance(record, Mapping):
         raise RecordError(f"sequence record must be an object, got {type(record).__name__}")
-    directory = as_str(need(record, "directory", "sequence"), "sequence directory")
-    pattern = as_str(need(record, "pattern", "sequence"), "sequence pattern")
-    assert directory is not None and pattern is not None
     missing = need(record, "missing", "sequence")
     if not isinstance(missing, list) or not all(
         isinstance(r, list) and len(r) == 2 and all(isinstance(v, int) for v in r) for r in missing
     ):
         raise RecordError("sequence missing must be a list of [first, last] pairs")
-    count = as_int(need(record, "count", "sequence"), "sequence count")
-    row = {
+    incomplete, unhealthy = _frames(record, "incomplete"), _frames(record, "unhealthy")
+    odd_layout = _frames(record, "odd_layout")
+    # In the column order of SEQUENCES, so sql_row takes the values as they are.
+    return {
         "sequence_id": sequence_id_for(key_path),
-        "directory": directory,
-        "pattern": pattern,
+        "directory": as_str(need(record, "directory", "sequence"), "sequence directory"),
+        "pattern": as_str(need(record, "pattern", "sequence"), "sequence pattern"),
         "first_frame": as_int(need(record, "first", "sequence"), "sequence first"),
         "last_frame": as_int(need(record, "last", "sequence"), "sequence last"),
-        "frame_count": count,
+        "frame_count": as_int(need(record, "count", "sequence"), "sequence count"),
         "missing_count": sum(b - a + 1 for a, b in missing),
-        "missing_ranges": orjson.dumps(missing).decode(),
-        "incomplete_frames": _frames(need(record, "incomplete", "sequence"), "incomplete"),
-        "unhealthy_frames": _frames(need(record, "unhealthy", "sequence"), "unhealthy"),
+        "missing_ranges": _json(missing),
+        "incomplete_frames": _json(incomplete),
+        "unhealthy_frames": _json(unhealthy),
         "structure_consistent": as_bool(
             need(record, "structure_consistent", "sequence"), "sequence structure_consistent"
         ),
         "layout_key": as_str(need(record, "layout", "sequence"), "sequence layout", nullable=True),
-        "odd_layout_frames": _frames(need(record, "odd_layout", "sequence"), "odd_layout"),
-        "is_whole": False,
+        "odd_layout_frames": _json(odd_layout),
+        "is_whole": not (missing or incomplete or unhealthy or odd_layout),
         "last_update": as_time(need(record, "updated_at", "sequence"), "sequence updated_at"),
     }
-    row["is_whole"] = not (missing or row["incomplete_frames"] != "[]"
-                           or row["unhealthy_frames"] != "[]"
-                           or row["odd_layout_frames"] != "[]")  # fmt: skip
-    return {name: row[name] for name in SEQUENCES.names}
