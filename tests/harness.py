@@ -208,3 +208,25 @@ def children(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 out.append(int(entry.name))
     return out
+
+
+class DaemonEnv:
+    """A watched tree (tmp/renders), a state dir and a config for the real daemon; `start`
+    runs it and waits until its start-up scan is done. `watch` options go to the one
+    [[watch]] entry, `sections` to write_config."""
+
+    def __init__(self, tmp: Path, watch: dict[str, Any] | None = None, **sections: Any) -> None:
+        self.tmp = tmp
+        self.watch = tmp / "renders"
+        self.watch.mkdir(exist_ok=True)
+        self.state = tmp / "state"
+        entry = {"path": str(self.watch), **(watch or {})}
+        self.config = write_config(tmp / "config.toml", self.state, [entry], **sections)
+        self.catalog = Catalog(self.state)
+        self.daemon: DaemonProcess | None = None
+
+    def start(self) -> DaemonProcess:
+        self.daemon = DaemonProcess(self.config, self.state)
+        self.daemon.wait_event("daemon.ready")
+        self.daemon.wait_event("scan.finished")
+        return self.daemon

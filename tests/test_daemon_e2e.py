@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from exrgen import _offset_table_span, write_multipart, write_scanline
-from harness import Catalog, DaemonProcess, wait_for, write_config
+from harness import DaemonEnv, wait_for
 
 BACKENDS = ["inotify", "poll"]
 
@@ -33,28 +33,10 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     }
 
 
-class Env:
+class Env(DaemonEnv):
     def __init__(self, tmp: Path, backend: str, **sections: object) -> None:
-        self.tmp = tmp
-        self.watch = tmp / "renders"
-        self.watch.mkdir(exist_ok=True)
-        self.state = tmp / "state"
+        super().__init__(tmp, {"backend": backend, "poll_interval": 0.2}, **sections)
         self.backend = backend
-        self.sections = sections
-        self.config = write_config(
-            tmp / "config.toml",
-            self.state,
-            [{"path": str(self.watch), "backend": backend, "poll_interval": 0.2}],
-            **sections,
-        )
-        self.catalog = Catalog(self.state)
-        self.daemon: DaemonProcess | None = None
-
-    def start(self) -> DaemonProcess:
-        self.daemon = DaemonProcess(self.config, self.state)
-        self.daemon.wait_event("daemon.ready")
-        self.daemon.wait_event("scan.finished")
-        return self.daemon
 
     def path(self, name: str) -> str:
         return str(self.watch / name)

@@ -22,7 +22,7 @@ import numpy as np
 import OpenEXR
 import pytest
 from exrgen import ramp, write_subsampled
-from harness import Catalog, DaemonProcess, wait_for, write_config
+from harness import DaemonEnv, wait_for, write_config
 from pixel_frames import expected, nan_inf_channels, normal_channels, write_frame, zero_channels
 
 from exrwatchd.exr.inspect import inspect_path
@@ -32,23 +32,8 @@ from exrwatchd.pixel_lane import PixelLane, measure
 from exrwatchd.watch.settle import SettledFile
 
 
-class Env:
-    """A watched tree, a state dir and a config; `start` runs the daemon on them."""
-
-    def __init__(self, tmp: Path, **sections: Any) -> None:
-        self.watch = tmp / "renders"
-        self.watch.mkdir(exist_ok=True)
-        self.state = tmp / "state"
-        self.config = write_config(tmp / "config.toml", self.state,
-                                   [{"path": str(self.watch)}], **sections)  # fmt: skip
-        self.catalog = Catalog(self.state)
-        self.daemon: DaemonProcess | None = None
-
-    def start(self) -> DaemonProcess:
-        self.daemon = DaemonProcess(self.config, self.state)
-        self.daemon.wait_event("daemon.ready")
-        self.daemon.wait_event("scan.finished")
-        return self.daemon
+class Env(DaemonEnv):
+    """The daemon's environment (harness.DaemonEnv) with readers for the pixel columns."""
 
     def files(self) -> dict[str, dict[str, Any]]:
         cols = ("file_path", "is_complete", "error_kind", "has_nan", "has_inf", "is_constant",
