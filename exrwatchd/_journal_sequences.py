@@ -116,8 +116,8 @@ def refresh(
     parameters; the caller drops their superseded entries first) and the events to log once
     the transaction commits.
     """
-    limit = -1 if force else REFRESH_LIMIT
-    seqs = [row[0] for row in conn.execute(SELECT_DUE, (float("inf") if force else now, limit))]
+    limit, until = (-1, float("inf")) if force else (REFRESH_LIMIT, now)
+    seqs = [row[0] for row in conn.execute(SELECT_DUE, (until, limit))]
     entries: list[tuple[Any, ...]] = []
     events: list[SequenceEvent] = []
     moment = datetime.fromtimestamp(now, tz=UTC)
@@ -136,6 +136,12 @@ def refresh(
         entries.append((seq, "sequence", now, now, now, record_text))
         events += changes(before, after)
     return entries, events
+
+
+def due(conn: sqlite3.Connection, now: float, *, force: bool = False) -> bool:
+    """Whether refresh(conn, now, force=force) has anything to do."""
+    limit = float("inf") if force else now
+    return conn.execute(SELECT_DUE, (limit, 1)).fetchone() is not None
 
 
 def pending(conn: sqlite3.Connection) -> int:

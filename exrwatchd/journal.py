@@ -133,6 +133,8 @@ class Journal(JournalMaintenance):
             latest.pop(item.path, None)  # re-inserting moves the path to its last position
             latest[item.path] = item
         now = self._clock()
+        if not latest and not self._sequences_due(now, force=force):
+            return  # the daemon's periodic refresh, with nothing due: no write transaction
         params = conv.write_params(latest.values(), now)
         with self._transaction("write") as conn:
             if latest:
@@ -151,6 +153,10 @@ class Journal(JournalMaintenance):
         """Sequences with changed frames whose summary has not been refreshed yet."""
         with self._reading("sequences pending") as conn:
             return frame_sequences.pending(conn)
+
+    def _sequences_due(self, now: float, *, force: bool) -> bool:
+        with self._reading("sequences due") as conn:
+            return frame_sequences.due(conn, now, force=force)
 
     # -- sink thread ---------------------------------------------------------------------
 
