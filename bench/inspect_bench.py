@@ -29,8 +29,8 @@ import OpenImageIO as oiio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exrwatchd.embed import channel_fingerprint, metadata_embedding
-from exrwatchd.exr.inspect import inspect_path
+from exrwatchd.exr import inspect_path
+from exrwatchd.exr.embed import channel_fingerprint, metadata_embedding
 
 
 def _attrs(i: int) -> dict:

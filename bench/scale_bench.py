@@ -6,7 +6,7 @@
 
 Two measurements, both what a gateway meets on a big mount:
 
-- reconcile: `exrwatchd.reconcile.reconcile()` of a tree of empty .exr stubs (100 per leaf
+- reconcile: `exrwatchd.watch.reconcile.reconcile()` of a tree of empty .exr stubs (100 per leaf
   directory, bench/scan_bench.py's generator and layout, so the trees are shared with it and
   reused from one run to the next: TMP/exrwatchd-tree-N) against a real Journal that holds
   every stub with its real FileSig. The journal is filled first with Journal.write of
@@ -51,9 +51,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from scan_bench import generate  # noqa: E402
 
-from exrwatchd.journal import FileSig, Journal, Persist  # noqa: E402
-from exrwatchd.reconcile import reconcile  # noqa: E402
-from exrwatchd.watch.filters import NameFilter  # noqa: E402
+from exrwatchd.filesig import FileSig  # noqa: E402
+from exrwatchd.journal import Journal, Persist  # noqa: E402
+from exrwatchd.watch import NameFilter  # noqa: E402
+from exrwatchd.watch.reconcile import reconcile  # noqa: E402
 
 FILES_PER_DIR = 100
 BATCH = 10_000

@@ -43,8 +43,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exrwatchd.journal import FileSig
-from exrwatchd.watch.filters import NameFilter
+from exrwatchd.filesig import FileSig
+from exrwatchd.watch import NameFilter
 from exrwatchd.watch.poll import PollScanner
 from exrwatchd.watch.tree import walk_files
 

@@ -25,11 +25,11 @@ from exrgen import write_multipart, write_scanline  # noqa: E402
 from vast_emulator import VastEmulator  # noqa: E402
 
 from exrwatchd.config import VastConfig  # noqa: E402
-from exrwatchd.exr.inspect import inspect_path  # noqa: E402
-from exrwatchd.inspector import make_record  # noqa: E402
+from exrwatchd.exr import inspect_path  # noqa: E402
 from exrwatchd.journal import OutboxEntry  # noqa: E402
+from exrwatchd.pipeline import make_record  # noqa: E402
 from exrwatchd.secrets import Secret  # noqa: E402
-from exrwatchd.sinks.base import Outcome  # noqa: E402
+from exrwatchd.sinks import Outcome  # noqa: E402
 from exrwatchd.sinks.vast import VastSink, init_catalog  # noqa: E402
 
 

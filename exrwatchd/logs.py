@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -105,12 +106,14 @@ class _LevelGate:
 
 
 class _Output:
-    """The stream every logger writes to; swapping its target on reload redirects them all."""
+    """The stream every logger writes to; swapping its target on reload redirects them all.
+    `owned` is the log file `apply_logging` opened (and closes when it opens the next)."""
 
-    __slots__ = ("__weakref__", "target")  # structlog keys its per-file write lock weakly
+    __slots__ = ("__weakref__", "owned", "target")  # structlog keys its write lock weakly
 
     def __init__(self, target: TextIO) -> None:
         self.target = target
+        self.owned: TextIO | None = None
 
     def write(self, text: str) -> int:
         return self.target.write(text)
@@ -182,6 +185,23 @@ def configure_logging(
         # Caching would freeze each logger's level at first use and defeat reload.
         cache_logger_on_first_use=False,
     )
+
+
+def apply_logging(
+    fmt: str, level: str, secrets: Iterable[str], file: str | os.PathLike[str] | None
+) -> None:
+    """Configure logging as `configure_logging` does, writing to `file` when one is given:
+    opened again on every call (a reload after logrotate moved it away), the previous one
+    closed once the new one is in place; stdout otherwise."""
+    previous = _OUTPUT.owned
+    stream = None
+    if file is not None:
+        # Line-buffered append: rotation tools move the file away and send SIGHUP.
+        stream = open(file, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+    configure_logging(fmt, level, secrets, stream=stream)
+    _OUTPUT.owned = stream
+    if previous is not None:
+        previous.close()
 
 
 def _serialize(obj: Any, **_: Any) -> str:

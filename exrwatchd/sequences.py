@@ -22,14 +22,15 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
 from itertools import pairwise
 from typing import Any, Literal, NamedTuple, TypeAlias
 
-from exrwatchd.exr.model import Inspection, Part
+from exrwatchd.exr import Part
 from exrwatchd.exr.naming import split_frame_name
 
 #: Inclusive `(start, end)`. Gaps are kept as ranges so frames 1 and 10**9 cost one tuple.
@@ -86,22 +87,6 @@ def parse_frame_path(path: str | os.PathLike[str]) -> FrameName | None:
     return FrameName(SequenceKey(directory, pattern), frame)
 
 
-def sequence_key(path: str | os.PathLike[str]) -> SequenceKey | None:
-    """`parse_frame_path(path).key`, or None."""
-    name = parse_frame_path(path)
-    return None if name is None else name.key
-
-
-def group_paths(paths: Iterable[str]) -> dict[SequenceKey, dict[int, str]]:
-    """Paths by sequence, then by frame number (a reconciliation regroups a whole tree)."""
-    groups: dict[SequenceKey, dict[int, str]] = {}
-    for path in paths:
-        name = parse_frame_path(path)
-        if name is not None:
-            groups.setdefault(name.key, {})[name.frame] = path
-    return groups
-
-
 class FrameStatus(StrEnum):
     COMPLETE = "complete"
     INCOMPLETE = "incomplete"  # recorded before it was whole (journal status "incomplete")
@@ -149,21 +134,6 @@ def _layout_key(parts: tuple[tuple[Any, ...], ...]) -> str:
     # escapes keep names that are not valid UTF-8 (surrogates) hashable.
     data = json.dumps([LAYOUT_KEY_VERSION, described], separators=(",", ":")).encode()
     return f"{LAYOUT_KEY_VERSION}:{hashlib.blake2b(data, digest_size=10).hexdigest()}"
-
-
-def frame_from_inspection(inspection: Inspection) -> tuple[SequenceKey, Frame] | None:
-    """The sequence and Frame of an inspected file, or None when it is not a frame.
-
-    An error of kind "vanished" means the file is gone: the caller should drop the frame.
-    """
-    name = parse_frame_path(inspection.path)
-    if name is None:
-        return None
-    if inspection.error is not None:
-        status = FrameStatus.ERROR
-    else:
-        status = FrameStatus.COMPLETE if inspection.complete else FrameStatus.INCOMPLETE
-    return name.key, Frame(name.frame, inspection.path, status, layout_key(inspection.parts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,3 +294,45 @@ def _subtract(a: Sequence[Range], b: Sequence[Range]) -> tuple[Range, ...]:
 
 def _clip(ranges: Iterable[Range], lo: int, hi: int) -> tuple[Range, ...]:
     return tuple((max(s, lo), min(e, hi)) for s, e in ranges if e >= lo and s <= hi)
+
+
+# ---- records: how the journal keeps a summary and queues it for the sinks
+
+#: Outbox keys of sequences start with this, so they can never equal a watched (absolute)
+#: path, even of a file literally named `beauty.%04d.exr`.
+SEQUENCE_KEY_PREFIX = "sequence:"
+
+
+def sequence_path(directory: str, pattern: str) -> str:
+    """The outbox key of a sequence: its prefix, then where its pattern would sit as a file."""
+    return SEQUENCE_KEY_PREFIX + os.path.join(directory, pattern)
+
+
+def summary_record(summary: SequenceSummary, updated_at: datetime) -> dict[str, Any]:
+    """The journal record of a sequence (JSON-ready)."""
+    return {
+        "directory": summary.directory,
+        "pattern": summary.pattern,
+        "first": summary.first,
+        "last": summary.last,
+        "count": summary.count,
+        "missing": [list(r) for r in summary.missing],
+        "incomplete": list(summary.incomplete),
+        "unhealthy": list(summary.unhealthy),
+        "structure_consistent": summary.structure_consistent,
+        "layout": summary.layout,
+        "odd_layout": list(summary.odd_layout),
+        "updated_at": updated_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+
+
+def summary_from_record(record: Mapping[str, Any]) -> SequenceSummary:
+    """The summary a record was made from (the journal compares old and new summaries)."""
+    return SequenceSummary(
+        directory=record["directory"], pattern=record["pattern"], first=record["first"],
+        last=record["last"], count=record["count"],
+        missing=tuple((a, b) for a, b in record["missing"]),
+        incomplete=tuple(record["incomplete"]), unhealthy=tuple(record["unhealthy"]),
+        structure_consistent=record["structure_consistent"], layout=record["layout"],
+        odd_layout=tuple(record["odd_layout"]),
+    )  # fmt: skip

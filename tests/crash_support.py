@@ -35,7 +35,7 @@ from typing import Any
 from exrgen import PartSpec, write_multipart, write_scanline, write_tiled
 from harness import Catalog, DaemonProcess, children, wait_for, write_config
 
-from exrwatchd.exr.inspect import inspect_path
+from exrwatchd.exr import inspect_path
 from exrwatchd.journal import Journal, JournalStats
 
 BUCKET, SCHEMA = "exrwatch", "exr_metadata"

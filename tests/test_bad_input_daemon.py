@@ -47,7 +47,7 @@ from exrgen import truncated_copies, truncation_points, write_scanline
 from harness import ROOT, Catalog, DaemonProcess, wait_for, write_config
 from test_hostile import attr, tiny_exr
 
-from exrwatchd.exr.inspect import inspect_path
+from exrwatchd.exr import inspect_path
 
 #: Short timings: a file settles 0.2 s after its last change, and one that stays incomplete
 #: (or keeps a transient error: empty, truncated header) is recorded as such after 1 s.

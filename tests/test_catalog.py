@@ -34,9 +34,10 @@ from exrwatchd.catalog import (
     normalize_path,
     to_arrow,
 )
-from exrwatchd.exr.inspect import inspect_path
+from exrwatchd.exr import inspect_path
 from exrwatchd.exr.report import inspection_to_dict
-from exrwatchd.sinks.local import LocalSink, ddl, sql_type
+from exrwatchd.sinks import LocalSink
+from exrwatchd.sinks._sqlite_catalog import ddl, sql_type
 
 
 def make_record(path: str | os.PathLike[str], **extra: Any) -> dict[str, Any]:
@@ -120,7 +121,7 @@ class TestSchema:
             assert t == pa.list_(pa.field("item", pa.float32(), nullable=False), dim)
 
     def test_dims_match_the_embedder(self) -> None:
-        from exrwatchd import embed
+        from exrwatchd.exr import embed
 
         assert (METADATA_DIM, CHANNEL_DIM) == (embed.METADATA_DIM, embed.CHANNEL_DIM)
 

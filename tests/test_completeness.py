@@ -9,7 +9,7 @@ import pytest
 from conftest import corpus_exrs
 from exrgen import truncated_copies, zeroed_offset_table_copy
 
-from exrwatchd.exr.inspect import inspect_path, inspect_source
+from exrwatchd.exr import inspect_path, inspect_source
 from exrwatchd.exr.source import BytesSource
 
 

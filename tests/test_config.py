@@ -23,12 +23,12 @@ from exrwatchd.config import (
     SinkConfig,
     VastConfig,
     WatchConfig,
+    config_to_dict,
     load_config,
 )
-from exrwatchd.config_dump import config_to_dict
 from exrwatchd.errors import ConfigError
 from exrwatchd.secrets import Secret
-from exrwatchd.watch.filters import NameFilter
+from exrwatchd.watch import NameFilter
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 

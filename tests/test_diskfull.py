@@ -17,11 +17,19 @@ import pytest
 from harness import wait_for
 from structlog.testing import capture_logs
 
-from exrwatchd.diskfull import LOW_SPACE, DiskFull, full_reason
-from exrwatchd.journal import Delete, FileSig, Journal, JournalError, OutboxEntry, Persist
-from exrwatchd.shipper import JournalWriter, SinkLoop
-from exrwatchd.sinks.base import Delivery, Outcome, SinkUnavailable
-from exrwatchd.status import render_status, write_status_file
+from exrwatchd.cli.status import render_status
+from exrwatchd.filesig import FileSig
+from exrwatchd.journal import (
+    Delete,
+    Journal,
+    JournalError,
+    OutboxEntry,
+    Persist,
+)
+from exrwatchd.pipeline import DiskFull, JournalWriter, SinkLoop, full_reason
+from exrwatchd.pipeline.diskfull import LOW_SPACE
+from exrwatchd.sinks import Delivery, Outcome, SinkUnavailable
+from exrwatchd.telemetry import write_status_file
 
 
 def sqlite_error(code: int, message: str) -> sqlite3.OperationalError:
@@ -80,11 +88,11 @@ def test_an_io_error_is_a_full_disk_only_when_space_or_the_size_limit_says_so(
     path = tmp_path / "journal.db"
     path.write_bytes(b"\0" * 4096)
     monkeypatch.setattr(resource, "getrlimit", lambda _: (resource.RLIM_INFINITY,) * 2)
-    monkeypatch.setattr("exrwatchd.diskfull.free_bytes", lambda _: 10 * LOW_SPACE)
+    monkeypatch.setattr("exrwatchd.pipeline.diskfull.free_bytes", lambda _: 10 * LOW_SPACE)
     assert full_reason(journal_error(IOERR_WRITE), path) is None
-    monkeypatch.setattr("exrwatchd.diskfull.free_bytes", lambda _: 100)
+    monkeypatch.setattr("exrwatchd.pipeline.diskfull.free_bytes", lambda _: 100)
     assert "I/O error" in str(full_reason(journal_error(IOERR_WRITE), path))
-    monkeypatch.setattr("exrwatchd.diskfull.free_bytes", lambda _: 10 * LOW_SPACE)
+    monkeypatch.setattr("exrwatchd.pipeline.diskfull.free_bytes", lambda _: 10 * LOW_SPACE)
     monkeypatch.setattr(resource, "getrlimit", lambda _: (8192, resource.RLIM_INFINITY))
     assert "RLIMIT_FSIZE 8192" in str(full_reason(journal_error(IOERR_WRITE), path))
     big_limit = 100 * LOW_SPACE  # far above the journal's size: not the limit

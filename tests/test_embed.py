@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exrwatchd import embed
-from exrwatchd.embed import (
+from exrwatchd.exr import Part, embed
+from exrwatchd.exr.embed import (
     CHANNEL_DIM,
     EMBEDDING_VERSION,
     METADATA_DIM,
@@ -23,7 +23,12 @@ from exrwatchd.embed import (
     embed_parts,
     metadata_embedding,
 )
-from exrwatchd.exr.model import PART_TYPES, Attribute, Channel, Part, Tiles
+from exrwatchd.exr.model import (
+    PART_TYPES,
+    Attribute,
+    Channel,
+    Tiles,
+)
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
@@ -123,7 +128,8 @@ def test_a_caller_cannot_corrupt_the_shared_vectors() -> None:
 
 
 SAMPLE_PARTS = """
-from exrwatchd.exr.model import Attribute, Channel, Part, Tiles
+from exrwatchd.exr import Part
+from exrwatchd.exr.model import Attribute, Channel, Tiles
 def _ch(names, t): return tuple(Channel(n, t, 1, 1, False, None) for n in names)
 SAMPLE = (
     Part(0, "beauty", "scanlineimage", "left", "piz", (10, 20, 1929, 1099), (0, 0, 1919, 1079),
@@ -149,7 +155,7 @@ def _sample_vectors() -> bytes:
 
 def test_identical_across_processes_and_hash_seeds() -> None:
     code = (
-        "import sys\n" + SAMPLE_PARTS + "from exrwatchd.embed import embed_parts, "
+        "import sys\n" + SAMPLE_PARTS + "from exrwatchd.exr.embed import embed_parts, "
         "metadata_embedding, channel_fingerprint\n"
         "m, c = embed_parts(SAMPLE)\n"
         "e = metadata_embedding(()).tobytes() + channel_fingerprint(()).tobytes()\n"

@@ -10,8 +10,7 @@ import pytest
 from conftest import corpus_exrs, corpus_path
 from reference import FLOAT32_TYPES, expected_value, reference_parts, same
 
-from exrwatchd.exr.inspect import inspect_path
-from exrwatchd.exr.model import Inspection, Part
+from exrwatchd.exr import Inspection, Part, inspect_path
 
 CORPUS = corpus_path()
 

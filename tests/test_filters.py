@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exrwatchd.watch.filters import NameFilter
+from exrwatchd.watch import NameFilter
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from conftest import corpus_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exrwatchd.exr.inspect import inspect_path, inspect_source
+from exrwatchd.exr import inspect_path, inspect_source
 from exrwatchd.exr.report import inspection_to_dict
 from exrwatchd.exr.source import BytesSource
 
@@ -185,7 +185,7 @@ class TestOnDisk:
                 f.write(tiny_exr())
             result = inspect_path(os.fsdecode(path))
             assert result.complete, raw_name
-            from exrwatchd.cli import json_line
+            from exrwatchd.cli._output import json_line
 
             line = json_line(inspection_to_dict(result))
             assert json.loads(line)["path"] == os.fsdecode(path)

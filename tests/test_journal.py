@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from exrwatchd.errors import ExrwatchdError
+from exrwatchd.filesig import FileSig
 from exrwatchd.journal import (
     Delete,
-    FileSig,
     Journal,
     JournalError,
     OutboxEntry,

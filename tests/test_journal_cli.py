@@ -1,8 +1,8 @@
 """`exrwatchd journal stats | failed | retry | purge` on real journals, next to a live writer.
 
-Every command test runs twice: in-process through `journal_cli.register()` on a fresh
+Every command test runs twice: in-process through `cli.journal.register()` on a fresh
 argparse parser, and as a real subprocess (`python -m exrwatchd journal ...`). The
-subprocess runs are skipped while cli.py does not register the command yet.
+subprocess runs are skipped while cli/main.py does not register the command yet.
 """
 
 from __future__ import annotations
@@ -25,8 +25,19 @@ from typing import Any
 import pytest
 from harness import ROOT, wait_for, write_config
 
-from exrwatchd.journal import Delete, FileSig, Journal, PathStatus, Persist
-from exrwatchd.journal_cli import Duration, parse_duration, register, shown
+from exrwatchd.cli.journal import (
+    Duration,
+    parse_duration,
+    register,
+    shown,
+)
+from exrwatchd.filesig import FileSig
+from exrwatchd.journal import (
+    Delete,
+    Journal,
+    PathStatus,
+    Persist,
+)
 
 DAY = 86400.0
 NOW = time.time()  # the fixture journal is written relative to this, with a fake clock
@@ -168,8 +179,8 @@ def wired() -> str | None:
     if proc.returncode == 0:
         return None
     return (
-        "`exrwatchd journal` is not registered in exrwatchd/cli.py yet (build_parser must "
-        "call exrwatchd.journal_cli.register(sub)); these subprocess runs pass once it is"
+        "`exrwatchd journal` is not registered in exrwatchd/cli/main.py yet (build_parser must "
+        "call exrwatchd.cli.journal.register(sub)); these subprocess runs pass once it is"
     )
 
 
@@ -315,7 +326,7 @@ class TestFailed:
 
 
 def shown_in_db(path: str) -> str:
-    """How a name inside an error message is stored (exrwatchd._journal_sql.clean_text)."""
+    """How a name inside an error message is stored (exrwatchd.journal._rows.clean_text)."""
     return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
@@ -641,13 +652,13 @@ class TestJournalAdditions:
         ):
             expected = a.count_purgeable_tombstones(50)
             assert 0 < expected < len(names)
-            assert a.purge_tombstones(50) == expected
-            assert b.purge_tombstones_stepwise(50, step=3) == expected
+            assert a.purge_tombstones(50, step=len(names)) == expected  # one slice
+            assert b.purge_tombstones(50, step=3) == expected
             assert b.count_purgeable_tombstones(50) == 0
             for n in names:
                 assert a.path_state(n) == b.path_state(n)
             with pytest.raises(ValueError):
-                b.purge_tombstones_stepwise(1, step=0)
+                b.purge_tombstones(1, step=0)
 
     def test_paths_with_status(self, setup: Setup) -> None:
         with setup.journal() as j:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from exrwatchd.catalog import FILE_TABLES, TABLES, build_rows, file_id_for
-from exrwatchd.exr.inspect import inspect_path
+from exrwatchd.exr import inspect_path
 from exrwatchd.exr.report import inspection_to_dict
 from exrwatchd.journal import OutboxEntry
 from exrwatchd.sinks import CATALOG_FILENAME, Delivery, LocalSink, Outcome, Sink, SinkUnavailable
@@ -582,7 +582,7 @@ class TestDocumentedQueries:
 
 
 class TestLostCatalog:
-    """catalog.db deleted or replaced under an open sink (shipper.resend_if_lost acts)."""
+    """catalog.db deleted or replaced under an open sink (pipeline.resend_if_lost acts)."""
 
     def test_deleted_is_noticed_and_a_new_one_opened_after_the_resend(
         self, sink: LocalSink, frames: list[Path]

@@ -15,17 +15,16 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from exrwatchd.metrics import (
-    ERROR_KINDS,
+from exrwatchd.telemetry import (
     Metrics,
     MetricsServer,
     NullMetrics,
     Snapshot,
     WatchState,
     health_reason,
-    lost_reason,
     parse_listen,
 )
+from exrwatchd.telemetry.metrics import ERROR_KINDS, lost_reason
 
 # No proxy for 127.0.0.1, whatever the environment says.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -148,7 +148,8 @@ class TestStateDirMustBeLocal:
     )
 
     def test_network_state_dir_is_refused_with_a_clear_message(self) -> None:
-        from exrwatchd.components import StartupError, check_local_disk
+        from exrwatchd.daemon.components import check_local_disk
+        from exrwatchd.errors import StartupError
 
         with pytest.raises(
             StartupError,

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from harness import DaemonProcess, wait_for, write_config
 
-from exrwatchd.notify import Notifier, WatchdogPinger, format_status
+from exrwatchd.telemetry import Notifier, WatchdogPinger, format_status
 
 
 class FakeSystemd:

@@ -23,17 +23,17 @@ from harness import DaemonProcess, wait_for, write_config
 from vast_emulator import VastEmulator
 from vastdb.config import SessionConfig
 
-from exrwatchd.catalog import TABLES, build_rows
-from exrwatchd.catalog.rows import RecordError
+from exrwatchd.catalog import TABLES, RecordError, build_rows
 from exrwatchd.config import VastConfig
-from exrwatchd.exr.inspect import inspect_path
-from exrwatchd.inspector import inspect_settled
-from exrwatchd.journal import FileSig, OutboxEntry
-from exrwatchd.pixel_lane import measure
+from exrwatchd.exr import inspect_path
+from exrwatchd.filesig import FileSig
+from exrwatchd.journal import OutboxEntry
+from exrwatchd.pipeline import inspect_settled
+from exrwatchd.pipeline.pixel_lane import measure
 from exrwatchd.secrets import Secret
 from exrwatchd.sinks import LocalSink, Outcome, SinkUnavailable
 from exrwatchd.sinks.vast import VastSink, init_catalog
-from exrwatchd.watch.settle import SettledFile
+from exrwatchd.watch import SettledFile
 
 PIXEL_FILE_COLUMNS = ["has_nan", "has_inf", "is_constant", "pixel_stats_error",
                       "pixel_stats_digest"]  # fmt: skip

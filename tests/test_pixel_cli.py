@@ -57,7 +57,7 @@ def test_inspect_pixels_json_and_summary(tmp_path: Path) -> None:
 
 def test_inspect_without_pixels_does_not_load_openimageio(tmp_path: Path) -> None:
     path = write_frame(tmp_path / "a.exr", normal_channels())
-    code = ("import sys; from exrwatchd.cli import main; main(['inspect', sys.argv[1]]); "
+    code = ("import sys; from exrwatchd.cli.main import main; main(['inspect', sys.argv[1]]); "
             "assert 'OpenImageIO' not in sys.modules, 'loaded'")  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
                           text=True, cwd=ROOT, timeout=60)  # fmt: skip

@@ -25,11 +25,11 @@ from exrgen import ramp, write_subsampled
 from harness import DaemonEnv, wait_for, write_config
 from pixel_frames import expected, nan_inf_channels, normal_channels, write_frame, zero_channels
 
-from exrwatchd.exr.inspect import inspect_path
-from exrwatchd.inspector import inspect_settled
-from exrwatchd.journal import FileSig
-from exrwatchd.pixel_lane import PixelLane, measure
-from exrwatchd.watch.settle import SettledFile
+from exrwatchd.exr import inspect_path
+from exrwatchd.filesig import FileSig
+from exrwatchd.pipeline import inspect_settled
+from exrwatchd.pipeline.pixel_lane import PixelLane, measure
+from exrwatchd.watch import SettledFile
 
 
 class Env(DaemonEnv):

@@ -34,7 +34,7 @@ from exrgen import (
     zeroed_offset_table_copy,
 )
 
-from exrwatchd.exr.inspect import inspect_path
+from exrwatchd.exr import inspect_path
 from exrwatchd.exr.pixels import (
     REASONS,
     ChannelStats,

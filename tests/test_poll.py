@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from exrwatchd.config import DEFAULT_EXCLUDE
-from exrwatchd.journal import FileSig
-from exrwatchd.watch.filters import NameFilter
+from exrwatchd.filesig import FileSig
+from exrwatchd.watch import NameFilter
 from exrwatchd.watch.poll import RACY_NS, Change, PollScanner
 
 OLD = 1_600_000_000_000_000_000  # 2020-09-13, far outside the racy window

@@ -12,8 +12,8 @@ from exrgen import write_scanline
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exrwatchd.exr.inspect import inspect_path
-from exrwatchd.exr.model import Attribute, Channel, InspectError, Inspection, Part, Tiles
+from exrwatchd.exr import InspectError, Inspection, Part, inspect_path
+from exrwatchd.exr.model import Attribute, Channel, Tiles
 from exrwatchd.exr.naming import frame_number
 from exrwatchd.sequences import (
     LAYOUT_KEY_VERSION,
@@ -22,17 +22,37 @@ from exrwatchd.sequences import (
     SequenceKey,
     SequenceSummary,
     changes,
-    frame_from_inspection,
-    group_paths,
     layout_key,
     parse_frame_path,
-    sequence_key,
     summarize,
 )
 
 DIR = "/renders/sh010"
 BEAUTY = SequenceKey(DIR, "beauty.%04d.exr")
 FULL_HD = (0, 0, 1919, 1079)
+
+
+def group_paths(paths: list[str]) -> dict[SequenceKey, dict[int, str]]:
+    """Paths by sequence, then by frame number, as the journal groups them."""
+    groups: dict[SequenceKey, dict[int, str]] = {}
+    for path in paths:
+        name = parse_frame_path(path)
+        if name is not None:
+            groups.setdefault(name.key, {})[name.frame] = path
+    return groups
+
+
+def frame_of(inspection: Inspection) -> tuple[SequenceKey, Frame] | None:
+    """The sequence and Frame of an inspected file (its status and layout key as the daemon
+    records them), or None when it is not a frame."""
+    name = parse_frame_path(inspection.path)
+    if name is None:
+        return None
+    if inspection.error is not None:
+        status = FrameStatus.ERROR
+    else:
+        status = FrameStatus.COMPLETE if inspection.complete else FrameStatus.INCOMPLETE
+    return name.key, Frame(name.frame, inspection.path, status, layout_key(inspection.parts))
 
 
 def part(
@@ -106,7 +126,7 @@ def test_pattern_and_frame_come_from_the_name(basename: str, pattern: str, frame
     assert name.key == SequenceKey(DIR, pattern)
     assert name.frame == frame == frame_number(basename)  # agrees with the catalog column
     assert name.key.path(frame) == path
-    assert sequence_key(Path(path)) == name.key
+    assert parse_frame_path(Path(path)) == name  # a Path reads as its text
 
 
 def test_padded_and_unpadded_spellings_of_a_frame_are_two_sequences() -> None:
@@ -127,7 +147,6 @@ def test_padded_and_unpadded_spellings_of_a_frame_are_two_sequences() -> None:
 )  # fmt: skip
 def test_files_that_are_not_frames(basename: str) -> None:
     assert parse_frame_path(f"{DIR}/{basename}") is None
-    assert sequence_key(f"{DIR}/{basename}") is None
     assert frame_number(basename) is None
 
 
@@ -328,7 +347,7 @@ def test_layout_and_status_from_real_files(tmp_path: Path) -> None:
                        extra_attrs={"comments": f"frame {n}"})  # fmt: skip
     write_scanline(tmp_path / "beauty.0005.exr", channels=("R", "G", "B"))
     key = SequenceKey(str(tmp_path), "beauty.%04d.exr")
-    found = [frame_from_inspection(inspect_path(str(p))) for p in sorted(tmp_path.iterdir())]
+    found = [frame_of(inspect_path(str(p))) for p in sorted(tmp_path.iterdir())]
     assert all(f is not None and f[0] == key for f in found)
     fs = [f[1] for f in found if f is not None]
     assert [(f.number, f.status) for f in fs] == [(n, FrameStatus.COMPLETE) for n in (1, 2, 3, 5)]
@@ -341,9 +360,9 @@ def test_frame_from_an_incomplete_or_failed_inspection() -> None:
     path = f"{DIR}/beauty.0003.exr"
     half = Inspection(path, None, "h", False, "truncated", 3, None, (part(),))
     broken = Inspection(path, None, None, False, None, 3, InspectError("not_exr", "no"), ())
-    assert frame_from_inspection(half) == (BEAUTY, Frame(3, path, FrameStatus.INCOMPLETE, RGBA))
-    assert frame_from_inspection(broken) == (BEAUTY, Frame(3, path, FrameStatus.ERROR, None))
-    assert frame_from_inspection(half._replace(path=f"{DIR}/notes.exr")) is None
+    assert frame_of(half) == (BEAUTY, Frame(3, path, FrameStatus.INCOMPLETE, RGBA))
+    assert frame_of(broken) == (BEAUTY, Frame(3, path, FrameStatus.ERROR, None))
+    assert frame_of(half._replace(path=f"{DIR}/notes.exr")) is None
 
 
 # ----------------------------------------------------------------------------- properties

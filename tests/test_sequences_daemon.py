@@ -17,8 +17,14 @@ import pytest
 from exrgen import write_scanline
 from harness import Catalog, DaemonProcess, wait_for, write_config
 
-from exrwatchd import _journal_schema
-from exrwatchd.journal import Delete, FileSig, Journal, Persist, RefreshSequences
+from exrwatchd.filesig import FileSig
+from exrwatchd.journal import (
+    Delete,
+    Journal,
+    Persist,
+    RefreshSequences,
+)
+from exrwatchd.journal import _schema as _journal_schema
 
 # --------------------------------------------------------------------------- journal level
 

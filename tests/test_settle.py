@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from exrwatchd.journal import FileSig
-from exrwatchd.watch.settle import SettledFile, Settler, Vanished
+from exrwatchd.filesig import FileSig
+from exrwatchd.watch import SettledFile, Settler, Vanished
 
 
 class World:

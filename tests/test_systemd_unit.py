@@ -77,7 +77,7 @@ def unit() -> Unit:
 
 
 def test_lifecycle(unit: Unit) -> None:
-    from exrwatchd.cli import EXIT_CONFIG
+    from exrwatchd.errors import EXIT_CONFIG
 
     s = "Service"
     assert one(unit, s, "Type") == "notify"

@@ -21,10 +21,9 @@ from vast_emulator import ROW_ID, TRANSACTION_CONFLICT, VastEmulator
 from vastdb.config import BackoffConfig, QueryConfig, SessionConfig
 from vastdb.session import Session
 
-from exrwatchd.catalog.rows import build_rows, to_arrow
-from exrwatchd.catalog.schema import TABLES
-from exrwatchd.exr.inspect import inspect_path
-from exrwatchd.inspector import make_record
+from exrwatchd.catalog import TABLES, build_rows, to_arrow
+from exrwatchd.exr import inspect_path
+from exrwatchd.pipeline import make_record
 
 BUCKET, SCHEMA = "exrwatch", "catalog"
 # Quick retries: the SDK's default expo backoff would wait seconds on every SlowDown.

@@ -14,13 +14,13 @@ from exrgen import write_multipart, write_scanline
 from vast_emulator import VastEmulator
 from vastdb.config import SessionConfig
 
-from exrwatchd.catalog.schema import TABLES
+from exrwatchd.catalog import TABLES
 from exrwatchd.config import VastConfig
-from exrwatchd.exr.inspect import inspect_path
-from exrwatchd.inspector import make_record
+from exrwatchd.exr import inspect_path
 from exrwatchd.journal import OutboxEntry
+from exrwatchd.pipeline import make_record
 from exrwatchd.secrets import Secret
-from exrwatchd.sinks.base import Outcome, SinkUnavailable
+from exrwatchd.sinks import Outcome, SinkUnavailable
 from exrwatchd.sinks.vast import VastSink, init_catalog
 
 BUCKET, SCHEMA = "exrwatch", "exr_metadata"

@@ -24,8 +24,8 @@ import pyarrow as pa
 #: Bumped whenever a table, column or a column's meaning changes.
 CATALOG_VERSION = 2
 
-METADATA_DIM = 384  # length of files.metadata_embedding (exrwatchd.embed.METADATA_DIM)
-CHANNEL_DIM = 128  # length of files.channel_fingerprint (exrwatchd.embed.CHANNEL_DIM)
+METADATA_DIM = 384  # length of files.metadata_embedding (exrwatchd.exr.embed.METADATA_DIM)
+CHANNEL_DIM = 128  # length of files.channel_fingerprint (exrwatchd.exr.embed.CHANNEL_DIM)
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 

@@ -9,61 +9,20 @@ stored half-right.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import orjson
 
 from exrwatchd.catalog._convert import RecordError, as_bool, as_int, as_str, as_time, need
 from exrwatchd.catalog.rows import normalize_path, path_bytes
-from exrwatchd.sequences import SequenceSummary
-
-#: Outbox keys of sequences start with this, so they can never equal a watched (absolute)
-#: path, even of a file literally named `beauty.%04d.exr`.
-SEQUENCE_KEY_PREFIX = "sequence:"
-
-
-def sequence_path(directory: str, pattern: str) -> str:
-    """The outbox key of a sequence: its prefix, then where its pattern would sit as a file."""
-    return SEQUENCE_KEY_PREFIX + os.path.join(directory, pattern)
+from exrwatchd.sequences import SEQUENCE_KEY_PREFIX
 
 
 def sequence_id_for(key_path: str) -> str:
     """sha256 of the normalized `directory/pattern` bytes, first 32 hex characters."""
     key_path = key_path.removeprefix(SEQUENCE_KEY_PREFIX)
     return hashlib.sha256(path_bytes(normalize_path(key_path))).hexdigest()[:32]
-
-
-def summary_record(summary: SequenceSummary, updated_at: datetime) -> dict[str, Any]:
-    """The journal record of a sequence (JSON-ready)."""
-    return {
-        "directory": summary.directory,
-        "pattern": summary.pattern,
-        "first": summary.first,
-        "last": summary.last,
-        "count": summary.count,
-        "missing": [list(r) for r in summary.missing],
-        "incomplete": list(summary.incomplete),
-        "unhealthy": list(summary.unhealthy),
-        "structure_consistent": summary.structure_consistent,
-        "layout": summary.layout,
-        "odd_layout": list(summary.odd_layout),
-        "updated_at": updated_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-    }
-
-
-def summary_from_record(record: Mapping[str, Any]) -> SequenceSummary:
-    """The summary a record was made from (the journal compares old and new summaries)."""
-    return SequenceSummary(
-        directory=record["directory"], pattern=record["pattern"], first=record["first"],
-        last=record["last"], count=record["count"],
-        missing=tuple((a, b) for a, b in record["missing"]),
-        incomplete=tuple(record["incomplete"]), unhealthy=tuple(record["unhealthy"]),
-        structure_consistent=record["structure_consistent"], layout=record["layout"],
-        odd_layout=tuple(record["odd_layout"]),
-    )  # fmt: skip
 
 
 def _frames(record: Mapping[str, Any], key: str) -> list[int]:

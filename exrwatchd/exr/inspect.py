@@ -13,12 +13,13 @@ import stat as stat_mod
 from exrwatchd.errors import ExrFormatError
 from exrwatchd.exr.chunks import check_completeness
 from exrwatchd.exr.header import read_header
-from exrwatchd.exr.model import FileStat, InspectError, Inspection
+from exrwatchd.exr.model import InspectError, Inspection
 from exrwatchd.exr.naming import frame_number
 from exrwatchd.exr.source import ByteSource, FileSource
+from exrwatchd.filesig import FileSig, sig_of
 
 
-def _failed(path: str, stat: FileStat | None, kind: str, message: str) -> Inspection:
+def _failed(path: str, stat: FileSig | None, kind: str, message: str) -> Inspection:
     return Inspection(
         path=path, stat=stat, header_hash=None, complete=False, incomplete_reason=None,
         frame_number=frame_number(os.path.basename(path)),
@@ -26,7 +27,7 @@ def _failed(path: str, stat: FileStat | None, kind: str, message: str) -> Inspec
     )  # fmt: skip
 
 
-def inspect_source(path: str, source: ByteSource, stat: FileStat | None = None) -> Inspection:
+def inspect_source(path: str, source: ByteSource, stat: FileSig | None = None) -> Inspection:
     """Read headers and check completeness from `source`; `path` only names the result."""
     try:
         header = read_header(source)
@@ -61,7 +62,7 @@ def inspect_path(path: str) -> Inspection:
         before = os.fstat(fd)
         if not stat_mod.S_ISREG(before.st_mode):
             return _failed(path, None, "not_a_file", "not a regular file")
-        stat = FileStat(before.st_size, before.st_mtime_ns, before.st_ino)
+        stat = sig_of(before)
         result = inspect_source(path, FileSource(fd, before.st_size), stat)
         after = os.fstat(fd)
     except OSError as exc:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, TypeAlias
 
 from exrwatchd.exr.attributes import JSONValue, decode_value
+from exrwatchd.filesig import FileSig
 
 #: ``(xmin, ymin, xmax, ymax)``, inclusive, as EXR stores a box2i.
 Box: TypeAlias = tuple[int, int, int, int]
@@ -136,12 +137,6 @@ class InspectError:
     message: str
 
 
-class FileStat(NamedTuple):
-    size_bytes: int
-    mtime_ns: int
-    inode: int
-
-
 class Inspection(NamedTuple):
     """The result of inspecting one path: a record, an incomplete verdict, or an error.
 
@@ -149,7 +144,7 @@ class Inspection(NamedTuple):
     """
 
     path: str
-    stat: FileStat | None
+    stat: FileSig | None
     header_hash: str | None
     complete: bool
     incomplete_reason: str | None

@@ -60,7 +60,7 @@ def inspection_to_dict(result: Inspection, *, embeddings: bool = False) -> dict[
     stat = result.stat
     out: dict[str, Any] = {
         "path": result.path,
-        "size_bytes": stat.size_bytes if stat else None,
+        "size_bytes": stat.size if stat else None,
         "mtime": iso_utc(stat.mtime_ns) if stat else None,
         "header_hash": result.header_hash,
         "complete": result.complete,
@@ -73,12 +73,9 @@ def inspection_to_dict(result: Inspection, *, embeddings: bool = False) -> dict[
     }  # fmt: skip
     if embeddings:
         # Imported here so that plain inspection does not pay for the embedding tables.
-        from exrwatchd.embed import EMBEDDING_VERSION, channel_fingerprint, metadata_embedding
+        from exrwatchd.exr.embed import as_float_list, embedding_fields
 
-        ok = result.error is None
-        out["embedding_version"] = EMBEDDING_VERSION
-        out["metadata_embedding"] = metadata_embedding(result.parts).tolist() if ok else None
-        out["channel_fingerprint"] = channel_fingerprint(result.parts).tolist() if ok else None
+        out.update(embedding_fields(result, as_float_list))
     return out
 
 

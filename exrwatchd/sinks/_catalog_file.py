@@ -3,7 +3,7 @@
 SQLite keeps writing to the inode it opened, so a catalog.db unlinked (or renamed over)
 while the daemon runs would swallow every later row where nobody can read it. LocalSink
 remembers the (st_dev, st_ino) of the file it opened and compares the path's with it (one
-stat, once per sink-loop turn and in health()); shipper.resend_if_lost acts on it.
+stat, once per sink-loop turn and in health()); pipeline.resend_if_lost acts on it.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from exrwatchd.catalog.schema import CATALOG_VERSION, TABLES
+from exrwatchd.catalog import CATALOG_VERSION, TABLES
 from exrwatchd.logs import get_logger
 from exrwatchd.sinks._sqlite_catalog import ddl, sql_type
 from exrwatchd.sinks.base import SinkUnavailable

@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from exrwatchd.catalog import CHILD_TABLES, TABLES, FileRows
 from exrwatchd.catalog.plan import AUDIT_COLUMNS, Action, plan, replaced_files_row
-from exrwatchd.catalog.rows import FileRows
-from exrwatchd.catalog.schema import CHILD_TABLES, TABLES
 
 #: Unique keys of the child tables; their leading file_id column also serves lookups by file.
 CHILD_KEYS: dict[str, tuple[str, ...]] = {

@@ -15,6 +15,15 @@ from typing import Any
 
 import pyarrow as pa
 
+from exrwatchd.catalog import (
+    CHILD_TABLES,
+    FILES,
+    SEQUENCES,
+    FileRows,
+    normalize_path,
+    table_of,
+    to_arrow,
+)
 from exrwatchd.catalog.plan import (
     AUDIT_COLUMNS,
     PLAN_COLUMNS,
@@ -23,8 +32,6 @@ from exrwatchd.catalog.plan import (
     plan,
     replaced_files_row,
 )
-from exrwatchd.catalog.rows import FileRows, normalize_path, table_of, to_arrow
-from exrwatchd.catalog.schema import CHILD_TABLES, FILES, SEQUENCES
 from exrwatchd.catalog.sequence_rows import sequence_id_for
 from exrwatchd.journal import OutboxEntry
 

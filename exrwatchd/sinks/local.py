@@ -37,35 +37,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from exrwatchd.catalog.rows import FileRows, RecordError, build_rows, file_id_for, normalize_path
-from exrwatchd.catalog.schema import CATALOG_VERSION, TABLES
+from exrwatchd.catalog import (
+    CATALOG_VERSION,
+    TABLES,
+    FileRows,
+    RecordError,
+    build_rows,
+    file_id_for,
+    normalize_path,
+)
 from exrwatchd.catalog.sequence_rows import sequence_id_for, sequence_row
 from exrwatchd.journal import OutboxEntry
 from exrwatchd.logs import get_logger
 from exrwatchd.sinks._catalog_file import Identity, LostCatalog, identity_of
 from exrwatchd.sinks._catalog_open import prepare_catalog
 from exrwatchd.sinks._sqlite_catalog import (
-    CHILD_KEYS,
     apply_sequences,
-    ddl,
     delete_file,
     py_row,
-    sql_type,
+    upsert,
     upsert_batch,
 )
-from exrwatchd.sinks._sqlite_catalog import upsert as _upsert  # a global here: tests patch it
 from exrwatchd.sinks.base import Delivery, Outcome, SinkUnavailable
 
-# CHILD_KEYS, ddl and sql_type live in _sqlite_catalog; importing them from here still works.
-__all__ = [
-    "CATALOG_FILENAME",
-    "CATALOG_VERSION",
-    "CHILD_KEYS",
-    "LocalSink",
-    "ddl",
-    "is_transient",
-    "sql_type",
-]
+__all__ = ["CATALOG_FILENAME", "CATALOG_VERSION", "LocalSink", "is_transient"]
 
 CATALOG_FILENAME = "catalog.db"
 
@@ -330,7 +325,7 @@ class LocalSink(LostCatalog):
         if rows is None:
             delete_file(conn, file_id)
         else:
-            _upsert(conn, rows)
+            upsert(conn, rows)
 
     # ------------------------------------------------------------------ reading
 

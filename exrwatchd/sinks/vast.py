@@ -30,7 +30,12 @@ import vastdb
 from vastdb import errors as vast_errors
 from vastdb.config import BackoffConfig, SessionConfig
 
-from exrwatchd.catalog.rows import FileRows, RecordError, build_rows, file_id_for
+from exrwatchd.catalog import (
+    FileRows,
+    RecordError,
+    build_rows,
+    file_id_for,
+)
 from exrwatchd.catalog.sequence_rows import sequence_row
 from exrwatchd.config import VastConfig
 from exrwatchd.journal import OutboxEntry

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 from vastdb import errors as vast_errors
 
-from exrwatchd.catalog.schema import TABLES
+from exrwatchd.catalog import TABLES
 from exrwatchd.errors import ExrwatchdError
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from exrwatchd.journal import FileSig
+from exrwatchd.filesig import FileSig, sig_of
 
 ChangeKind = Literal["created", "modified", "deleted"]
 OnError = Callable[[str, OSError], None]
@@ -28,10 +28,6 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 S_IFMT = stat_mod.S_IFMT(0o177777)
 S_IFREG = stat_mod.S_IFREG
 S_IFDIR = stat_mod.S_IFDIR
-
-
-def sig_of(st: os.stat_result) -> FileSig:
-    return FileSig(st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def stat_sig(path: str, follow: bool) -> FileSig | None:

@@ -30,7 +30,7 @@ from watchdog.events import (
 )
 from watchdog.observers.inotify import InotifyObserver
 
-from exrwatchd.journal import FileSig
+from exrwatchd.filesig import FileSig
 from exrwatchd.watch._inotify_loops import loop_safe_observer
 from exrwatchd.watch.poll import PollScanner
 

@@ -54,7 +54,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from exrwatchd.journal import FileSig
+from exrwatchd.filesig import FileSig, sig_of
 from exrwatchd.watch._poll_walk import (
     S_IFMT,
     S_IFREG,
@@ -63,7 +63,6 @@ from exrwatchd.watch._poll_walk import (
     ancestors,
     descend,
     list_dir,
-    sig_of,
     stat_root,
     stat_sig,
     stat_subdirs,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from exrwatchd.journal import FileSig
+from exrwatchd.filesig import FileSig, sig_of
 
 EventKind = Literal["changed", "closed", "gone"]
 
@@ -59,7 +59,7 @@ def stat_sig(path: str) -> FileSig | None:
         return None
     if (st.st_mode & 0o170000) != 0o100000:
         return None
-    return FileSig(st.st_size, st.st_mtime_ns, st.st_ino)
+    return sig_of(st)
 
 
 class Settler:

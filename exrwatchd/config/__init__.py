@@ -1,0 +1,34 @@
+"""The TOML configuration, parsed and validated once into a frozen `Config` (model.py), and
+its plain-data view for `check-config` (dump.py)."""
+
+from exrwatchd.config.dump import config_to_dict
+from exrwatchd.config.model import (
+    DEFAULT_EXCLUDE,
+    DEFAULT_INCLUDE,
+    Config,
+    DaemonConfig,
+    InspectConfig,
+    LogConfig,
+    MetricsConfig,
+    SettleConfig,
+    SinkConfig,
+    VastConfig,
+    WatchConfig,
+    load_config,
+)
+
+__all__ = [
+    "DEFAULT_EXCLUDE",
+    "DEFAULT_INCLUDE",
+    "Config",
+    "DaemonConfig",
+    "InspectConfig",
+    "LogConfig",
+    "MetricsConfig",
+    "SettleConfig",
+    "SinkConfig",
+    "VastConfig",
+    "WatchConfig",
+    "config_to_dict",
+    "load_config",
+]

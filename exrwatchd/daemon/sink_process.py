@@ -1,0 +1,188 @@
+"""The sink loop in a child process, so that shipping runs on its own core.
+
+Python threads share one core (the GIL). Shipping (reading outbox entries back, building
+catalog rows, writing them) costs about as much CPU per file as watching, settling,
+inspecting and journaling together, so on its own process the daemon's throughput roughly
+doubles (docs/benchmarks.md). Nothing else changes: the child talks to the parent only
+through the journal (SQLite in WAL mode serialises the two writers) plus a wake-up event,
+and reports its counters through shared memory. It loads the same config file itself:
+the Config holds secrets, which are deliberately not picklable.
+
+The child dies with its parent (PR_SET_PDEATHSIG), so a `kill -9` of the daemon can never
+leave an orphan shipping next to the restarted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import multiprocessing
+import os
+import queue
+import signal
+from multiprocessing.sharedctypes import Synchronized, SynchronizedString
+from pathlib import Path
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+_ERROR_BYTES = 1024
+_WAKE, _STOP = b"w", b"s"
+
+
+class SinkProcess:
+    """Same surface as pipeline.SinkLoop (start, alive, wake, stop, counters)."""
+
+    def __init__(self, config_path: Path) -> None:
+        ctx = multiprocessing.get_context("spawn")  # never fork a process that has threads
+        # A pipe, not multiprocessing.Event: a parent killed while holding an Event's lock
+        # would leave the child blocked forever, while a pipe simply reads EOF.
+        self._commands, self._control = ctx.Pipe(duplex=False)
+        self._delivered: Synchronized[int] = ctx.Value("q", 0, lock=False)  # type: ignore[assignment]
+        self._resends: Synchronized[int] = ctx.Value("q", 0, lock=False)  # type: ignore[assignment]
+        self._unhealthy: Synchronized[float] = ctx.Value("d", math.nan, lock=False)  # type: ignore[assignment]
+        self._last_error: SynchronizedString = ctx.Array("c", _ERROR_BYTES, lock=False)  # type: ignore[assignment]
+        # Per-batch reports for the parent's metrics; bounded, and dropped when full (they
+        # are statistics, never data).
+        self._reports: Any = ctx.Queue(maxsize=1000)
+        self._process = ctx.Process(
+            target=_child_main, name="exrwatchd-sink", daemon=True,
+            args=(str(config_path), self._commands, self._delivered, self._unhealthy,
+                  self._last_error, self._reports, self._resends),
+        )  # fmt: skip
+        self._error: BaseException | None = None
+
+    @property
+    def error(self) -> BaseException | str | None:
+        """Why the process is gone (its own log holds the details: sink.loop_failed)."""
+        if self._error is not None:
+            return self._error
+        code = self._process.exitcode
+        if code is None:
+            return None
+        last = self.last_error or "none reported"
+        return f"sink process exited with code {code}; last error: {last} (see sink.loop_failed)"
+
+    def start(self) -> None:
+        self._process.start()
+        self._commands.close()  # the child's end; ours is _control
+
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    def _send(self, command: bytes) -> None:
+        with contextlib.suppress(OSError, ValueError):  # a dead child is noticed elsewhere
+            self._control.send_bytes(command)
+
+    def wake(self, _count: int = 0) -> None:
+        self._send(_WAKE)
+
+    @property
+    def delivered(self) -> int:
+        return int(self._delivered.value)
+
+    @property
+    def catalog_resets(self) -> int:
+        """How often the child found its catalog lost and had everything marked to resend."""
+        return int(self._resends.value)
+
+    @property
+    def unhealthy_since(self) -> float | None:
+        value = float(self._unhealthy.value)
+        return None if math.isnan(value) else value
+
+    @property
+    def last_error(self) -> str | None:
+        text = bytes(self._last_error.value).decode("utf-8", "replace")
+        return text or None
+
+    def reports(self) -> list[Any]:
+        """The batch reports (pipeline.BatchReport) that arrived since the last call."""
+        out = []
+        while True:
+            try:
+                out.append(self._reports.get_nowait())
+            except queue.Empty:
+                return out
+
+    def stop(self, timeout: float) -> None:
+        self._send(_STOP)
+        self._process.join(timeout=timeout)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(timeout=5)
+        if self._process.exitcode not in (0, None, -signal.SIGTERM):
+            self._error = RuntimeError(f"sink process exited with {self._process.exitcode}")
+
+
+def _child_main(config_path: str, commands: Any, delivered: Any, unhealthy: Any,
+                last_error: Any, reports: Any, resends: Any) -> None:  # fmt: skip
+    # Imported here: the child starts from scratch (spawn) and the parent need not load
+    # the sink's dependencies twice.
+    from exrwatchd.config import load_config
+    from exrwatchd.daemon.components import build_sink, open_journal
+    from exrwatchd.daemon.gc_tuning import tune_for_throughput
+    from exrwatchd.logs import configure_logging, get_logger
+    from exrwatchd.pipeline import SinkLoop
+
+    parent = os.getppid()
+    # Reports are statistics: never let an unread queue hold this process at exit (its
+    # feeder thread would block forever on a full pipe once the parent is gone).
+    reports.cancel_join_thread()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the getppid() check below still notices an orphaned child
+    stopping = False
+
+    def terminate(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, terminate)
+    cfg = load_config(config_path)
+    configure_logging(cfg.log.format, cfg.log.level, cfg.secrets())
+    log = get_logger("exrwatchd.sink_process")
+    journal = open_journal(cfg)
+    journal.acknowledgements_only()
+    sink = build_sink(cfg)
+    sink.open()
+
+    def report(batch: Any) -> None:
+        with contextlib.suppress(queue.Full):
+            reports.put_nowait(batch)
+
+    loop = SinkLoop(journal, sink, batch_size=cfg.sink.batch_size,
+                    batch_wait=cfg.sink.batch_wait_ms / 1000.0, on_batch=report)  # fmt: skip
+    tune_for_throughput()
+    loop.start()
+    log.info("sink.started", sink=sink.name, pid=os.getpid())
+    try:
+        while not stopping and loop.alive() and os.getppid() == parent:
+            try:
+                if commands.poll(0.2):
+                    if commands.recv_bytes() == _STOP:
+                        break
+                    loop.wake()
+            except (EOFError, OSError):
+                break  # the parent is gone
+            delivered.value = loop.delivered
+            resends.value = loop.catalog_resets
+            unhealthy.value = math.nan if loop.unhealthy_since is None else loop.unhealthy_since
+            last_error.value = (loop.last_error or "").encode("utf-8", "replace")[
+                : _ERROR_BYTES - 1
+            ]
+    finally:
+        loop.stop(timeout=max(1.0, cfg.daemon.shutdown_timeout))
+        delivered.value = loop.delivered
+        resends.value = loop.catalog_resets
+        if loop.error is not None:  # the parent reports this as the reason the sink died
+            last_error.value = f"{type(loop.error).__name__}: {loop.error}".encode(
+                "utf-8", "replace")[: _ERROR_BYTES - 1]  # fmt: skip
+        sink.close()
+        journal.close()
+    # Everything that matters is committed and closed; skip interpreter teardown, which
+    # could wait on multiprocessing's helper threads of a parent that is already gone.
+    os._exit(0)

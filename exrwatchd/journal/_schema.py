@@ -1,0 +1,108 @@
+"""The journal's tables, as the migrations that build them (one tuple per version).
+
+Kept apart from the statements (_sql.py): a migration is frozen once released, even
+where it repeats DDL that a later version replaces (version 2 rebuilds the outbox).
+Paths are BLOBs (`os.fsencode`); see _sql.py.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 2
+
+# One tuple of statements per version: MIGRATIONS[v] takes a journal from v - 1 to v.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """
+        CREATE TABLE paths (
+            path        BLOB PRIMARY KEY,
+            dir         BLOB NOT NULL,
+            size        INTEGER,
+            mtime_ns    INTEGER,
+            inode       INTEGER,
+            header_hash TEXT,
+            status      TEXT NOT NULL
+                        CHECK (status IN ('complete', 'incomplete', 'failed', 'deleted')),
+            error       TEXT,
+            updated_at  REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+        # Partial: scanners and reconciliation only ever ask for live paths, and tombstones
+        # should not bloat the index they walk.
+        "CREATE INDEX paths_dir ON paths (dir) WHERE status <> 'deleted'",
+        # AUTOINCREMENT so an id is never reused: a late ack for a deleted entry can then
+        # never remove a newer one. `record` comes last so that scans reading the small
+        # columns do not pull in its overflow pages.
+        """
+        CREATE TABLE outbox (
+            id              INTEGER PRIMARY KEY AUTOINCREMENT,
+            path            BLOB NOT NULL,
+            op              TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
+            state           TEXT NOT NULL CHECK (state IN ('ready', 'inflight', 'dead')),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_error      TEXT,
+            created_at      REAL NOT NULL,
+            updated_at      REAL NOT NULL,
+            record          TEXT
+        )
+        """,
+        # Index order (state, next_attempt_at, rowid) is exactly the claim order, so a claim
+        # reads `limit` index entries instead of sorting the whole backlog.
+        "CREATE INDEX outbox_due ON outbox (state, next_attempt_at)",
+        "CREATE INDEX outbox_path ON outbox (path, state)",
+        "CREATE INDEX outbox_errors ON outbox (updated_at) WHERE last_error IS NOT NULL",
+    ),
+}
+
+# Version 2: frame sequences. `frames` holds one row per journaled path that is a frame of
+# a sequence (deleted with its path), `sequences` the last summary of each sequence, and the
+# outbox learns the op 'sequence' (SQLite cannot alter a CHECK constraint, so the table is
+# rebuilt, keeping its ids and its AUTOINCREMENT high-water mark).
+MIGRATIONS[2] = (
+    """
+    CREATE TABLE frames (
+        path    BLOB PRIMARY KEY,
+        seq     BLOB NOT NULL,
+        frame   INTEGER NOT NULL,
+        status  TEXT NOT NULL,
+        layout  TEXT
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX frames_seq ON frames (seq, frame)",
+    """
+    CREATE TABLE sequences (
+        seq     BLOB PRIMARY KEY,
+        summary TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
+    # Sequences whose frames changed and whose summary is due for a refresh at due_at.
+    """
+    CREATE TABLE sequences_due (
+        seq     BLOB PRIMARY KEY,
+        due_at  REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE outbox_v2 (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        path            BLOB NOT NULL,
+        op              TEXT NOT NULL CHECK (op IN ('upsert', 'delete', 'sequence')),
+        state           TEXT NOT NULL CHECK (state IN ('ready', 'inflight', 'dead')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error      TEXT,
+        created_at      REAL NOT NULL,
+        updated_at      REAL NOT NULL,
+        record          TEXT
+    )
+    """,
+    "INSERT INTO outbox_v2 SELECT * FROM outbox",
+    "DELETE FROM sqlite_sequence WHERE name = 'outbox_v2'",
+    "INSERT INTO sqlite_sequence (name, seq) "
+    "SELECT 'outbox_v2', seq FROM sqlite_sequence WHERE name = 'outbox'",
+    "DROP TABLE outbox",
+    "ALTER TABLE outbox_v2 RENAME TO outbox",
+    "CREATE INDEX outbox_due ON outbox (state, next_attempt_at)",
+    "CREATE INDEX outbox_path ON outbox (path, state)",
+    "CREATE INDEX outbox_errors ON outbox (updated_at) WHERE last_error IS NOT NULL",
+)

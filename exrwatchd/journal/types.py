@@ -1,0 +1,190 @@
+"""The values exrwatchd/journal/store.py takes and returns, and how they map to journal rows.
+
+exrwatchd.journal re-exports the public names here; import them from there. The row
+functions mirror the column order of the statements in exrwatchd/journal/_sql.py.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from exrwatchd import _json
+from exrwatchd.filesig import FileSig
+from exrwatchd.journal._rows import clean_text, encode_record
+
+Op = Literal["upsert", "delete", "sequence"]
+PathStatus = Literal["complete", "incomplete", "failed", "deleted"]
+
+LIVE_STATUSES = frozenset({"complete", "incomplete", "failed"})
+ALL_STATUSES: tuple[PathStatus, ...] = ("complete", "incomplete", "failed", "deleted")
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """A finished inspection of `path`, to be recorded and shipped."""
+
+    path: str
+    sig: FileSig | None
+    header_hash: str | None
+    status: PathStatus
+    record: dict[str, Any]  # the JSON record (docs/architecture.md)
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """`path` is gone (deleted or moved out of the tree)."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshSequences:
+    """Not a path: asks the journal writer to bring due frame sequences up to date (all of
+    them with `force`), so they settle even when no new frames arrive."""
+
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    id: int
+    path: str
+    op: Op
+    record: dict[str, Any] | None  # None for deletions
+    attempts: int
+    created_at: float  # unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class PathState:
+    path: str
+    sig: FileSig | None
+    header_hash: str | None
+    status: PathStatus
+    error: str | None
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStats:
+    """A consistent snapshot of the journal, for `exrwatchd status` and metrics."""
+
+    ready: int
+    inflight: int
+    dead: int
+    outbox_total: int
+    paths_by_status: dict[PathStatus, int]  # every PathStatus is a key, zero included
+    oldest_ready_age: float | None  # seconds since the oldest ready entry was written
+    last_error: str | None  # most recent delivery error still on an outbox entry
+    last_error_path: str | None
+    last_error_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An outbox entry that will not be retried until someone requeues it."""
+
+    id: int
+    path: str
+    op: Op
+    attempts: int
+    last_error: str | None
+    updated_at: float
+
+
+# -- values -> statement parameters ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class WriteParams:
+    """The parameters of one Journal.write, statement by statement."""
+
+    path_rows: list[tuple[object, ...]]  # UPSERT_PATH
+    tombstones: list[tuple[float, bytes]]  # TOMBSTONE_PATH
+    keys: list[tuple[bytes]]  # DROP_SUPERSEDED
+    entries: list[tuple[object, ...]]  # INSERT_OUTBOX
+
+
+def write_params(items: Iterable[Persist | Delete], now: float) -> WriteParams:
+    """The parameters for `items` (one per path); TypeError or ValueError if one is unfit."""
+    params = WriteParams([], [], [], [])
+    for item in items:
+        key = os.fsencode(item.path)
+        params.keys.append((key,))
+        if isinstance(item, Persist):
+            if item.status not in LIVE_STATUSES:
+                raise ValueError(f"Persist of {item.path!r} with status {item.status!r}")
+            sig = item.sig
+            params.path_rows.append((
+                key, os.path.dirname(key),
+                sig.size if sig else None, sig.mtime_ns if sig else None,
+                sig.inode if sig else None,
+                item.header_hash, item.status, _error_message(item.record), now,
+            ))  # fmt: skip
+            params.entries.append((key, "upsert", now, now, now, encode_record(item.record)))
+        elif isinstance(item, Delete):
+            params.tombstones.append((now, key))
+            params.entries.append((key, "delete", now, now, now, None))
+        else:
+            raise TypeError(f"cannot journal {type(item).__name__}")
+    return params
+
+
+def _error_message(record: dict[str, Any]) -> str | None:
+    error = record.get("error")
+    message = error.get("message") if isinstance(error, dict) else None
+    return None if message is None else clean_text(str(message))
+
+
+# -- query rows -> values ---------------------------------------------------------------------
+
+
+def outbox_entry(row: tuple[Any, ...]) -> OutboxEntry:
+    """An OutboxEntry from a SELECT_CLAIMABLE row."""
+    id_, key, op, record, attempts, created_at = row
+    return OutboxEntry(
+        id=id_, path=os.fsdecode(key), op=op,
+        record=None if record is None else _json.loads(record),
+        attempts=attempts, created_at=created_at,
+    )  # fmt: skip
+
+
+def dead_letter(row: tuple[Any, ...]) -> DeadLetter:
+    """A DeadLetter from a SELECT_DEAD row."""
+    id_, key, op, attempts, error, updated_at = row
+    return DeadLetter(id=id_, path=os.fsdecode(key), op=op, attempts=attempts,
+                      last_error=error, updated_at=updated_at)  # fmt: skip
+
+
+def path_state(row: tuple[Any, ...]) -> PathState:
+    """A PathState from a row of PATH_COLUMNS."""
+    key, size, mtime_ns, inode, header_hash, status, error, updated_at = row
+    sig = None if size is None else FileSig(size=size, mtime_ns=mtime_ns, inode=inode)
+    return PathState(
+        path=os.fsdecode(key), sig=sig, header_hash=header_hash, status=status,
+        error=error, updated_at=updated_at,
+    )  # fmt: skip
+
+
+def journal_stats(
+    now: float,
+    by_state: dict[str, int],
+    by_status: dict[str, int],
+    oldest: tuple[Any, ...] | None,
+    error: tuple[Any, ...] | None,
+) -> JournalStats:
+    """JournalStats from the COUNT_OUTBOX, COUNT_PATHS, OLDEST_READY and LAST_ERROR rows."""
+    return JournalStats(
+        ready=by_state.get("ready", 0),
+        inflight=by_state.get("inflight", 0),
+        dead=by_state.get("dead", 0),
+        outbox_total=sum(by_state.values()),
+        paths_by_status={s: by_status.get(s, 0) for s in ALL_STATUSES},
+        oldest_ready_age=None if oldest is None else max(0.0, now - oldest[0]),
+        last_error=None if error is None else error[1],
+        last_error_path=None if error is None else os.fsdecode(error[0]),
+        last_error_at=None if error is None else error[2],
+    )

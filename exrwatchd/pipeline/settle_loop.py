@@ -1,0 +1,278 @@
+"""The settle loop: events in, settled files out to the workers, verdicts into the journal.
+
+One thread (the daemon's main thread) owns all of this state, so none of it needs locks: the
+Settler, the paths being inspected, and the paths that changed while being inspected. The
+workers only take from `work` and put into `verdicts`. With pixel stats on, a complete
+verdict makes a second trip, through the pixel lane (pixel_lane.py), before it is journaled;
+its path stays in `inflight` meanwhile, so a change during the pixel read is noticed.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from exrwatchd.exr import InspectError, Inspection
+from exrwatchd.journal import Delete, Persist
+from exrwatchd.logs import get_logger
+from exrwatchd.pipeline.inspector import Verdict, inspect_settled, make_record
+from exrwatchd.pipeline.journal_writer import JournalWriter
+from exrwatchd.pipeline.pixel_lane import PixelLane
+from exrwatchd.pipeline.pixel_lane import report as report_pixels
+from exrwatchd.telemetry import NullMetrics
+from exrwatchd.watch import Inbox, SettledFile, Settler, Vanished
+
+log = get_logger("exrwatchd.pipeline")
+
+
+@dataclass
+class Counters:
+    detected: int = 0
+    inspected: int = 0
+    failed: int = 0
+    incomplete: int = 0
+    deleted: int = 0
+
+
+@dataclass
+class Pipeline:
+    settler: Settler
+    inbox: Inbox
+    writer: JournalWriter
+    queue_size: int
+    rescan: Callable[[str | None], None]  # a subtree, or None for every watch root
+    settled: Callable[[str], None]  # the daemon is done with a path (poll watchers forget it)
+    metrics: NullMetrics = field(default_factory=NullMetrics)
+    clock: Callable[[], float] = time.monotonic
+    counters: Counters = field(default_factory=Counters)
+    work: queue.Queue[SettledFile | None] = field(init=False)
+    verdicts: queue.Queue[Verdict] = field(default_factory=queue.Queue)
+    inflight: set[str] = field(default_factory=set)
+    dirty: set[str] = field(default_factory=set)
+    # Journal writes the writer's bounded queue could not take yet, in order. While any wait
+    # here, no new work is handed out: backpressure without blocking this loop.
+    unwritten: deque[Persist | Delete] = field(default_factory=deque)
+    # `[inspect] pixel_stats`: complete verdicts go through this lane first (None: off).
+    pixel_workers: int = 0
+    pixel_queue_size: int = 64
+    lane: PixelLane | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.work = queue.Queue(maxsize=self.queue_size)
+        if self.pixel_workers:
+            self.lane = PixelLane(self.pixel_workers, self.pixel_queue_size,
+                                  self._lane_done, self.metrics)  # fmt: skip
+
+    def _lane_done(self, verdict: Verdict) -> None:
+        """A pixel-lane thread finished with a verdict: back to the settle loop."""
+        self.verdicts.put(verdict)
+        self.inbox.wakeup.set()
+
+    # ---- worker threads ---------------------------------------------------------------
+
+    def work_loop(self) -> None:
+        """A worker thread: inspect settled files until a None arrives."""
+        while True:
+            item = self.work.get()
+            if item is None:
+                return
+            started = time.perf_counter()
+            try:
+                verdict = inspect_settled(item)
+            except Exception as exc:  # a reader bug must not kill the worker or lose the file
+                log.exception("file.failed", path=item.path, error=str(exc), stage="inspect",
+                              error_type=type(exc).__name__)  # fmt: skip
+                verdict = Verdict(item, "record", "failed", item.sig, None, str(exc), None)
+            self.metrics.inspection_seconds(time.perf_counter() - started)
+            self.verdicts.put(verdict)
+            self.inbox.wakeup.set()
+
+    def stop_workers(self, count: int) -> None:
+        for _ in range(count):
+            try:
+                self.work.put_nowait(None)
+            except queue.Full:
+                return
+
+    # ---- the settle loop (main thread) --------------------------------------------------
+
+    def drain_inbox(self) -> None:
+        items, lost = self.inbox.drain()
+        for reason in lost:
+            log.warning("watch.events_lost", reason=reason)
+            self.metrics.events_lost(reason)
+        if lost:
+            self.metrics.rescans("lost_events")
+            self.rescan(None)
+        for path, kind in items.items():
+            self.metrics.event(kind)
+            if kind == "subtree":
+                self.metrics.rescans("subtree")
+                self.rescan(path)
+                continue
+            if path not in self.settler:
+                self.counters.detected += 1
+                log.debug("file.detected", path=path, trigger=kind)
+            self.settler.observe(path, kind)
+
+    def flush(self) -> None:
+        """Hand waiting journal writes to the writer, and waiting complete files to the pixel
+        lane, as far as their queues take them."""
+        while self.unwritten and self.writer.offer(self.unwritten[0]):
+            self.unwritten.popleft()
+        if self.lane is not None:
+            self.lane.flush()
+
+    def _journal(self, item: Persist | Delete) -> None:
+        self.unwritten.append(item)
+        self.flush()
+
+    def dispatch(self) -> int:
+        """Hand settled files to the workers, as many as there is room for; return that
+        room (0 or less: the settler's due paths wait for the queues to drain)."""
+        if self.writer.disk_full is not None:
+            return 0  # the journal cannot take verdicts now: the settler keeps the paths
+        # Nothing new while verdicts wait for the journal: the settler keeps the paths.
+        free = 0 if self.unwritten else self.work.maxsize - self.work.qsize()
+        if self.lane is not None:
+            # Any header verdict may need the lane, so no more headers are out than the lane
+            # can take: nothing new while files wait for it, and what waits stays bounded.
+            headers = len(self.inflight) - len(self.lane.held)
+            free = min(free, self.lane.room() - headers)
+        now = self.clock()
+        for item in self.settler.poll(limit=max(0, free)):
+            if isinstance(item, Vanished):
+                self._gone(item.path)
+                continue
+            if item.path in self.inflight:
+                self.dirty.add(item.path)  # inspect again once the current look finishes
+                continue
+            log.info("file.settled", path=item.path, size=item.sig.size, attempt=item.attempt)
+            if item.attempt == 0:
+                self.metrics.settle_seconds(now - item.first_seen)
+            self.inflight.add(item.path)
+            self.work.put(item)
+        return free
+
+    def handle_verdicts(self) -> None:
+        while True:
+            try:
+                v = self.verdicts.get_nowait()
+            except queue.Empty:
+                return
+            path = v.settled.path
+            if self._to_lane(v):
+                continue  # still in flight: journaled when the lane hands it back
+            self.inflight.discard(path)
+            if path in self.dirty:
+                self.dirty.discard(path)
+                self.settler.observe(path)
+            elif v.kind == "vanished":
+                self._gone(path)
+            elif v.kind == "changed":
+                self.settler.observe(path)
+            elif v.kind == "recheck" and self.settler.recheck(
+                path, v.settled.first_seen, v.settled.attempt
+            ):
+                log.info("file.incomplete", path=path, reason=v.reason,
+                         attempt=v.settled.attempt, will_recheck=True)  # fmt: skip
+            else:
+                self._persist(v)
+
+    def _to_lane(self, v: Verdict) -> bool:
+        """Send a complete verdict of the header workers through the pixel lane, unless the
+        file changed meanwhile; True when sent. A verdict back from the lane goes on."""
+        lane = self.lane
+        if lane is None or lane.returned(v.settled.path):
+            return False
+        if v.settled.path in self.dirty or not lane.wants(v):
+            return False
+        lane.submit(v)
+        return True
+
+    def _gone(self, path: str) -> None:
+        self.counters.deleted += 1
+        log.info("file.deleted", path=path)
+        # Always through the writer: it is FIFO, so a Persist queued just before this
+        # Delete is journaled first and cannot resurrect the path afterwards.
+        self._journal(Delete(path))
+        self.settled(path)
+
+    def _persist(self, v: Verdict) -> None:
+        path = v.settled.path
+        record = v.record if v.record is not None else _crash_record(path, v.reason)
+        self.metrics.inspected(v.status)
+        if v.status == "complete":
+            self.counters.inspected += 1
+            log.info("file.inspected", path=path, header_hash=v.header_hash,
+                     parts=len(record["parts"]))  # fmt: skip
+        elif v.status == "incomplete":
+            self.counters.incomplete += 1
+            log.warning("file.incomplete", path=path, reason=v.reason, will_recheck=False)
+        else:
+            self.counters.failed += 1
+            error = record.get("error") or {}
+            self.metrics.failed(str(error.get("kind") or "internal"))
+            log.warning("file.failed", path=path, error=v.reason, stage="inspect",
+                        error_type=error.get("kind"))  # fmt: skip
+        report_pixels(path, record, self.metrics)
+        self.metrics.journaled(path, v.settled.first_seen)
+        self._journal(Persist(path, v.sig, v.header_hash, v.status, record))
+        self.settled(path)
+
+    def idle(self) -> bool:
+        """Nothing pending in memory: no events, nothing settling, inspecting or queued."""
+        return (
+            len(self.inbox) == 0 and len(self.settler) == 0 and not self.inflight
+            and self.verdicts.empty() and self.work.empty() and not self.unwritten
+            and (self.lane is None or not self.lane.depth())
+        )  # fmt: skip
+
+    def step(self, clock: Callable[[], float], max_wait: float = 0.5) -> None:
+        """One turn of the settle loop; sleeps until the next thing is due or an event."""
+        self.drain_inbox()
+        self.handle_verdicts()
+        self.flush()
+        room = self.dispatch()
+        due = self.settler.next_due()
+        wait = max_wait if due is None else min(max_wait, max(0.0, due - clock()))
+        if room <= 0:
+            # Due paths cannot go out until a queue drains; workers and the lane wake us when
+            # they finish, the writer does not (below): never spin on work that cannot move.
+            wait = max(wait, 0.05)
+        if self.unwritten or (self.lane is not None and self.lane.waiting):
+            wait = min(wait, 0.01)  # the writer and the lane free room without telling us
+        if self.writer.disk_full is not None:
+            wait = max_wait  # nothing goes out until the journal has room: do not spin
+        if wait > 0:
+            self.inbox.wakeup.wait(wait)
+        self.inbox.wakeup.clear()
+
+    def drain_to_journal(self, deadline: float) -> None:
+        """At shutdown: hand every waiting write to the writer, waiting for room until
+        `deadline` (monotonic). A dead writer takes nothing: those files are not in the
+        journal, so the next start-up reconciliation inspects them again."""
+        while (self.unwritten and self.writer.alive() and self.writer.disk_full is None
+               and time.monotonic() < deadline):  # fmt: skip
+            if not self.writer.offer(self.unwritten[0]):
+                time.sleep(0.01)  # the writer is busy committing; shutdown only
+                continue
+            self.unwritten.popleft()
+
+    def start_workers(self, count: int) -> list[threading.Thread]:
+        threads = [threading.Thread(target=self.work_loop, name=f"worker-{i}", daemon=True)
+                   for i in range(count)]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        return threads
+
+
+def _crash_record(path: str, reason: str | None) -> dict[str, Any]:
+    """A record for a file whose inspection crashed: recorded, not silently dropped."""
+    error = InspectError("internal", reason or "inspection crashed")
+    return make_record(Inspection(path, None, None, False, None, None, error, ()))

@@ -1,0 +1,27 @@
+"""What the running daemon tells the outside: Prometheus metrics and /healthz (metrics.py,
+http.py), systemd notifications (notify.py) and status.json (status_file.py). Nothing here
+reads the daemon: the daemon's reporting (exrwatchd.daemon.reporting) hands it snapshots."""
+
+from exrwatchd.telemetry.http import MetricsServer, health_reason, parse_listen
+from exrwatchd.telemetry.metrics import (
+    Metrics,
+    NullMetrics,
+    Snapshot,
+    WatchState,
+)
+from exrwatchd.telemetry.notify import Notifier, WatchdogPinger, format_status
+from exrwatchd.telemetry.status_file import write_status_file
+
+__all__ = [
+    "Metrics",
+    "MetricsServer",
+    "Notifier",
+    "NullMetrics",
+    "Snapshot",
+    "WatchState",
+    "WatchdogPinger",
+    "format_status",
+    "health_reason",
+    "parse_listen",
+    "write_status_file",
+]

@@ -1,0 +1,176 @@
+"""The HTTP side of the metrics: `/metrics` and `/healthz` on a daemon thread.
+
+`MetricsServer` serves `/metrics` (Prometheus text format, from `Metrics.render()`) and
+`/healthz` (200 "ok", or 503 and the reason); `health_reason` builds that reason.
+exrwatchd.telemetry.metrics re-exports the public names here, so import them from there. This module
+never imports exrwatchd.telemetry.metrics: the server needs only an object with `render()`.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from exrwatchd import __version__
+from exrwatchd.logs import get_logger
+
+# The logger name of the module these lines came from, so log events keep their logger.
+log = get_logger("exrwatchd.metrics")
+
+
+class Renderer(Protocol):
+    """What the server serves at /metrics: `Metrics` (exrwatchd.telemetry.metrics) is one."""
+
+    def render(self) -> bytes: ...
+
+
+# ---- health ---------------------------------------------------------------------------
+
+
+def health_reason(
+    sink_unhealthy_seconds: float | None,
+    threshold: float = 300.0,
+    dead_watchers: Iterable[str] = (),
+    *,
+    sink_error: str | None = None,
+    journal_error: str | None = None,
+) -> str | None:
+    """Why the daemon is unhealthy, or None when it is fine.
+
+    Unhealthy: the journal cannot be written (`journal_error`: its disk is full), the sink
+    has been failing for `threshold` seconds or more, or a watcher is dead (its path listed
+    in `dead_watchers`). Several reasons are joined with "; ".
+    """
+    reasons = [_one_line(journal_error)] if journal_error else []
+    if sink_unhealthy_seconds is not None and sink_unhealthy_seconds >= threshold:
+        reason = f"sink failing for {sink_unhealthy_seconds:.0f} s"
+        if sink_error:
+            reason += f": {_one_line(sink_error)}"
+        reasons.append(reason)
+    reasons.extend(f"watcher for {path} is dead" for path in dead_watchers)
+    return "; ".join(reasons) or None
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---- HTTP -----------------------------------------------------------------------------
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """("host", port) from "host:port" or "[v6]:port"; port 0 picks a free one."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not re.fullmatch(r"\d{1,5}", port) or int(port) > 65535:
+        raise ValueError(f'metrics.listen must be "host:port", got {listen!r}')
+    return host.strip("[]"), int(port)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    metrics: Renderer
+    health: Callable[[], str | None]
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    timeout = 10  # a client that opens a connection and sends nothing cannot keep a thread
+    server_version = f"exrwatchd/{__version__}"
+
+    def do_GET(self) -> None:
+        self._serve(body=True)
+
+    def do_HEAD(self) -> None:
+        self._serve(body=False)
+
+    def _serve(self, *, body: bool) -> None:
+        path = urlsplit(self.path).path
+        if path == "/metrics":
+            try:
+                status, data, ctype = 200, self.server.metrics.render(), CONTENT_TYPE_LATEST
+            except Exception as exc:
+                log.error("metrics.render_failed", error=str(exc), error_type=type(exc).__name__)
+                status, data, ctype = 500, b"metrics failed\n", "text/plain; charset=utf-8"
+        elif path == "/healthz":
+            try:
+                reason = self.server.health()
+            except Exception as exc:
+                reason = f"health check failed: {type(exc).__name__}: {exc}"
+            status = 200 if reason is None else 503
+            text = "ok" if reason is None else _one_line(reason, 2000)
+            data, ctype = (text + "\n").encode(), "text/plain; charset=utf-8"
+        else:
+            status, data, ctype = 404, b"not found\n", "text/plain; charset=utf-8"
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:  # no access log on stderr
+        pass
+
+
+@dataclass
+class MetricsServer:
+    """`/metrics` and `/healthz` over HTTP, on one daemon thread (plus one per request)."""
+
+    listen: str
+    metrics: Renderer
+    health: Callable[[], str | None] = lambda: None
+    _server: _Server | None = field(default=None, init=False, repr=False)
+    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
+
+    def start(self) -> None:
+        """Bind and serve. OSError (address in use, bad host) names `listen`."""
+        host, port = parse_listen(self.listen)
+        cls = _Server6 if ":" in host else _Server
+        try:
+            server = cls((host, port), _Handler)
+        except OSError as exc:
+            raise OSError(exc.errno, f"metrics.listen {self.listen}: {exc.strerror or exc}") \
+                from exc  # fmt: skip
+        server.metrics = self.metrics
+        server.health = self.health
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics-http",
+            daemon=True,
+        )  # fmt: skip
+        self._thread.start()
+        log.info("metrics.listening", host=self.address[0], port=self.address[1])
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port): the real port when `listen` asked for port 0."""
+        if self._server is None:
+            raise RuntimeError("MetricsServer is not started")
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)

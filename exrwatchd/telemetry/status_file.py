@@ -1,0 +1,39 @@
+"""status.json: what the running daemon last reported, for `exrwatchd status`."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+# status.json is padded with spaces (which JSON ignores) to leave this much room, so that on a
+# full disk, where no new file can be written, the next status still fits over the old one.
+_ROOM = 4096
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def write_status_file(state_dir: Path, status: dict[str, Any]) -> None:
+    """Atomically replace <state_dir>/status.json (readers never see half a file); on a full
+    disk, overwrite it in place instead, if it fits (gather_status reads again then)."""
+    target = state_dir / "status.json"
+    tmp = target.with_suffix(".tmp")
+    text = json.dumps(status).encode()
+    try:
+        tmp.write_bytes(text.ljust(-(-(len(text) + _ROOM) // _ROOM) * _ROOM))
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno not in _FULL:
+            raise
+        _overwrite(target, text, exc)
+
+
+def _overwrite(target: Path, text: bytes, cause: OSError) -> None:
+    # Within its size a file's blocks are already allocated: writing them needs no space.
+    with open(target, "r+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        if len(text) > size:
+            raise cause
+        f.write(text.ljust(size))
