@@ -61,6 +61,8 @@ class Pipeline:
     pixel_workers: int = 0
     pixel_queue_size: int = 64
     lane: PixelLane | None = field(init=False, default=None)
+    # What a worker runs on a settled file; tests wrap it to hold a worker at a known point.
+    inspect: Callable[[SettledFile], Verdict] = inspect_settled
 
     def __post_init__(self) -> None:
         self.work = queue.Queue(maxsize=self.queue_size)
@@ -83,7 +85,7 @@ class Pipeline:
                 return
             started = time.perf_counter()
             try:
-                verdict = inspect_settled(item)
+                verdict = self.inspect(item)
             except Exception as exc:  # a reader bug must not kill the worker or lose the file
                 log.exception("file.failed", path=item.path, error=str(exc), stage="inspect",
                               error_type=type(exc).__name__)  # fmt: skip
@@ -146,7 +148,9 @@ class Pipeline:
             free = min(free, self.lane.room() - headers)
         now = self.clock()
         for item in self.settler.poll(limit=max(0, free)):
-            if isinstance(item, Vanished):
+            # A deletion of a path in flight is newer than what its worker read: it makes
+            # the path dirty like any change, so the verdict cannot be journaled after it.
+            if isinstance(item, Vanished) and item.path not in self.inflight:
                 self._gone(item.path)
                 continue
             if item.path in self.inflight:
