@@ -8,13 +8,17 @@ hook, so the deletion lands at a chosen moment. Case 6 runs the real `exrwatchd 
 from __future__ import annotations
 
 import os
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from exrgen import write_scanline
+from exrgen import truncated_copies, truncation_points, write_scanline
+from harness import ROOT, write_config
 
 from exrwatchd.inspector import Verdict, inspect_settled
 from exrwatchd.journal import Journal
@@ -22,6 +26,8 @@ from exrwatchd.pipeline import Pipeline
 from exrwatchd.shipper import JournalWriter
 from exrwatchd.watch.observers import Inbox
 from exrwatchd.watch.settle import SettledFile, Settler
+
+DAY = 86_400.0
 
 
 class HeldWorker:
@@ -92,3 +98,78 @@ def test_a_deletion_during_the_header_read_is_not_overwritten_by_its_verdict(
     state = journal.path_state(frame)
     assert state is None or state.status == "deleted", state
     assert [e.op for e in journal.claim(10) if e.path == frame] == ["delete"]
+
+
+def run_scan(config: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "exrwatchd", "scan", "--config", str(config)],
+            capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        tail = "\n".join(out.splitlines()[-10:])
+        raise AssertionError(f"scan still running after {timeout} s; last lines:\n{tail}") from None
+
+
+def test_scan_finishes_on_frames_cut_short_days_ago(tmp_path: Path) -> None:
+    # issue 12, case 6: a frame cut short and untouched for days was re-checked until
+    # max_wait_seconds, and the one-shot scan waited for it.
+    shots = tmp_path / "shots"
+    whole = write_scanline(shots / "beauty.0001.exr")
+    points = truncation_points(whole)
+    cut_data, cut_header = truncated_copies(
+        whole, shots, {"mid_data": points["mid_data"], "header": points["header"]}
+    )
+    three_days_ago = int((time.time() - 3 * DAY) * 1e9)
+    for path in (whole, cut_data, cut_header):
+        os.utime(path, ns=(three_days_ago, three_days_ago))
+    state = tmp_path / "state"
+    config = write_config(tmp_path / "c.toml", state, [{"path": str(shots)}],
+                          settle={"max_wait_seconds": 3600.0})  # fmt: skip
+    started = time.monotonic()
+    proc = run_scan(config, timeout=60.0)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    assert time.monotonic() - started < 60.0
+    con = sqlite3.connect(state / "catalog.db")
+    try:
+        rows = {
+            Path(r[0]).name: r[1:]
+            for r in con.execute(
+                "SELECT file_path, is_complete, incomplete_reason, error_kind FROM files"
+            )
+        }
+    finally:
+        con.close()
+    assert set(rows) == {whole.name, cut_data.name, cut_header.name}, rows
+    assert rows[whole.name] == (1, None, None)
+    complete, reason, error = rows[cut_data.name]
+    assert complete == 0 and reason and error is None, rows[cut_data.name]
+    assert rows[cut_header.name][0] == 0 and rows[cut_header.name][2] == "truncated_header"
+
+
+class TestGiveUpAge:
+    """The Settler's rule behind case 6, with a scripted clock and wall clock."""
+
+    def settler(self, wall: float) -> Settler:
+        return Settler(quiet_seconds=1.0, max_wait_seconds=3600.0, recheck_initial=1.0,
+                       recheck_max=8.0, clock=lambda: 100.0, stat=lambda _p: None,
+                       wall_clock=lambda: wall)  # fmt: skip
+
+    def test_untouched_longer_than_max_wait_is_given_up_at_once(self) -> None:
+        # issue 12, case 6: the file's mtime, not our first sighting, says how long its
+        # writer has been silent.
+        wall = 1_800_000_000.0
+        s = self.settler(wall)
+        old = int((wall - 3 * DAY) * 1e9)
+        assert s.recheck("/a.exr", first_seen=100.0, attempt=0, mtime_ns=old) is False
+        assert len(s) == 0
+
+    def test_a_recent_mtime_is_rechecked(self) -> None:
+        wall = 1_800_000_000.0
+        s = self.settler(wall)
+        recent = int((wall - 60.0) * 1e9)
+        assert s.recheck("/a.exr", first_seen=100.0, attempt=0, mtime_ns=recent) is True
+        future = int((wall + DAY) * 1e9)  # a clock stepped back: not evidence of silence
+        assert s.recheck("/b.exr", first_seen=100.0, attempt=0, mtime_ns=future) is True
+        assert len(s) == 2

@@ -181,7 +181,7 @@ class Pipeline:
             elif v.kind == "changed":
                 self.settler.observe(path)
             elif v.kind == "recheck" and self.settler.recheck(
-                path, v.settled.first_seen, v.settled.attempt
+                path, v.settled.first_seen, v.settled.attempt, v.settled.sig.mtime_ns
             ):
                 log.info("file.incomplete", path=path, reason=v.reason,
                          attempt=v.settled.attempt, will_recheck=True)  # fmt: skip

@@ -4,7 +4,8 @@ A path is handed on only when it has been quiet for `quiet_seconds` and two stat
 apart agree on (size, mtime_ns, inode). IN_CLOSE_WRITE shortens the wait for local writers
 but is never trusted alone: the two agreeing stats are still required. Files that inspect as
 incomplete come back here and are re-checked with exponential backoff until
-`max_wait_seconds` from their first sighting.
+`max_wait_seconds` from their first sighting (or not at all when nothing has written to
+them for that long already).
 
 Pure state plus an injectable clock and stat function: no threads, no sleeping. The daemon
 calls `poll()` in a loop and sleeps until `next_due()`.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -79,6 +81,7 @@ class Settler:
         clock: Callable[[], float],
         stat: Callable[[str], FileSig | None] = stat_sig,
         close_quiet_seconds: float = 0.2,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.quiet = quiet_seconds
         self.max_wait = max_wait_seconds
@@ -87,6 +90,7 @@ class Settler:
         self.close_quiet = min(close_quiet_seconds, quiet_seconds)
         self._clock = clock
         self._stat = stat
+        self._wall_clock = wall_clock  # only to compare with file mtimes, never to schedule
         self._pending: dict[str, _Pending] = {}
         self._heap: list[tuple[float, int, str]] = []  # (due, seq, path); stale items skipped
         self._seq = 0
@@ -124,14 +128,22 @@ class Settler:
         entry.closed = kind == "closed"
         self._schedule(path, entry, now)
 
-    def recheck(self, path: str, first_seen: float, attempt: int) -> bool:
+    def recheck(self, path: str, first_seen: float, attempt: int,
+                mtime_ns: int | None = None) -> bool:  # fmt: skip
         """An inspection found `path` incomplete. Schedule another look with backoff.
 
-        Returns False when `max_wait_seconds` since `first_seen` has passed: the caller
-        records the file as incomplete and stops waiting for it.
+        Returns False when `max_wait_seconds` since `first_seen` has passed, or when the
+        file's mtime (as inspected) is already that old: the caller records the file as
+        incomplete and stops waiting for it.
         """
         now = self._clock()
         if now - first_seen >= self.max_wait:
+            return False
+        # Nothing has written to it for the whole give-up age (a frame cut short days ago,
+        # found by a scan or after a restart): waiting from our first sighting would only
+        # hold it, and a one-shot scan, for another max_wait. An mtime in the future (a
+        # clock stepped back) proves nothing and keeps the rule above.
+        if mtime_ns is not None and self._wall_clock() - mtime_ns / 1e9 >= self.max_wait:
             return False
         delay = min(self.recheck_max, self.recheck_initial * 2 ** max(0, attempt))
         entry = self._pending.get(path)
