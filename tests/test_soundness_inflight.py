@@ -20,12 +20,9 @@ import pytest
 from exrgen import truncated_copies, truncation_points, write_scanline
 from harness import ROOT, write_config
 
-from exrwatchd.inspector import Verdict, inspect_settled
 from exrwatchd.journal import Journal
-from exrwatchd.pipeline import Pipeline
-from exrwatchd.shipper import JournalWriter
-from exrwatchd.watch.observers import Inbox
-from exrwatchd.watch.settle import SettledFile, Settler
+from exrwatchd.pipeline import JournalWriter, Pipeline, Verdict, inspect_settled
+from exrwatchd.watch import Inbox, SettledFile, Settler
 
 DAY = 86_400.0
 

@@ -61,7 +61,8 @@ class Pipeline:
     pixel_workers: int = 0
     pixel_queue_size: int = 64
     lane: PixelLane | None = field(init=False, default=None)
-    # What a worker runs on a settled file; tests wrap it to hold a worker at a known point.
+    # What a worker runs on a settled file: injected like the clock, so that the moment a
+    # worker finishes can be chosen rather than raced.
     inspect: Callable[[SettledFile], Verdict] = inspect_settled
 
     def __post_init__(self) -> None:
