@@ -108,14 +108,16 @@ class Duration(NamedTuple):
 # -- entry point ----------------------------------------------------------------------------
 
 
+Command = Callable[..., argparse.ArgumentParser]
+
+
 def register(subparsers: Any) -> None:
     """Add the `journal` command to cli/main.py's ``parser.add_subparsers(...)`` object."""
-    raw = argparse.RawDescriptionHelpFormatter  # for the descriptions laid out by hand
     journal = subparsers.add_parser(
         "journal",
         help="journal stats, dead letters and broken files; retry and purge",
         description=_DESCRIPTION,
-        formatter_class=raw,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # laid out by hand
     )
     _config_option(journal, default=None)
     commands = journal.add_subparsers(dest="journal_command", required=True, metavar="COMMAND")
@@ -128,6 +130,11 @@ def register(subparsers: Any) -> None:
         p.set_defaults(func=_runner(p, func))
         return p
 
+    for add in (_add_stats, _add_failed, _add_retry, _add_purge):
+        add(command)
+
+
+def _add_stats(command: Command) -> None:
     p = command(
         "stats",
         cmd_stats,
@@ -137,6 +144,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="one JSON object")
 
+
+def _add_failed(command: Command) -> None:
     p = command(
         "failed",
         cmd_failed,
@@ -163,6 +172,8 @@ def register(subparsers: Any) -> None:
         help=f"at most N entries per section (default {DEFAULT_LIMIT})",
     )
 
+
+def _add_retry(command: Command) -> None:
     p = command(
         "retry",
         cmd_retry,
@@ -176,12 +187,14 @@ def register(subparsers: Any) -> None:
     which.add_argument("path", nargs="?", metavar="PATH", help="the dead letter of this path")
     which.add_argument("--all", action="store_true", help="every dead letter")
 
+
+def _add_purge(command: Command) -> None:
     p = command(
         "purge",
         cmd_purge,
         help="remove tombstones of deletions delivered long ago",
         description=_PURGE_DESCRIPTION,
-        formatter_class=raw,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--done-older-than",

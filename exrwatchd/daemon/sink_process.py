@@ -21,13 +21,47 @@ import multiprocessing
 import os
 import queue
 import signal
+import threading
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized, SynchronizedString
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the child imports these itself, after spawning (see _child_main)
+    from exrwatchd.pipeline import SinkLoop
 
 _PR_SET_PDEATHSIG = 1
 _ERROR_BYTES = 1024
 _WAKE, _STOP = b"w", b"s"
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What the child shares with its parent: the read end of the command pipe, the counters
+    in shared memory, and the queue of batch reports."""
+
+    commands: Connection
+    delivered: Synchronized[int]
+    resends: Synchronized[int]
+    unhealthy: Synchronized[float]
+    last_error: SynchronizedString
+    reports: Any  # multiprocessing.Queue of pipeline.BatchReport (not subscriptable at run time)
+
+    def publish(self, loop: SinkLoop) -> None:
+        """Copy the loop's counters where the parent reads them."""
+        self.delivered.value = loop.delivered
+        self.resends.value = loop.catalog_resets
+        self.unhealthy.value = math.nan if loop.unhealthy_since is None else loop.unhealthy_since
+        self.last_error.value = (loop.last_error or "").encode("utf-8", "replace")[
+            : _ERROR_BYTES - 1
+        ]
+
+    def publish_error(self, error: BaseException) -> None:
+        """The reason the loop died, which the parent reports as the reason the sink died."""
+        self.last_error.value = f"{type(error).__name__}: {error}".encode("utf-8", "replace")[
+            : _ERROR_BYTES - 1
+        ]
 
 
 class SinkProcess:
@@ -38,18 +72,18 @@ class SinkProcess:
         # A pipe, not multiprocessing.Event: a parent killed while holding an Event's lock
         # would leave the child blocked forever, while a pipe simply reads EOF.
         self._commands, self._control = ctx.Pipe(duplex=False)
-        self._delivered: Synchronized[int] = ctx.Value("q", 0, lock=False)  # type: ignore[assignment]
-        self._resends: Synchronized[int] = ctx.Value("q", 0, lock=False)  # type: ignore[assignment]
-        self._unhealthy: Synchronized[float] = ctx.Value("d", math.nan, lock=False)  # type: ignore[assignment]
-        self._last_error: SynchronizedString = ctx.Array("c", _ERROR_BYTES, lock=False)  # type: ignore[assignment]
-        # Per-batch reports for the parent's metrics; bounded, and dropped when full (they
-        # are statistics, never data).
-        self._reports: Any = ctx.Queue(maxsize=1000)
-        self._process = ctx.Process(
-            target=_child_main, name="exrwatchd-sink", daemon=True,
-            args=(str(config_path), self._commands, self._delivered, self._unhealthy,
-                  self._last_error, self._reports, self._resends),
-        )  # fmt: skip
+        self._shared = _Shared(
+            self._commands,
+            delivered=ctx.Value("q", 0, lock=False),  # type: ignore[arg-type]
+            resends=ctx.Value("q", 0, lock=False),  # type: ignore[arg-type]
+            unhealthy=ctx.Value("d", math.nan, lock=False),  # type: ignore[arg-type]
+            last_error=ctx.Array("c", _ERROR_BYTES, lock=False),  # type: ignore[arg-type]
+            # Per-batch reports for the parent's metrics; bounded, and dropped when full
+            # (they are statistics, never data).
+            reports=ctx.Queue(maxsize=1000),
+        )
+        self._process = ctx.Process(target=_child_main, name="exrwatchd-sink", daemon=True,
+                                    args=(str(config_path), self._shared))  # fmt: skip
         self._error: BaseException | None = None
 
     @property
@@ -79,21 +113,21 @@ class SinkProcess:
 
     @property
     def delivered(self) -> int:
-        return int(self._delivered.value)
+        return int(self._shared.delivered.value)
 
     @property
     def catalog_resets(self) -> int:
         """How often the child found its catalog lost and had everything marked to resend."""
-        return int(self._resends.value)
+        return int(self._shared.resends.value)
 
     @property
     def unhealthy_since(self) -> float | None:
-        value = float(self._unhealthy.value)
+        value = float(self._shared.unhealthy.value)
         return None if math.isnan(value) else value
 
     @property
     def last_error(self) -> str | None:
-        text = bytes(self._last_error.value).decode("utf-8", "replace")
+        text = bytes(self._shared.last_error.value).decode("utf-8", "replace")
         return text or None
 
     def reports(self) -> list[Any]:
@@ -101,7 +135,7 @@ class SinkProcess:
         out = []
         while True:
             try:
-                out.append(self._reports.get_nowait())
+                out.append(self._shared.reports.get_nowait())
             except queue.Empty:
                 return out
 
@@ -115,8 +149,7 @@ class SinkProcess:
             self._error = RuntimeError(f"sink process exited with {self._process.exitcode}")
 
 
-def _child_main(config_path: str, commands: Any, delivered: Any, unhealthy: Any,
-                last_error: Any, reports: Any, resends: Any) -> None:  # fmt: skip
+def _child_main(config_path: str, shared: _Shared) -> None:
     # Imported here: the child starts from scratch (spawn) and the parent need not load
     # the sink's dependencies twice.
     from exrwatchd.config import load_config
@@ -126,25 +159,12 @@ def _child_main(config_path: str, commands: Any, delivered: Any, unhealthy: Any,
     from exrwatchd.pipeline import SinkLoop
 
     parent = os.getppid()
-    # Reports are statistics: never let an unread queue hold this process at exit (its
-    # feeder thread would block forever on a full pipe once the parent is gone).
-    reports.cancel_join_thread()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: the getppid() check below still notices an orphaned child
-    stopping = False
-
-    def terminate(*_: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
+    _die_with_parent(shared)
+    stopping = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     cfg = load_config(config_path)
     configure_logging(cfg.log.format, cfg.log.level, cfg.secrets())
-    log = get_logger("exrwatchd.sink_process")
     journal = open_journal(cfg)
     journal.acknowledgements_only()
     sink = build_sink(cfg)
@@ -152,37 +172,47 @@ def _child_main(config_path: str, commands: Any, delivered: Any, unhealthy: Any,
 
     def report(batch: Any) -> None:
         with contextlib.suppress(queue.Full):
-            reports.put_nowait(batch)
+            shared.reports.put_nowait(batch)
 
     loop = SinkLoop(journal, sink, batch_size=cfg.sink.batch_size,
                     batch_wait=cfg.sink.batch_wait_ms / 1000.0, on_batch=report)  # fmt: skip
     tune_for_throughput()
     loop.start()
-    log.info("sink.started", sink=sink.name, pid=os.getpid())
+    get_logger("exrwatchd.sink_process").info("sink.started", sink=sink.name, pid=os.getpid())
     try:
-        while not stopping and loop.alive() and os.getppid() == parent:
-            try:
-                if commands.poll(0.2):
-                    if commands.recv_bytes() == _STOP:
-                        break
-                    loop.wake()
-            except (EOFError, OSError):
-                break  # the parent is gone
-            delivered.value = loop.delivered
-            resends.value = loop.catalog_resets
-            unhealthy.value = math.nan if loop.unhealthy_since is None else loop.unhealthy_since
-            last_error.value = (loop.last_error or "").encode("utf-8", "replace")[
-                : _ERROR_BYTES - 1
-            ]
+        _serve(loop, shared, parent, stopping)
     finally:
         loop.stop(timeout=max(1.0, cfg.daemon.shutdown_timeout))
-        delivered.value = loop.delivered
-        resends.value = loop.catalog_resets
-        if loop.error is not None:  # the parent reports this as the reason the sink died
-            last_error.value = f"{type(loop.error).__name__}: {loop.error}".encode(
-                "utf-8", "replace")[: _ERROR_BYTES - 1]  # fmt: skip
+        shared.publish(loop)
+        if loop.error is not None:
+            shared.publish_error(loop.error)
         sink.close()
         journal.close()
     # Everything that matters is committed and closed; skip interpreter teardown, which
     # could wait on multiprocessing's helper threads of a parent that is already gone.
     os._exit(0)
+
+
+def _die_with_parent(shared: _Shared) -> None:
+    # Reports are statistics: never let an unread queue hold this process at exit (its
+    # feeder thread would block forever on a full pipe once the parent is gone).
+    shared.reports.cancel_join_thread()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: _serve's getppid() check still notices an orphaned child
+
+
+def _serve(loop: SinkLoop, shared: _Shared, parent: int, stopping: threading.Event) -> None:
+    """Pass the parent's wake-ups to the loop and publish its counters, until told to stop,
+    the loop dies or the parent is gone."""
+    while not stopping.is_set() and loop.alive() and os.getppid() == parent:
+        try:
+            if shared.commands.poll(0.2):
+                if shared.commands.recv_bytes() == _STOP:
+                    break
+                loop.wake()
+        except (EOFError, OSError):
+            break  # the parent is gone
+        shared.publish(loop)
