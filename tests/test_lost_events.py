@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from exrgen import write_scanline
-from harness import Catalog, DaemonProcess, write_config
+from harness import Catalog, DaemonProcess, wait_for, write_config
 from harness import children as harness_children
 
 
@@ -89,11 +89,18 @@ def test_watch_root_removed_and_recreated(tmp_path: Path, backend: str) -> None:
     try:
         catalog.wait_paths({str(first)})
         away = tmp_path / "elsewhere"
-        renders.rename(away)
-        renders.mkdir()  # an empty mount point: what an unmounted share looks like
-        daemon.wait_event("scan.root_unavailable", timeout=30)
+        renders.rename(away)  # the share is gone...
         if backend == "poll":
+            # ...and stays gone until the poller has said so: between two polls a root
+            # renamed and recreated would never fail a walk (issue 12, case 16: this wait
+            # depended on the moment of a poll).
             daemon.wait_event("watch.walk_error", timeout=30)
+        renders.mkdir()  # an empty mount point: what an unmounted share looks like
+        wait_for(
+            lambda: any("is empty" in e.get("error", "")
+                        for e in daemon.seen("scan.root_unavailable")),
+            30, lambda: "scan.root_unavailable for the empty root:\n" + daemon.tail(),
+        )  # fmt: skip
         assert set(catalog.paths()) == {str(first)}  # not wiped
         renders.rmdir()
         away.rename(renders)  # the share is back
@@ -143,7 +150,5 @@ def test_kill_9_leaves_no_orphaned_sink_process(tmp_path: Path) -> None:
         return not any(Path(f"/proc/{pid}").exists() and "Z" not in
                        Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
                        for pid in children)  # fmt: skip
-
-    from harness import wait_for
 
     wait_for(all_gone, 20, f"children {children} of the killed daemon to exit")
