@@ -31,7 +31,7 @@ from itertools import pairwise
 from typing import Any, Literal, NamedTuple, TypeAlias
 
 from exrwatchd.exr import Part
-from exrwatchd.exr.naming import split_frame_name
+from exrwatchd.exr.naming import MAX_FRAME, split_frame_name
 
 #: Inclusive `(start, end)`. Gaps are kept as ranges so frames 1 and 10**9 cost one tuple.
 Range: TypeAlias = tuple[int, int]
@@ -43,8 +43,8 @@ Level: TypeAlias = Literal["warning", "info"]
 #: stored before an upgrade would all look like the odd ones out (recompute them instead).
 LAYOUT_KEY_VERSION = 1
 
-# Frame numbers go to INTEGER columns; the catalog already stores larger ones as null.
-_MAX_FRAME = 2**63 - 1
+# Frame numbers go to INTEGER columns; past this bound naming.frame_number says None too.
+_MAX_FRAME = MAX_FRAME
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,7 +134,10 @@ def as_inode(value: Any) -> int | None:
 
 def as_frame(value: Any) -> int | None:
     # Derived from the file name, so it can be any length of digits: out of range -> null.
-    if value is None or (isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX):
+    # A float can only be such an integer read back from JSON (records journaled before
+    # naming.frame_number had its bound): out of range too.
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)
+                         and not _INT64_MIN <= value <= _INT64_MAX):  # fmt: skip
         return None
     return as_int(value, "frame_number")
 

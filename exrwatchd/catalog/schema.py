@@ -71,8 +71,8 @@ FILES = _schema(
        "stable class of the read failure (not_exr, truncated_header, vanished...); null if ok",
        nullable=True),
     _f("error_message", pa.string(), "human description of the read failure", nullable=True),
-    _f("frame_number", pa.int64(), "frame number from the file name (name.####.exr)",
-       nullable=True),
+    _f("frame_number", pa.int64(), "frame number from the file name (name.####.exr); null "
+       "when past 2**63 - 1", nullable=True),
     _f("metadata_embedding", vector_type(METADATA_DIM),
        "unit vector describing the file's structure; null for error records", nullable=True),
     _f("channel_fingerprint", vector_type(CHANNEL_DIM),

@@ -8,10 +8,22 @@ import re
 # character may be in it, a newline too (DOTALL), and nothing may follow ".exr" (\Z, not $).
 _FRAME = re.compile(r"^.+[._](\d+)\.exr\Z", re.IGNORECASE | re.DOTALL)
 
+#: The largest frame number: frame numbers go to int64 columns, and the journal's JSON reads
+#: larger integers back as floats. Digits beyond it are a name, not a frame number.
+MAX_FRAME = 2**63 - 1
+_MAX_DIGITS = len(str(MAX_FRAME))
+
 
 def frame_number(basename: str) -> int | None:
     match = _FRAME.match(basename)
-    return int(match.group(1)) if match else None
+    if match is None:
+        return None
+    digits = match.group(1)
+    # Length first: int() is slow on long strings and refuses more than 4300 digits.
+    if len(digits.lstrip("0")) > _MAX_DIGITS:
+        return None
+    frame = int(digits)
+    return frame if frame <= MAX_FRAME else None
 
 
 def split_frame_name(basename: str) -> tuple[str, str, str] | None:
