@@ -68,6 +68,7 @@ ALLOWED = (
     pa.float64(),
     pa.bool_(),
     pa.timestamp("us", tz="UTC"),
+    pa.binary(),  # files.file_path_bytes (the SDK maps it to VAST's binary type)
 )
 
 
@@ -383,6 +384,8 @@ def check_value(value: Any, field: pa.Field, where: str) -> None:
         assert isinstance(value, float), where
     elif pa.types.is_timestamp(t):
         assert isinstance(value, datetime) and value.utcoffset() is not None, where
+    elif pa.types.is_binary(t):
+        assert isinstance(value, bytes), where
     else:
         assert isinstance(value, np.ndarray) and value.dtype == np.float32, where
         assert value.shape == (t.list_size,), where

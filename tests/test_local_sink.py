@@ -486,13 +486,15 @@ class TestFailures:
         assert outcomes(first) == [Outcome.DELIVERED]
         row = sink.file_row(raw)
         assert row is not None and row["file_path"] == str(lookalike)
-        # The escaped display text of one path is the real name of another: the unique path
-        # index refuses the second rather than overwrite the first one's rows.
+        # The escaped display text of one path is the real name of another: both are kept,
+        # told apart by file_id and file_path_bytes (issue 12, case 4; it was refused).
         second = sink.write([upsert(make_record(lookalike))])
-        assert outcomes(second) == [Outcome.REJECT] and "UNIQUE" in str(second[0].error)
+        assert outcomes(second) == [Outcome.DELIVERED]
         assert sink.file_row(raw)["file_id"] == file_id_for(raw)  # type: ignore[index]
+        assert sink.file_row(raw)["file_path_bytes"] == os.fsencode(raw)  # type: ignore[index]
+        assert sink.file_row(lookalike)["file_path"] == str(lookalike)  # type: ignore[index]
         assert outcomes(sink.write([delete(raw)])) == [Outcome.DELIVERED]
-        assert sink.count("files") == 0
+        assert sink.count("files") == 1 and sink.file_row(lookalike) is not None
 
     def test_one_row_per_path_after_churn(self, sink: LocalSink, frames: list[Path]) -> None:
         for _ in range(3):

@@ -213,7 +213,10 @@ def _older_catalog(db: Path, version: int, rows: list[dict[str, Any]]) -> None:
     with LocalSink(db) as s:
         s.write([upsert(r) for r in rows])
     conn = sqlite3.connect(db)
-    for table, columns in (("files", PIXEL_FILE_COLUMNS), ("channels", PIXEL_CHANNEL_COLUMNS)):
+    # Without the columns appended after the pixel ones, too (files.file_path_bytes).
+    later = TABLES["files"].names[TABLES["files"].names.index(PIXEL_FILE_COLUMNS[-1]) + 1 :]
+    for table, columns in (("files", [*PIXEL_FILE_COLUMNS, *later]),
+                           ("channels", PIXEL_CHANNEL_COLUMNS)):  # fmt: skip
         for column in columns:
             conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     conn.execute(f"PRAGMA user_version = {version}")

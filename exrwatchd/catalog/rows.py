@@ -10,7 +10,8 @@ schema's field names, in schema order, with Python values of the column's type: 
 Paths: the key is `normalize_path` (``os.path.normpath``: case kept, symlinks not resolved,
 no file system access). `file_id_for` hashes its raw bytes, so paths that are not valid UTF-8
 (lone surrogates in the str) keep distinct ids, while string columns show such paths with
-``backslashreplace`` escapes so that every catalog can store them.
+``backslashreplace`` escapes (``\\udcff`` for the byte 0xff) so that every catalog can store
+them; ``file_path_bytes`` keeps the bytes. Sinks look rows up by file_id, never by that text.
 
 The checks and conversions of single values live in exrwatchd/catalog/_convert.py.
 """
@@ -276,6 +277,7 @@ def _build_rows(record: Mapping[str, Any]) -> FileRows:
         "last_inspected": inspected_at,
         "last_inspection_id": inspection_id,
         **pixel_files,
+        "file_path_bytes": path_bytes(raw_path),
     })  # fmt: skip
     return FileRows(file_id, files_row, part_rows, channel_rows, attribute_rows)
 

@@ -9,7 +9,8 @@ Only types VAST DataBase accepts are used: ``pa.string()`` (never ``large_string
 stored as a string), int32/int64, float64, bool, ``timestamp("us", tz="UTC")`` and vectors as
 fixed-size lists of non-nullable float32. Every field carries its description as field
 metadata (``b"doc"``), and the schema carries the catalog version, so the schema documents
-itself wherever it travels (VAST 5.5+ servers also expect non-empty metadata).
+itself wherever it travels (VAST 5.5+ servers also expect non-empty metadata). One column is
+``pa.binary()``: files.file_path_bytes, the exact bytes of a path.
 
 Key: ``file_id`` is a function of the normalized path alone (`rows.file_id_for`): a
 re-rendered frame keeps its id, so its rows are replaced rather than duplicated. Children
@@ -22,7 +23,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 #: Bumped whenever a table, column or a column's meaning changes.
-CATALOG_VERSION = 2
+CATALOG_VERSION = 3
 
 METADATA_DIM = 384  # length of files.metadata_embedding (exrwatchd.exr.embed.METADATA_DIM)
 CHANNEL_DIM = 128  # length of files.channel_fingerprint (exrwatchd.exr.embed.CHANNEL_DIM)
@@ -47,7 +48,7 @@ def _schema(table: str, *fields: pa.Field) -> pa.Schema:
 
 
 _FILE_ID = "sha256 of the normalized path's bytes, first 32 hex chars; joins the four tables"
-_FILE_PATH = "the path as the watcher saw it (invalid UTF-8 shown as \\x/\\u escapes)"
+_FILE_PATH = "the path as the watcher saw it (bytes that are not UTF-8 shown as \\udcXX)"
 _PART_INDEX = "0-based index of the part in the file"
 
 FILES = _schema(
@@ -55,7 +56,7 @@ FILES = _schema(
     _f("file_id", pa.string(), _FILE_ID + "; depends on the path only, never on mtime"),
     _f("file_path", pa.string(), _FILE_PATH),
     _f("file_path_normalized", pa.string(),
-       "os.path.normpath of the path: case kept, symlinks not resolved; unique"),
+       "os.path.normpath of the path: case kept, symlinks not resolved"),
     _f("header_hash", pa.string(), "sha256 hex of the header bytes; null for error records",
        nullable=True),
     _f("size_bytes", pa.int64(), "file size when inspected", nullable=True),
@@ -101,6 +102,10 @@ FILES = _schema(
     _f("pixel_stats_digest", pa.string(),
        "sha256 of the pixel stats as recorded; a re-inspection with the same header but other "
        "stats rewrites the rows", nullable=True),
+    # Appended (catalogs are upgraded in place); null in rows written before it existed.
+    _f("file_path_bytes", pa.binary(),
+       "the exact bytes of file_path, which tells apart names whose text forms are equal",
+       nullable=True),
 )  # fmt: skip
 
 PARTS = _schema(

@@ -42,6 +42,7 @@ def prepare_catalog(conn: sqlite3.Connection, path: Path, cache_kib: int) -> Non
         if version < CATALOG_VERSION or _lacks_columns(conn):
             conn.execute("BEGIN IMMEDIATE")
             try:
+                _drop_unique_path_index(conn)
                 for statement in ddl():  # CREATE ... IF NOT EXISTS: only what is missing
                     conn.execute(statement)
                 added = _add_missing_columns(conn, where)
@@ -56,6 +57,14 @@ def prepare_catalog(conn: sqlite3.Connection, path: Path, cache_kib: int) -> Non
         _check_columns(conn, where)
     except sqlite3.Error as exc:
         raise SinkUnavailable(f"{where}: {exc}") from exc
+
+
+def _drop_unique_path_index(conn: sqlite3.Connection) -> None:
+    """Before version 3 the path index was unique, which refused a file whose name is the
+    text form of another's non-UTF-8 name; ddl() creates it again, not unique."""
+    for row in conn.execute("PRAGMA index_list(files)").fetchall():
+        if row[1] == "files_by_path" and row[2]:  # (seq, name, unique, ...)
+            conn.execute("DROP INDEX files_by_path")
 
 
 def _check_columns(conn: sqlite3.Connection, where: str) -> None:

@@ -40,6 +40,8 @@ def sql_type(type_: pa.DataType) -> str:
         return "TEXT"
     if pa.types.is_fixed_size_list(type_) and pa.types.is_float32(type_.value_type):
         return "BLOB"
+    if pa.types.is_binary(type_):
+        return "BLOB"
     raise TypeError(f"no SQLite mapping for Arrow type {type_}")
 
 
@@ -66,9 +68,9 @@ def ddl() -> list[str]:
         f"    PRIMARY KEY ({', '.join(keys[name])})\n) WITHOUT ROWID"
         for name, schema in TABLES.items()
     ]
-    statements.append(
-        "CREATE UNIQUE INDEX IF NOT EXISTS files_by_path ON files (file_path_normalized)"
-    )
+    # Not unique: the text form of a non-UTF-8 name can equal a real name (file_id, the key,
+    # hashes the bytes and keeps them apart); for queries by path and ORDER BY path.
+    statements.append("CREATE INDEX IF NOT EXISTS files_by_path ON files (file_path_normalized)")
     return statements
 
 

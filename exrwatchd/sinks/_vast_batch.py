@@ -1,7 +1,7 @@
 """One outbox batch applied to VAST in ONE transaction: select, decide, delete, update, insert.
 
 VAST has no primary keys, unique constraints or MERGE, so uniqueness is ours: inside the
-transaction we select the batch's paths from `files` (with `$row_id`), decide per path with
+transaction we select the batch's file_ids from `files` (with `$row_id`), decide per path with
 catalog.plan (skip a replay, touch audit columns, or replace every row of the file), then
 delete stale rows of all four tables and insert the new ones, one Arrow table per table. A
 concurrent writer of the same table makes the commit fail with a conflict; the retry selects
@@ -20,7 +20,7 @@ from exrwatchd.catalog import (
     FILES,
     SEQUENCES,
     FileRows,
-    normalize_path,
+    file_id_for,
     table_of,
     to_arrow,
 )
@@ -76,18 +76,20 @@ def apply_batch(
         _apply_sequences(tables["sequences"], sequence_work)
         batch = [e for e in batch if e.op != "sequence"]
     files = tables["files"]
-    paths = [normalize_path(e.path) for e in batch]
-    found = _select(files, "file_path_normalized", paths, list(PLAN_COLUMNS))
+    # By file_id, the key both sinks store: a path's text form can hold escapes (and the
+    # SDK cannot encode the lone surrogates of a raw non-UTF-8 path), its id cannot.
+    ids = [file_id_for(e.path) for e in batch]
+    found = _select(files, "file_id", ids, list(PLAN_COLUMNS))
     stored: dict[str, list[dict[str, Any]]] = {}
     for row in found.to_pylist():
-        stored.setdefault(row["file_path_normalized"], []).append(row)
+        stored.setdefault(row["file_id"], []).append(row)
 
     delete_files: list[int] = []  # $row_ids
     delete_children: list[str] = []  # file_ids whose parts/channels/attributes go
     audits: list[dict[str, Any]] = []
     inserts: list[FileRows] = []
-    for entry, path in zip(batch, paths, strict=True):
-        existing = stored.get(path, [])
+    for entry, file_id in zip(batch, ids, strict=True):
+        existing = stored.get(file_id, [])
         if entry.op == "delete":
             delete_files += [r[ROW_ID] for r in existing]
             delete_children += [r["file_id"] for r in existing]

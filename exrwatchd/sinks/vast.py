@@ -14,7 +14,10 @@ Every failure is classified (classify()):
 - a bad entry (BadRequest, TooWideRow, an invalid record): the batch is split until the
   offending entries stand alone, and only those are rejected (dead-lettered);
 - the sink as a whole (Forbidden, missing bucket/schema/table, schema mismatch):
-  SinkUnavailable; the daemon keeps journaling and tries again later.
+  SinkUnavailable; the daemon keeps journaling and tries again later;
+- anything else (unknown): split like a bad entry, since one entry may be the cause, but the
+  entries left standing alone are retried, not rejected: their attempts run out into the
+  dead letters only if the error persists.
 Credentials live only in the SDK session; messages are scrubbed of them regardless.
 """
 
@@ -57,7 +60,7 @@ class _PinnedEndpointNoise(logging.Filter):
 logging.getLogger("vastdb").addFilter(_PinnedEndpointNoise())
 logging.getLogger("vastdb._session_context").addFilter(_PinnedEndpointNoise())
 
-Kind = Literal["transient", "entry", "sink"]
+Kind = Literal["transient", "entry", "sink", "unknown"]
 
 _TRANSIENT = (
     vast_errors.ConnectionError, vast_errors.ServiceUnavailable, vast_errors.RequestTimeout,
@@ -80,7 +83,8 @@ _UNREACHABLE = (
 
 
 def classify(exc: BaseException) -> Kind:
-    """transient (retry the batch), entry (isolate and reject), or sink (the sink is down)."""
+    """transient (retry the batch), entry (isolate and reject), sink (the sink is down), or
+    unknown (isolate, then retry)."""
     if isinstance(exc, _SINK):
         return "sink"
     if isinstance(exc, _ENTRY):
@@ -89,7 +93,8 @@ def classify(exc: BaseException) -> Kind:
         return "transient"
     if isinstance(exc, ValueError) and "is not a valid HttpStatus" in str(exc):
         return "transient"  # 429/502/504 surface as a plain ValueError in the SDK
-    return "transient"  # unknown: retrying is safe (idempotent) and ends in the dead letters
+    # Retrying the whole batch would sink every entry with the one that may cause this.
+    return "unknown"
 
 
 class VastSink:
@@ -205,9 +210,10 @@ class VastSink:
             if kind == "sink":
                 self._forget_connection()
                 raise SinkUnavailable(f"vast: {message}") from None
-            if kind == "entry":
+            if kind in ("entry", "unknown"):
                 if len(batch) == 1:
-                    return [Delivery(batch[0].id, Outcome.REJECT, message)]
+                    outcome = Outcome.REJECT if kind == "entry" else Outcome.RETRY
+                    return [Delivery(batch[0].id, outcome, message)]
                 # Split until the offending entries stand alone; their batch-mates land.
                 middle = len(batch) // 2
                 return (self._write(batch[:middle], rows, sequences)
