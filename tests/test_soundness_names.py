@@ -25,7 +25,7 @@ from vast_emulator import VastEmulator
 from vast_emulator.store import EmulatorError
 from vastdb.config import SessionConfig
 
-from exrwatchd.catalog.schema import TABLES
+from exrwatchd.catalog import TABLES
 
 BUCKET, SCHEMA = "exrwatch", "exr_metadata"
 MAX_ATTEMPTS = 3  # short, so a batch that is never split dead-letters within seconds
