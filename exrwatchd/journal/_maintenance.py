@@ -34,7 +34,7 @@ class JournalMaintenance(SharedConnection):
         """Dead entries (all, or `path`'s) go back to 'ready', due now with attempts 0.
 
         Returns how many were requeued. A dead entry whose path has a newer entry is dropped:
-        delivering it after the newer one would put old data back in the sink.
+        delivering it after the newer one would put old data back in the sink (Journal.claim).
         """
         now = self._clock()
         params = {"now": now, "path": None if path is None else os.fsencode(path)}

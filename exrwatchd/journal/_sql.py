@@ -31,11 +31,18 @@ INSERT_OUTBOX = """
     VALUES (?, ?, 'ready', 0, ?, ?, ?, ?)
 """
 
-SELECT_CLAIMABLE = """
-    SELECT id, path, op, record, attempts, created_at FROM outbox AS o
+# Per-path order (Journal.claim states the invariant): an entry is superseded, and must
+# never be delivered, when its path has a newer one, whatever the state of either. Ids grow
+# and are never reused (AUTOINCREMENT), so "newer" is "higher id". Spelled once, for
+# statements whose outer table is `outbox` itself.
+SUPERSEDED = "EXISTS (SELECT 1 FROM outbox AS n WHERE n.path = outbox.path AND n.id > outbox.id)"
+
+# The last column flags superseded rows (left by an earlier version): claim drops them.
+SELECT_CLAIMABLE = f"""
+    SELECT id, path, op, record, attempts, created_at, {SUPERSEDED} FROM outbox
     WHERE state = 'ready' AND next_attempt_at <= ?
       AND NOT EXISTS (
-          SELECT 1 FROM outbox AS i WHERE i.path = o.path AND i.state = 'inflight')
+          SELECT 1 FROM outbox AS i WHERE i.path = outbox.path AND i.state = 'inflight')
     ORDER BY next_attempt_at, id
     LIMIT ?
 """
@@ -46,7 +53,9 @@ DELETE_ENTRY = "DELETE FROM outbox WHERE id = ?"
 
 SELECT_INFLIGHT = "SELECT path, attempts FROM outbox WHERE id = ? AND state = 'inflight'"
 
-HAS_READY = "SELECT 1 FROM outbox WHERE path = ? AND state = 'ready' LIMIT 1"
+# An entry back from the sink (released, retried, rejected) is dropped, not put back, once
+# its path has a newer entry.
+DROP_IF_SUPERSEDED = f"DELETE FROM outbox WHERE id = ? AND state = 'inflight' AND {SUPERSEDED}"
 
 SET_READY_LATER = """
     UPDATE outbox SET state = 'ready', attempts = ?, last_error = ?, next_attempt_at = ?,
@@ -64,10 +73,7 @@ SET_DEAD = """
     UPDATE outbox SET state = 'dead', attempts = ?, last_error = ?, updated_at = ? WHERE id = ?
 """
 
-DROP_SUPERSEDED_INFLIGHT = """
-    DELETE FROM outbox WHERE state = 'inflight' AND EXISTS (
-        SELECT 1 FROM outbox AS r WHERE r.path = outbox.path AND r.state = 'ready')
-"""
+DROP_SUPERSEDED_INFLIGHT = f"DELETE FROM outbox WHERE state = 'inflight' AND {SUPERSEDED}"
 
 RESET_INFLIGHT = """
     UPDATE outbox SET state = 'ready', next_attempt_at = ?, updated_at = ? WHERE state = 'inflight'
@@ -79,11 +85,8 @@ DEFER_READY = """
 """
 
 # `:path IS NULL OR path = :path` keeps one statement for "all" and "one path".
-DROP_SUPERSEDED_DEAD = """
-    DELETE FROM outbox
-    WHERE state = 'dead' AND (:path IS NULL OR path = :path) AND EXISTS (
-        SELECT 1 FROM outbox AS r
-        WHERE r.path = outbox.path AND r.state IN ('ready', 'inflight'))
+DROP_SUPERSEDED_DEAD = f"""
+    DELETE FROM outbox WHERE state = 'dead' AND (:path IS NULL OR path = :path) AND {SUPERSEDED}
 """
 
 REQUEUE_DEAD = """

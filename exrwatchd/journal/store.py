@@ -150,6 +150,13 @@ class Journal(JournalMaintenance):
         At most one entry per path, and none for a path that already has one in flight.
         Every claimed entry must come back through ack, retry or reject (or reset_inflight
         at the next start).
+
+        The outbox's invariant, per-path order: only the newest entry of a path (the highest
+        id) may ever be delivered. A newer entry supersedes every older one whatever its
+        state: a waiting or dead one is deleted when the newer is written, one in flight when
+        it comes back (release, retry, reject, reset_inflight, requeue_dead), instead of
+        being put back behind the newer one. A superseded entry found here (a journal left
+        by an earlier version) is deleted, never claimed.
         """
         if limit <= 0:
             return []
@@ -157,12 +164,17 @@ class Journal(JournalMaintenance):
         claimed: list[OutboxEntry] = []
         with self._transaction("claim") as conn:
             seen: set[bytes] = set()
+            superseded: list[tuple[int]] = []
             for row in conn.execute(sql.SELECT_CLAIMABLE, (now, limit)).fetchall():
                 key = row[1]
-                if key in seen:  # cannot happen while writes keep one ready entry per path
+                if row[-1]:
+                    superseded.append((row[0],))
+                    continue
+                if key in seen:  # cannot happen while the invariant holds
                     continue
                 seen.add(key)
-                claimed.append(conv.outbox_entry(row))
+                claimed.append(conv.outbox_entry(row[:-1]))
+            conn.executemany(sql.DELETE_ENTRY, superseded)
             conn.executemany(sql.MARK_INFLIGHT, [(now, e.id) for e in claimed])
         return claimed
 
@@ -179,8 +191,8 @@ class Journal(JournalMaintenance):
         The n-th failure waits ``min(backoff_max, backoff_initial * 2**(n-1))`` scaled by a
         random factor in [0.5, 1] (so a sink outage does not end in a thundering herd); the
         `max_attempts`-th makes the entry 'dead'. Returns the ids that were dead-lettered.
-        Entries not in flight are ignored; one whose path meanwhile got a newer 'ready' entry
-        is dropped, as that entry supersedes it.
+        Entries not in flight are ignored; one whose path meanwhile got a newer entry is
+        dropped, as that entry supersedes it (see claim).
         """
         return self._fail(failures, permanent=False)
 
@@ -188,13 +200,15 @@ class Journal(JournalMaintenance):
         """The sink as a whole was unavailable: the entries go back to 'ready', due after
         `delay`, with `error` noted but no attempt counted. An outage of hours must not turn
         every waiting entry into a dead letter; the sink loop backs off on its own.
-        Returns how many were in flight and went back."""
+        Entries whose path meanwhile got a newer entry are dropped instead (see claim).
+        Returns how many were in flight (and went back or were dropped)."""
         if not ids:
             return 0
         now = self._clock()
         params = [(clean_text(error), now + delay, now, i) for i in ids]
         with self._transaction("release") as conn:
-            return conn.executemany(sql.RELEASE_INFLIGHT, params).rowcount
+            dropped = conn.executemany(sql.DROP_IF_SUPERSEDED, [(i,) for i in ids]).rowcount
+            return dropped + conn.executemany(sql.RELEASE_INFLIGHT, params).rowcount
 
     def reject(self, failures: Sequence[tuple[int, str]]) -> list[int]:
         """Permanent failures: 'dead' now with the error. Returns the ids dead-lettered.
@@ -213,9 +227,8 @@ class Journal(JournalMaintenance):
                 row = conn.execute(sql.SELECT_INFLIGHT, (id_,)).fetchone()
                 if row is None:
                     continue
-                key, attempts = row
-                if conn.execute(sql.HAS_READY, (key,)).fetchone() is not None:
-                    conn.execute(sql.DELETE_ENTRY, (id_,))
+                _, attempts = row
+                if conn.execute(sql.DROP_IF_SUPERSEDED, (id_,)).rowcount:
                     continue
                 attempts += 1
                 error = clean_text(message)
@@ -235,7 +248,7 @@ class Journal(JournalMaintenance):
     def reset_inflight(self) -> int:
         """At start: entries left in flight by a crash become due now. Returns how many.
 
-        An entry whose path got a newer 'ready' entry is dropped instead of requeued.
+        An entry whose path got a newer entry is dropped instead of requeued (see claim).
         """
         now = self._clock()
         with self._transaction("reset_inflight") as conn:
