@@ -351,7 +351,9 @@ class TestRetry:
         stats = journal_cmd("stats", "--json").json()
         assert (stats["ready"], stats["inflight"], stats["dead"]) == (5, 1, 0)
 
-        with setup.journal() as j:  # the daemon would now deliver them, attempts reset
+        # The daemon would now deliver them, attempts reset. The fixture's due times come
+        # from its fake clock: claim on that clock.
+        with setup.journal(clock=Clock(NOW)) as j:
             claimed = {e.path: e.attempts for e in j.claim(100)}
         assert claimed == {
             "/srv/dead/exhausted.exr": 0,

@@ -13,6 +13,7 @@ VAST emulator and the real `vastdb` SDK for the outage. Clocks are injected, nev
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -24,10 +25,13 @@ from typing import Any
 import pytest
 from crash_support import stopped_on_exit, vast_config, vast_env, vast_view
 from exrgen import write_scanline
-from harness import ROOT, DaemonProcess, wait_for, write_config
+from harness import ROOT, DaemonEnv, DaemonProcess, wait_for, write_config
 from vast_emulator import VastEmulator
 
-from exrwatchd.journal import Delete, FileSig, Journal, Persist
+from exrwatchd import _journal_sequences
+from exrwatchd.inspector import inspect_settled
+from exrwatchd.journal import Delete, FileSig, Journal, Persist, RefreshSequences
+from exrwatchd.watch.settle import SettledFile
 
 T0 = 1_700_000_000.0
 P = "/renders/sh010/plate.exr"
@@ -203,3 +207,119 @@ def test_a_file_deleted_while_vast_times_out_stays_deleted(
         )
         assert str(path) not in vast_view(emu).paths
         assert daemon.stop() == 0
+
+
+# =========================================================================== case 8
+
+
+@pytest.fixture
+def clocks() -> tuple[Clock, Clock]:
+    """(wall, monotonic): the first steps, the second only goes forward."""
+    return Clock(T0), Clock(5000.0)
+
+
+def _journal(tmp_path: Path, clocks: tuple[Clock, Clock]) -> Journal:
+    wall, mono = clocks
+    return Journal.open(tmp_path, clock=wall, monotonic=mono, backoff_initial=1.0,
+                        backoff_max=8.0)  # fmt: skip
+
+
+def test_a_backward_wall_clock_step_does_not_stall_delivery(
+    tmp_path: Path, clocks: tuple[Clock, Clock]
+) -> None:
+    # issue 12, case 8: NTP sets an RTC back by an hour after start: entries written, retried
+    # or released before the step are due when their backoff has passed, not an hour later.
+    wall, mono = clocks
+    with _journal(tmp_path, clocks) as j:
+        j.write([persist(p) for p in ("/r/a.exr", "/r/b.exr", "/r/c.exr")])
+        a, b = j.claim(2)
+        j.retry([(a.id, "503 SlowDown")])
+        j.release([b.id], "vast: unreachable")
+        wall.now -= HOUR
+        mono.now += 8.0  # the longest backoff
+        assert sorted(e.path for e in j.claim(10)) == ["/r/a.exr", "/r/b.exr", "/r/c.exr"]
+
+
+def test_a_forward_wall_clock_step_does_not_cut_a_backoff_short(
+    tmp_path: Path, clocks: tuple[Clock, Clock]
+) -> None:
+    # issue 12, case 8: the other way, a step forward must not make every backoff end at once.
+    wall, mono = clocks
+    with _journal(tmp_path, clocks) as j:
+        j.write([persist("/r/a.exr")])
+        (a,) = j.claim(10)
+        j.retry([(a.id, "503 SlowDown")])  # backs off 0.5 to 1 s
+        wall.now += HOUR
+        assert j.claim(10) == []
+        mono.now += 1.0
+        assert [e.path for e in j.claim(10)] == ["/r/a.exr"]
+
+
+def test_sequence_refresh_survives_a_backward_step(
+    tmp_path: Path, clocks: tuple[Clock, Clock]
+) -> None:
+    # issue 12, case 8: the sequence refresh times are due times too.
+    wall, mono = clocks
+    with _journal(tmp_path, clocks) as j:
+        j.write([persist(f"/r/s/f.{n:04d}.exr") for n in (1, 2)])
+        wall.now -= HOUR
+        mono.now += _journal_sequences.REFRESH_DELAY
+        j.write([RefreshSequences()])
+        assert [s["count"] for s in j.sequences()] == [2]
+        assert j.sequences_pending() == 0
+
+
+def test_due_times_far_ahead_are_due_at_start(tmp_path: Path, clocks: tuple[Clock, Clock]) -> None:
+    # issue 12, case 8: a monotonic clock starts again at a reboot (and an earlier version
+    # stored wall-clock due times): at start, any due time further ahead than the longest
+    # backoff counts as due; nearer ones keep their backoff.
+    wall, _ = clocks
+    with _journal(tmp_path, clocks) as j:
+        j.write([persist("/r/a.exr"), persist("/r/b.exr")])
+        j.write([persist(f"/r/s/f.{n:04d}.exr") for n in (1, 2)])  # a refresh due in 2 s
+        a, b, *_ = j.claim(2)
+        j.retry([(a.id, "503 SlowDown")])  # due in 0.5 to 1 s
+        j.release([b.id], "vast: unreachable", delay=3 * HOUR)
+    rebooted = (wall, Clock(10.0))
+    with _journal(tmp_path, rebooted) as j:
+        j.reset_inflight()
+        due = ["/r/a.exr", "/r/b.exr", "/r/s/f.0001.exr", "/r/s/f.0002.exr"]
+        assert sorted(e.path for e in j.claim(10)) == due
+        j.write([RefreshSequences()])
+        assert [s["count"] for s in j.sequences()] == [2]
+    near = (wall, Clock(10.0))
+    with _journal(tmp_path / "near", near) as j:
+        j.write([persist("/r/a.exr")])
+        (a,) = j.claim(1)
+        j.retry([(a.id, "503 SlowDown")])
+        j.reset_inflight()
+        assert j.claim(1) == []  # within the longest backoff: still backing off
+
+
+def test_a_journal_written_an_hour_ahead_ships_at_once(tmp_path: Path) -> None:
+    # issue 12, case 8, end to end: a daemon whose clock ran an hour ahead journaled a file
+    # (an RTC that NTP then set back). The real daemon must ship it at start, not an hour on.
+    env = DaemonEnv(tmp_path, log={"level": "info"})
+    assert env.start().stop() == 0  # the catalog exists: nothing is sent again for its sake
+    path = write_scanline(env.watch / "plate.exr")
+    st = os.stat(path)
+    verdict = inspect_settled(SettledFile(str(path), FileSig(st.st_size, st.st_mtime_ns,
+                                                              st.st_ino), 0.0, 0))  # fmt: skip
+    assert verdict.record is not None
+    with Journal.open(env.state, clock=lambda: time.time() + HOUR) as j:
+        j.write([Persist(str(path), verdict.sig, verdict.header_hash, verdict.status,
+                         verdict.record)])  # fmt: skip
+    daemon = env.start()
+    try:
+        env.catalog.wait_paths({str(path)}, timeout=30)
+        assert not daemon.seen("file.inspected", path=str(path))  # shipped from the journal
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_the_unit_starts_after_the_clock_is_synchronised() -> None:
+    # issue 12, case 8: time-sync.target orders the start after NTP has set the clock, when
+    # the system has a service that provides it.
+    unit = (ROOT / "systemd" / "exrwatchd.service").read_text()
+    after = " ".join(re.findall(r"^After=(.*)$", unit, re.M)).split()
+    assert "time-sync.target" in after

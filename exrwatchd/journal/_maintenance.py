@@ -23,6 +23,7 @@ PURGE_STEP = 5000
 
 class JournalMaintenance(SharedConnection):
     _clock: Callable[[], float]
+    _monotonic: Callable[[], float]  # due times (Journal)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Dead entries, most recently failed first."""
@@ -36,8 +37,8 @@ class JournalMaintenance(SharedConnection):
         Returns how many were requeued. A dead entry whose path has a newer entry is dropped:
         delivering it after the newer one would put old data back in the sink (Journal.claim).
         """
-        now = self._clock()
-        params = {"now": now, "path": None if path is None else os.fsencode(path)}
+        params = {"now": self._clock(), "due": self._monotonic(),
+                  "path": None if path is None else os.fsencode(path)}  # fmt: skip
         with self._transaction("requeue_dead") as conn:
             conn.execute(sql.DROP_SUPERSEDED_DEAD, {"path": params["path"]})
             return conn.execute(sql.REQUEUE_DEAD, params).rowcount
@@ -82,7 +83,8 @@ class JournalMaintenance(SharedConnection):
         many paths were marked. In short transactions, like purge_tombstones, and
         durable (synchronous=FULL) even on an acknowledgements_only connection.
         """
-        params: dict[str, Any] = {"now": self._clock(), "low": b"", "skip": step - 1}
+        params: dict[str, Any] = {"now": self._clock(), "due": self._monotonic(), "low": b"",
+                                  "skip": step - 1}  # fmt: skip
         with self._locked("resend_all") as conn:
             sync = int(conn.execute("PRAGMA synchronous").fetchone()[0])
             conn.execute("PRAGMA synchronous = FULL")

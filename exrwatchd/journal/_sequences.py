@@ -56,6 +56,7 @@ MARK_DUE = "INSERT INTO sequences_due (seq, due_at) VALUES (?, ?) ON CONFLICT (s
 SELECT_DUE = "SELECT seq FROM sequences_due WHERE due_at <= ? LIMIT ?"
 COUNT_DUE = "SELECT count(*) FROM sequences_due"
 DELETE_DUE = "DELETE FROM sequences_due WHERE seq = ?"
+DUE_NOW_IF_FAR = "UPDATE sequences_due SET due_at = ? WHERE due_at > ?"
 SELECT_FRAMES = "SELECT frame, path, status, layout FROM frames WHERE seq = ?"
 SELECT_SUMMARY = "SELECT summary FROM sequences WHERE seq = ?"
 UPSERT_SUMMARY = """
@@ -86,7 +87,9 @@ def frame_status(status: str, record: Mapping[str, Any] | None) -> FrameStatus:
 
 
 def track(conn: sqlite3.Connection, items: Iterable[Persist | Delete], now: float) -> None:
-    """Record the frames among `items` (one per path) and mark their sequences due."""
+    """Record the frames among `items` (one per path) and mark their sequences due.
+
+    `now` is the journal's monotonic time, the clock of due times."""
     due: set[bytes] = set()
     upserts, deletes = [], []
     for item in items:
@@ -108,15 +111,18 @@ def track(conn: sqlite3.Connection, items: Iterable[Persist | Delete], now: floa
 
 
 def refresh(
-    conn: sqlite3.Connection, now: float, *, force: bool = False
+    conn: sqlite3.Connection, now: float, due_now: float, *, force: bool = False
 ) -> tuple[list[tuple[Any, ...]], list[SequenceEvent]]:
     """Bring due sequences (every marked one with `force`) up to date.
+
+    `now` is wall-clock time (the summaries' update time), `due_now` the journal's monotonic
+    time, which says which sequences are due and when their entries are.
 
     Returns the outbox rows to insert for the sequences that changed (`INSERT_OUTBOX`
     parameters; the caller drops their superseded entries first) and the events to log once
     the transaction commits.
     """
-    limit, until = (-1, float("inf")) if force else (REFRESH_LIMIT, now)
+    limit, until = (-1, float("inf")) if force else (REFRESH_LIMIT, due_now)
     seqs = [row[0] for row in conn.execute(SELECT_DUE, (until, limit))]
     entries: list[tuple[Any, ...]] = []
     events: list[SequenceEvent] = []
@@ -133,15 +139,21 @@ def refresh(
         else:
             record_text = _json.dumps(summary_record(after, moment))
             conn.execute(UPSERT_SUMMARY, (seq, record_text))
-        entries.append((seq, "sequence", now, now, now, record_text))
+        entries.append((seq, "sequence", due_now, now, now, record_text))
         events += changes(before, after)
     return entries, events
 
 
 def due(conn: sqlite3.Connection, now: float, *, force: bool = False) -> bool:
-    """Whether refresh(conn, now, force=force) has anything to do."""
+    """Whether refresh(conn, _, now, force=force) has anything to do (`now`: monotonic)."""
     limit = float("inf") if force else now
     return conn.execute(SELECT_DUE, (limit, 1)).fetchone() is not None
+
+
+def due_now_if_far(conn: sqlite3.Connection, now: float) -> None:
+    """At start: refreshes due further ahead than REFRESH_DELAY are due now (their times
+    come from before a reboot, or from the wall clock of an earlier version)."""
+    conn.execute(DUE_NOW_IF_FAR, (now, now + REFRESH_DELAY))
 
 
 def pending(conn: sqlite3.Connection) -> int:
@@ -179,8 +191,8 @@ def backfill(conn: sqlite3.Connection) -> None:
     items = [Persist(os.fsdecode(path), None, None, status, {})
              for path, status in conn.execute(
                  "SELECT path, status FROM paths WHERE status <> 'deleted'")]  # fmt: skip
-    now = time.time()
-    track(conn, items, now)
-    entries, _ = refresh(conn, now, force=True)
+    now, due = time.time(), time.monotonic()
+    track(conn, items, due)
+    entries, _ = refresh(conn, now, due, force=True)
     conn.executemany(DROP_SUPERSEDED, [(e[0],) for e in entries])
     conn.executemany(INSERT_OUTBOX, entries)

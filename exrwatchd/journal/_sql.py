@@ -79,6 +79,12 @@ RESET_INFLIGHT = """
     UPDATE outbox SET state = 'ready', next_attempt_at = ?, updated_at = ? WHERE state = 'inflight'
 """
 
+# At start: a due time further ahead than the longest backoff was not set by this boot's
+# monotonic clock (a reboot restarted it, or an earlier version stored wall-clock times).
+DUE_NOW_IF_FAR = (
+    "UPDATE outbox SET next_attempt_at = ? WHERE state = 'ready' AND next_attempt_at > ?"
+)
+
 DEFER_READY = """
     UPDATE outbox SET next_attempt_at = ?, updated_at = ?
     WHERE state = 'ready' AND next_attempt_at < ?
@@ -90,7 +96,7 @@ DROP_SUPERSEDED_DEAD = f"""
 """
 
 REQUEUE_DEAD = """
-    UPDATE outbox SET state = 'ready', attempts = 0, next_attempt_at = :now, updated_at = :now
+    UPDATE outbox SET state = 'ready', attempts = 0, next_attempt_at = :due, updated_at = :now
     WHERE state = 'dead' AND (:path IS NULL OR path = :path)
 """
 
@@ -162,7 +168,7 @@ _RESEND_PATHS = (
 # A replaced catalog may be an old copy with rows of files deleted since: deletions again.
 _RESEND_DELETES = """
     INSERT INTO outbox (path, op, state, attempts, next_attempt_at, created_at, updated_at, record)
-    SELECT path, 'delete', 'ready', 0, :now, :now, :now, NULL FROM paths
+    SELECT path, 'delete', 'ready', 0, :due, :now, :now, NULL FROM paths
     WHERE status = 'deleted' AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.path = paths.path)
 """
 _SLICE, _REST = " AND path > :low AND path <= :high", " AND path > :low"
@@ -171,6 +177,6 @@ RESEND_DELETES = {"slice": _RESEND_DELETES + _SLICE, "rest": _RESEND_DELETES + _
 # Sequence summaries are kept whole, so they are queued again as they are.
 RESEND_SEQUENCES = """
     INSERT INTO outbox (path, op, state, attempts, next_attempt_at, created_at, updated_at, record)
-    SELECT seq, 'sequence', 'ready', 0, :now, :now, :now, summary FROM sequences AS s
+    SELECT seq, 'sequence', 'ready', 0, :due, :now, :now, summary FROM sequences AS s
     WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.path = s.seq AND outbox.state = 'ready')
 """

@@ -57,6 +57,11 @@ class Journal(JournalMaintenance):
     flight: per-path order holds and never two deliveries of one path run at once. Records
     carry the whole state of a path, so a newer entry supersedes older ones that have not
     gone out yet: a dead letter lasts until its path is written again or it is requeued.
+
+    Two clocks: `clock` (wall time) for the times kept for people (created, updated, the
+    age of tombstones), `monotonic` for due times (retries, sequence refreshes), so that a
+    wall-clock step neither stalls delivery nor cuts backoffs short. A caller that injects
+    `clock` alone (a test) drives both with it.
     """
 
     def __init__(
@@ -66,7 +71,8 @@ class Journal(JournalMaintenance):
         max_attempts: int = 20,
         backoff_initial: float = 1.0,
         backoff_max: float = 300.0,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
+        monotonic: Callable[[], float] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         if max_attempts < 1:
@@ -78,7 +84,10 @@ class Journal(JournalMaintenance):
         self.max_attempts = max_attempts
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
-        self._clock = clock
+        self._clock = clock or time.time
+        # CLOCK_MONOTONIC is one clock for the whole host, so the daemon, its sink process
+        # and the CLI agree on due times; a reboot restarts it (see reset_inflight).
+        self._monotonic = monotonic or clock or time.monotonic
         self._rng = rng if rng is not None else random.Random()
         super().__init__(path)  # opens the file: SharedConnection in _conn.py
 
@@ -116,18 +125,18 @@ class Journal(JournalMaintenance):
                 continue
             latest.pop(item.path, None)  # re-inserting moves the path to its last position
             latest[item.path] = item
-        now = self._clock()
-        if not latest and not self._sequences_due(now, force=force):
+        now, due = self._clock(), self._monotonic()
+        if not latest and not self._sequences_due(due, force=force):
             return  # the daemon's periodic refresh, with nothing due: no write transaction
-        params = conv.write_params(latest.values(), now)
+        params = conv.write_params(latest.values(), now, due)
         with self._transaction("write") as conn:
             if latest:
                 conn.executemany(sql.UPSERT_PATH, params.path_rows)
                 conn.executemany(sql.TOMBSTONE_PATH, params.tombstones)
                 conn.executemany(sql.DROP_SUPERSEDED, params.keys)
                 conn.executemany(sql.INSERT_OUTBOX, params.entries)
-                frame_sequences.track(conn, latest.values(), now)
-            entries, events = frame_sequences.refresh(conn, now, force=force)
+                frame_sequences.track(conn, latest.values(), due)
+            entries, events = frame_sequences.refresh(conn, now, due, force=force)
             conn.executemany(sql.DROP_SUPERSEDED, [(e[0],) for e in entries])
             conn.executemany(sql.INSERT_OUTBOX, entries)
         for event in events:  # after the commit: they describe what is now durable
@@ -160,12 +169,12 @@ class Journal(JournalMaintenance):
         """
         if limit <= 0:
             return []
-        now = self._clock()
+        now, due = self._clock(), self._monotonic()
         claimed: list[OutboxEntry] = []
         with self._transaction("claim") as conn:
             seen: set[bytes] = set()
             superseded: list[tuple[int]] = []
-            for row in conn.execute(sql.SELECT_CLAIMABLE, (now, limit)).fetchall():
+            for row in conn.execute(sql.SELECT_CLAIMABLE, (due, limit)).fetchall():
                 key = row[1]
                 if row[-1]:
                     superseded.append((row[0],))
@@ -204,8 +213,8 @@ class Journal(JournalMaintenance):
         Returns how many were in flight (and went back or were dropped)."""
         if not ids:
             return 0
-        now = self._clock()
-        params = [(clean_text(error), now + delay, now, i) for i in ids]
+        now, due = self._clock(), self._monotonic()
+        params = [(clean_text(error), due + delay, now, i) for i in ids]
         with self._transaction("release") as conn:
             dropped = conn.executemany(sql.DROP_IF_SUPERSEDED, [(i,) for i in ids]).rowcount
             return dropped + conn.executemany(sql.RELEASE_INFLIGHT, params).rowcount
@@ -220,7 +229,7 @@ class Journal(JournalMaintenance):
     def _fail(self, failures: Sequence[tuple[int, str]], *, permanent: bool) -> list[int]:
         if not failures:
             return []
-        now = self._clock()
+        now, due_now = self._clock(), self._monotonic()
         dead: list[int] = []
         with self._transaction("reject" if permanent else "retry") as conn:
             for id_, message in failures:
@@ -236,7 +245,7 @@ class Journal(JournalMaintenance):
                     conn.execute(sql.SET_DEAD, (attempts, error, now, id_))
                     dead.append(id_)
                 else:
-                    due = now + self._backoff(attempts)
+                    due = due_now + self._backoff(attempts)
                     conn.execute(sql.SET_READY_LATER, (attempts, error, due, now, id_))
         return dead
 
@@ -249,11 +258,16 @@ class Journal(JournalMaintenance):
         """At start: entries left in flight by a crash become due now. Returns how many.
 
         An entry whose path got a newer entry is dropped instead of requeued (see claim).
+        Due times further ahead than the longest backoff (or a sequence refresh delay)
+        become now: they come from before a reboot, which restarts the monotonic clock, or
+        from an earlier version, which used the wall clock.
         """
-        now = self._clock()
+        now, due = self._clock(), self._monotonic()
         with self._transaction("reset_inflight") as conn:
             dropped = conn.execute(sql.DROP_SUPERSEDED_INFLIGHT).rowcount
-            reset = conn.execute(sql.RESET_INFLIGHT, (now, now)).rowcount
+            reset = conn.execute(sql.RESET_INFLIGHT, (due, now)).rowcount
+            conn.execute(sql.DUE_NOW_IF_FAR, (due, due + self.backoff_max))
+            frame_sequences.due_now_if_far(conn, due)
         return dropped + reset
 
     def defer_all(self, seconds: float) -> int:
@@ -262,7 +276,7 @@ class Journal(JournalMaintenance):
         Returns how many entries were pushed back.
         """
         now = self._clock()
-        until = now + seconds
+        until = self._monotonic() + seconds
         with self._transaction("defer_all") as conn:
             return conn.execute(sql.DEFER_READY, (until, now, until)).rowcount
 

@@ -108,8 +108,11 @@ class WriteParams:
     entries: list[tuple[object, ...]]  # INSERT_OUTBOX
 
 
-def write_params(items: Iterable[Persist | Delete], now: float) -> WriteParams:
-    """The parameters for `items` (one per path); TypeError or ValueError if one is unfit."""
+def write_params(items: Iterable[Persist | Delete], now: float, due: float) -> WriteParams:
+    """The parameters for `items` (one per path); TypeError or ValueError if one is unfit.
+
+    `now` is wall-clock time (kept for people), `due` the journal's monotonic time (when the
+    entries are due)."""
     params = WriteParams([], [], [], [])
     for item in items:
         key = os.fsencode(item.path)
@@ -124,10 +127,10 @@ def write_params(items: Iterable[Persist | Delete], now: float) -> WriteParams:
                 sig.inode if sig else None,
                 item.header_hash, item.status, _error_message(item.record), now,
             ))  # fmt: skip
-            params.entries.append((key, "upsert", now, now, now, encode_record(item.record)))
+            params.entries.append((key, "upsert", due, now, now, encode_record(item.record)))
         elif isinstance(item, Delete):
             params.tombstones.append((now, key))
-            params.entries.append((key, "delete", now, now, now, None))
+            params.entries.append((key, "delete", due, now, now, None))
         else:
             raise TypeError(f"cannot journal {type(item).__name__}")
     return params
