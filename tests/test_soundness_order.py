@@ -28,10 +28,16 @@ from exrgen import write_scanline
 from harness import ROOT, DaemonEnv, DaemonProcess, wait_for, write_config
 from vast_emulator import VastEmulator
 
-from exrwatchd import _journal_sequences
-from exrwatchd.inspector import inspect_settled
-from exrwatchd.journal import Delete, FileSig, Journal, Persist, RefreshSequences
-from exrwatchd.watch.settle import SettledFile
+from exrwatchd.filesig import FileSig
+from exrwatchd.journal import (
+    Delete,
+    Journal,
+    Persist,
+    RefreshSequences,
+)
+from exrwatchd.journal import _sequences as _journal_sequences
+from exrwatchd.pipeline import inspect_settled
+from exrwatchd.watch import SettledFile
 
 T0 = 1_700_000_000.0
 P = "/renders/sh010/plate.exr"
