@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-FaultKind = Literal["fail", "reset_before", "reset_after", "delay"]
+FaultKind = Literal["fail", "reset_before", "reset_after", "delay", "hold"]
 RowPredicate = Callable[[Mapping[str, Any]], bool]
 
 #: Statuses the SDK maps to exceptions; any other one makes it raise a plain ValueError
@@ -29,6 +29,7 @@ class Fault:
     status: int = 503
     code: str = "SlowDown"
     seconds: float = 0.0
+    release: threading.Event | None = None  # "hold": kept until set, then reset
 
     def matches(self, method: str, command: str) -> bool:
         return (self.method is None or self.method == method) and (

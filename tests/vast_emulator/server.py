@@ -238,6 +238,14 @@ class VastEmulator:
         effect afterwards, like on a slow node, even if the client gave up meanwhile."""
         self.faults.arm(Fault("delay", n, method, command, seconds=seconds))
 
+    def hold(self, *, method: str | None = None, command: str | None = None) -> threading.Event:
+        """Hold the next matching request, unanswered, until the returned event is set; then
+        reset its connection (an outage in the middle of a request). Unlike `delay`, the
+        moment it ends is the test's, not a timer's."""
+        release = threading.Event()
+        self.faults.arm(Fault("hold", 1, method, command, release=release))
+        return release
+
     def reject_rows(self, predicate: RowPredicate | None) -> None:
         """Fail (400 BadRequest naming the row) every insert holding a row for which
         ``predicate(row_dict)`` is true, until called again with None."""
@@ -263,6 +271,11 @@ class VastEmulator:
             fault = self.faults.take(handler.command, command)
             if fault is not None and fault.kind == "delay":
                 self._stopping.wait(fault.seconds)
+            elif fault is not None and fault.kind == "hold":
+                assert fault.release is not None
+                while not fault.release.wait(0.05) and not self._stopping.is_set():
+                    pass
+                return handler.drop()
             elif fault is not None and fault.kind == "reset_before":
                 return handler.drop()
             elif fault is not None and fault.kind == "fail":
