@@ -72,6 +72,10 @@ class Daemon:
         self._exit_now = False  # a pixel-lane thread is still inside OpenImageIO
         self._reconciler: Reconciler | None = None
         self._resends_seen = 0  # the sink loop's catalog_resets already rescanned for
+        # Held while the sink loop is swapped (reload) or stopped (shutdown): the health
+        # check skips the sink meanwhile, and a swap never starts a loop after shutdown.
+        self._sink_swap = threading.Lock()
+        self._sink_restart: threading.Thread | None = None
 
     # ---- start-up ---------------------------------------------------------------------
 
@@ -136,21 +140,43 @@ class Daemon:
             self.sink_loop.wake(count)
 
     def restart_sink(self) -> bool:
-        """A reload changed the sink: start a new loop on it, then stop the old one. The
-        outbox is on disk, so nothing in flight is lost; False keeps the old sink."""
-        old = self.sink_loop
+        """A reload changed the sink: open the new one, then stop the old loop and start the
+        new. The outbox is on disk, so nothing in flight is lost; False keeps the old sink.
+        Runs on a thread of its own (restart_sink_later)."""
         try:
             new = self._new_sink_loop()
         except (SinkUnavailable, OSError) as exc:
             log.error("config.sink_unchanged", error=str(exc),
                       reason="the new sink settings do not work; keeping the old ones")  # fmt: skip
             return False
-        if old is not None:
-            old.stop(timeout=self.cfg.daemon.shutdown_timeout)
-        self.sink_loop = new
-        self._resends_seen = 0
-        new.start()
+        timeout = self.cfg.daemon.shutdown_timeout
+        with self._sink_swap:
+            if self.stopping.is_set():  # shut down meanwhile: the old loop is stopped
+                new.discard()
+                return False
+            if self.sink_loop is not None:
+                self.sink_loop.stop(timeout=timeout)
+            self.sink_loop = new
+            self._resends_seen = 0
+            new.start()
+        log.info("sink.restarted", sink=self.cfg.sink.kind)
         return True
+
+    def _restart_sink_later(self, old: Config) -> None:
+        """Restart the sink off the main loop: opening VAST can take a minute (timeouts, the
+        SDK's retries) and stopping the old loop up to shutdown_timeout, while nothing on
+        the main loop may block for more than a moment (the watchdog, the settle loop).
+        Restarts run one after another, in the order of the reloads that asked for them."""
+        previous = self._sink_restart
+
+        def restart() -> None:
+            if previous is not None:
+                previous.join()
+            if not self.stopping.is_set() and not self.restart_sink():
+                self.cfg = dataclasses.replace(self.cfg, sink=old.sink, vast=old.vast)
+
+        self._sink_restart = threading.Thread(target=restart, name="sink-restart", daemon=True)
+        self._sink_restart.start()
 
     def reload(self) -> bool:
         """Apply the config file as it is now (SIGHUP; the plan is daemon/reload.py's). An
@@ -174,8 +200,8 @@ class Daemon:
         )  # fmt: skip
         added, removed, changed = self.watches.replace(cfg.watch)
         self.cfg = cfg
-        if plan.sink_changed and not self.restart_sink():
-            self.cfg = dataclasses.replace(self.cfg, sink=old.sink, vast=old.vast)
+        if plan.sink_changed:
+            self._restart_sink_later(old)
         log.info("config.reloaded", added_watches=added, removed_watches=removed,
                  changed_watches=changed, sink_restarted=plan.sink_changed,
                  needs_restart=list(plan.needs_restart) or None)  # fmt: skip
@@ -221,8 +247,12 @@ class Daemon:
         assert self.writer is not None and self.sink_loop is not None
         if not self.writer.alive():
             return f"journal writer died: {self.writer.error}"
-        if not self.sink_loop.alive():
-            return f"sink loop died: {self.sink_loop.error}"
+        if self._sink_swap.acquire(blocking=False):  # not while a reload swaps it
+            try:
+                if not self.sink_loop.alive():
+                    return f"sink loop died: {self.sink_loop.error}"
+            finally:
+                self._sink_swap.release()
         if not all(w.is_alive() for w in self._workers):
             return "a worker thread died"
         return None
@@ -310,6 +340,7 @@ class Daemon:
         self._resends_seen = resends
 
     def shutdown(self) -> None:
+        self.stopping.set()  # also when the loop ended on its own: no sink restart after this
         self.telemetry.stopping()
         self.telemetry.stop()
         p = self.pipeline
@@ -340,7 +371,9 @@ class Daemon:
         if self.writer is not None:
             self.writer.stop(timeout=max(1.0, deadline - time.monotonic()))
         if self.sink_loop is not None:
-            self.sink_loop.stop(timeout=max(1.0, deadline - time.monotonic()))
+            # A swap in progress (reload) ends first; after it none starts (stopping is set).
+            with self._sink_swap:
+                self.sink_loop.stop(timeout=max(1.0, deadline - time.monotonic()))
         if self.journal is not None:
             self.journal.close()
         log.info("daemon.stopped", unfinished_inspections=len(p.inflight) if p else 0,

@@ -139,6 +139,11 @@ class SinkProcess:
             except queue.Empty:
                 return out
 
+    def discard(self) -> None:
+        """Let go of a process that was never started (a reload's, after shutdown began)."""
+        self._commands.close()
+        self._control.close()
+
     def stop(self, timeout: float) -> None:
         self._send(_STOP)
         self._process.join(timeout=timeout)

@@ -221,6 +221,10 @@ class SinkLoop:
         self._wake.set()
         self._thread.join(timeout=timeout)
 
+    def discard(self) -> None:
+        """Let go of a loop that was never started (a reload's, after shutdown began)."""
+        self._sink.close()
+
 
 def resend_if_lost(sink: Sink, journal: Journal) -> bool:
     """If the sink's catalog was deleted or replaced (or, before it is opened, is missing),
