@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +63,18 @@ def write_config(
 class DaemonProcess:
     """`exrwatchd run --config CONFIG` with its JSON log lines collected as they arrive."""
 
-    def __init__(self, config: Path, state_dir: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Path, state_dir: Path, *, env: dict[str, str] | None = None,
+        wrapper: Sequence[str] = (),
+    ) -> None:  # fmt: skip
+        """`wrapper`: a command the daemon runs under (e.g. setpriv, to drop capabilities)."""
         self.config = config
         self.state_dir = state_dir
         self.events: list[dict[str, Any]] = []
         self.raw_lines: list[str] = []
         self._lock = threading.Lock()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "exrwatchd", "run", "--config", str(config)],
+            [*wrapper, sys.executable, "-m", "exrwatchd", "run", "--config", str(config)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
