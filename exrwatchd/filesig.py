@@ -3,10 +3,15 @@ the journal compare to tell whether a file changed."""
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import NamedTuple
 
-__all__ = ["FileSig", "sig_of"]
+__all__ = ["GONE_ERRNOS", "FileSig", "is_gone", "sig_of"]
+
+#: The only errors that mean a path is gone. Any other (EACCES, EIO, ESTALE, ENOTCONN,
+#: ETIMEDOUT, ...) means "unreadable now": keep what is known and look again later.
+GONE_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR})
 
 
 class FileSig(NamedTuple):
@@ -21,3 +26,8 @@ class FileSig(NamedTuple):
 def sig_of(st: os.stat_result) -> FileSig:
     """The signature of a stat result: the only place one is built from a stat."""
     return FileSig(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def is_gone(exc: OSError) -> bool:
+    """Whether `exc` says the path is gone (and not merely unreadable)."""
+    return exc.errno in GONE_ERRNOS

@@ -70,6 +70,11 @@ def render_status(status: dict[str, Any]) -> str:
             lines.append(f"  journal: DISK FULL: {daemon['journal_disk_full']}")
         if daemon.get("health"):
             lines.append(f"  health: {daemon['health']}")
+        if daemon.get("unreadable_count"):
+            # Not deleted: the rows of what these paths hold stay in the catalog.
+            lines.append(f"  unreadable now: {daemon['unreadable_count']} (files kept)")
+            for path, name in daemon["unreadable"].items():
+                lines.append(f"    unreadable: {path} ({name})")
     journal = status["journal"]
     if journal is None:
         lines.append("journal: none yet")

@@ -96,7 +96,7 @@ class Daemon:
             rescan=self.request_rescan, settled=self.watches.settled,
             metrics=self.telemetry.metrics, clock=self.clock,
             pixel_workers=pixels.pixel_workers if pixels.pixel_stats else 0,
-            pixel_queue_size=pixels.pixel_queue_size,
+            pixel_queue_size=pixels.pixel_queue_size, unreadable=self.watches.walk_error,
         )  # fmt: skip
         self._workers = self.pipeline.start_workers(self.cfg.daemon.workers)
         if self.pipeline.lane is not None:
@@ -109,6 +109,7 @@ class Daemon:
             self.journal, lambda: list(self.watches), self._found,
             on_error=self.watches.walk_error,
             metrics=self.telemetry.metrics, done=self.inbox.wakeup.set,
+            scanned=self.watches.unreadable.scanned,
         )  # fmt: skip
         self._reconciler.start()
         self.telemetry.metrics.rescans("start")

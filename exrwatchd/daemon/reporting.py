@@ -178,6 +178,8 @@ class Telemetry:
             "health": self.health(), "journal_disk_full": d.writer.disk_full,
             "journal_disk_full_since": d.writer.disk_full_since,
             "watches": [{"path": str(w.cfg.path), "backend": w.backend} for w in d.watches],
+            "unreadable": d.watches.unreadable.status(),
+            "unreadable_count": len(d.watches.unreadable),
         }  # fmt: skip
 
     def write_status(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ its path stays in `inflight` meanwhile, so a change during the pixel read is not
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -25,7 +26,7 @@ from exrwatchd.pipeline.journal_writer import JournalWriter
 from exrwatchd.pipeline.pixel_lane import PixelLane
 from exrwatchd.pipeline.pixel_lane import report as report_pixels
 from exrwatchd.telemetry import NullMetrics
-from exrwatchd.watch import Inbox, SettledFile, Settler, Vanished
+from exrwatchd.watch import Inbox, SettledFile, Settler, Unreadable, Vanished
 
 log = get_logger("exrwatchd.pipeline")
 
@@ -60,6 +61,8 @@ class Pipeline:
     # `[inspect] pixel_stats`: complete verdicts go through this lane first (None: off).
     pixel_workers: int = 0
     pixel_queue_size: int = 64
+    # A directory the settler could not stat a file in (watchers.UnreadablePaths.report).
+    unreadable: Callable[[str, OSError], None] | None = None
     lane: PixelLane | None = field(init=False, default=None)
     # What a worker runs on a settled file: injected like the clock, so that the moment a
     # worker finishes can be chosen rather than raced.
@@ -153,6 +156,10 @@ class Pipeline:
             # the path dirty like any change, so the verdict cannot be journaled after it.
             if isinstance(item, Vanished) and item.path not in self.inflight:
                 self._gone(item.path)
+                continue
+            if isinstance(item, Unreadable):
+                if self.unreadable is not None:
+                    self.unreadable(os.path.dirname(item.path), item.error)
                 continue
             if item.path in self.inflight:
                 self.dirty.add(item.path)  # inspect again once the current look finishes

@@ -48,6 +48,7 @@ from exrwatchd.telemetry._labels import (
     RESCAN_TRIGGERS,
     SCAN_BUCKETS,
     SCAN_FOUND_KINDS,
+    UNREADABLE_ERRNOS,
     _Labelled,
     lost_reason,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "SCAN_BUCKETS",
     "SCAN_FOUND_KINDS",
     "UNHEALTHY_REASONS",
+    "UNREADABLE_ERRNOS",
     "Metrics",
     "MetricsServer",
     "NullMetrics",
@@ -150,6 +152,9 @@ class NullMetrics:
     def scan_skipped(self) -> None:
         """A reconciliation was skipped: its root looked unmounted (scan.root_unavailable)."""
 
+    def unreadable(self, errno_name: str) -> None:
+        """A path was found unreadable (watch.unreadable): EACCES, EIO, ESTALE, ..."""
+
     def pixel_seconds(self, seconds: float) -> None:
         """The pixel lane spent `seconds` on one file (reading it, or finding it changed)."""
 
@@ -214,6 +219,10 @@ class Metrics(NullMetrics):
             "exrwatchd_unhealthy_files_total", "Complete files journaled with unhealthy pixels, "
             "by reason (a file with NaN and Inf counts under both).", "reason",
             UNHEALTHY_REASONS,
+        )  # fmt: skip
+        self._unreadable = counter(
+            "exrwatchd_unreadable_total", "Paths found unreadable (not deleted), once each "
+            "time one turns unreadable, by errno.", "errno", UNREADABLE_ERRNOS,
         )  # fmt: skip
         self._scan_found = counter(
             "exrwatchd_scan_found_total", "Paths reconciliation found changed or gone.",
@@ -352,6 +361,9 @@ class Metrics(NullMetrics):
 
     def scan_skipped(self) -> None:
         self._skipped.inc()
+
+    def unreadable(self, errno_name: str) -> None:
+        self._unreadable[errno_name].inc()
 
     # -- pixel lane -----------------------------------------------------------------------
 

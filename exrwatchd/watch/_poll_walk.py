@@ -5,6 +5,7 @@ calls. `stat_root` checks the watched root, `list_dir` reads one directory (its 
 against what the scanner expects there, and its subdirectories), `stat_subdirs` stats the
 subdirectories remembered for a pruned one, `descend` pushes subdirectories onto the walk.
 Every OSError worth reporting goes to the `error(path, exc)` callback; none is raised.
+`exrwatchd.filesig.is_gone` says which errors mean a path is gone: ENOENT, ENOTDIR, nothing else.
 
 exrwatchd.watch.poll re-exports ChangeKind; import it from there.
 """

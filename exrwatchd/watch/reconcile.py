@@ -4,20 +4,22 @@ Runs at start, every `rescan_interval`, after any sign of lost events (inotify o
 dead observer) and for directories that appeared or vanished. It walks the tree with a
 full PollScanner pass, comparing (size, mtime_ns, inode) with what the journal knows one
 directory at a time, so memory follows the directory being read, never the tree. Files the
-journal knows in directories that no longer exist are reported gone.
+journal knows in directories that no longer exist (ENOENT, ENOTDIR) are reported gone; not
+those in directories that cannot be read now.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from exrwatchd.filesig import FileSig
+from exrwatchd.filesig import FileSig, is_gone
 from exrwatchd.journal import Journal
 from exrwatchd.logs import get_logger
 from exrwatchd.telemetry import NullMetrics
@@ -64,6 +66,21 @@ def check_root(root: str, journal: Journal) -> None:
         )
 
 
+def _dir_gone(directory: str, on_error: Callable[[str, OSError], None]) -> bool:
+    """Whether `directory` is really gone. Never from os.path.isdir(), which says False for
+    EACCES, EIO, ESTALE too: only ENOENT/ENOTDIR mean gone."""
+    try:
+        st = os.stat(directory)
+    except OSError as exc:
+        # Not gone: the walk reported the directory above that it could not read.
+        return is_gone(exc)
+    return not stat.S_ISDIR(st.st_mode)
+
+
+def _ignore(path: str, exc: OSError) -> None:
+    pass
+
+
 def reconcile(
     root: str,
     journal: Journal,
@@ -79,9 +96,10 @@ def reconcile(
     For a watch root, raises RootUnavailable (before yielding anything) when it is missing
     or suspiciously empty. A subdirectory that is gone simply means its files are gone.
     """
+    report = on_error or _ignore
     if is_watch_root:
         check_root(root, journal)
-    elif not os.path.isdir(root):
+    elif _dir_gone(root, report):
         for directory in journal.known_dirs(root):
             for name in journal.paths_in_dir(directory):
                 yield Found(os.path.join(directory, name), "gone")
@@ -95,7 +113,7 @@ def reconcile(
     for directory in journal.known_dirs(root):
         if not recursive and directory != root:
             continue
-        if os.path.isdir(directory):
+        if not _dir_gone(directory, report):
             continue
         for name in journal.paths_in_dir(directory):
             yield Found(os.path.join(directory, name), "gone")
@@ -125,8 +143,10 @@ class Reconciler:
         self, journal: Journal, watches: Callable[[], Sequence[WatchedRoot]],
         found: Callable[[str, str], None], *, on_error: Callable[[str, OSError], None],
         metrics: NullMetrics, done: Callable[[], None],
+        scanned: Callable[[str], None] | None = None,
     ) -> None:  # fmt: skip
         self._journal = journal
+        self._scanned = scanned  # told the root of each finished scan
         self._watches = watches
         self._found = found
         self._on_error = on_error
@@ -187,5 +207,7 @@ class Reconciler:
             self._metrics.scan_skipped()
             return
         self._metrics.scanned(time.monotonic() - started, changed, gone)
+        if self._scanned is not None:
+            self._scanned(root)
         log.info("scan.finished", path=root, changed=changed, gone=gone,
                  seconds=round(time.monotonic() - started, 3))  # fmt: skip

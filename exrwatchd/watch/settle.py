@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from exrwatchd.filesig import FileSig, sig_of
+from exrwatchd.filesig import FileSig, is_gone, sig_of
 
 EventKind = Literal["changed", "closed", "gone"]
 
@@ -42,6 +42,15 @@ class Vanished:
     path: str
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """The path could not be stat'ed (EACCES, EIO, ESTALE, ...): not gone, looked at again
+    with backoff until `max_wait_seconds`, then left to the next reconciliation."""
+
+    path: str
+    error: OSError
+
+
 @dataclass(slots=True)
 class _Pending:
     first_seen: float
@@ -51,13 +60,20 @@ class _Pending:
     attempt: int = 0
     closed: bool = False
     seq: int = 0
+    unreadable: int = 0  # stats in a row that failed with something other than ENOENT
 
 
 def stat_sig(path: str) -> FileSig | None:
-    """(size, mtime_ns, inode) of a regular file; None when it is missing or not a file."""
+    """(size, mtime_ns, inode) of a regular file; None when it is missing or not a file.
+
+    Raises OSError when the path cannot be read now (EACCES, EIO, ESTALE, ENOTCONN, ...):
+    only ENOENT and ENOTDIR mean it is gone.
+    """
     try:
         st = os.stat(path)
-    except OSError:
+    except OSError as exc:
+        if not is_gone(exc):
+            raise
         return None
     if (st.st_mode & 0o170000) != 0o100000:
         return None
@@ -165,8 +181,19 @@ class Settler:
             heapq.heappop(self._heap)
         return None
 
-    def poll(self, limit: int | None = None) -> list[SettledFile | Vanished]:
-        """Check every path that is due; return those that settled or vanished.
+    def _unreadable(self, path: str, entry: _Pending, now: float) -> None:
+        """Look at an unreadable path again later; give up (dropping it, never deleting it)
+        after max_wait: the file is on disk, so a reconciliation finds it once readable."""
+        if now - entry.first_seen >= self.max_wait:
+            del self._pending[path]
+            return
+        delay = min(self.recheck_max, self.recheck_initial * 2**entry.unreadable)
+        entry.sig, entry.unreadable = None, entry.unreadable + 1
+        self._schedule(path, entry, now + delay)
+
+    def poll(self, limit: int | None = None) -> list[SettledFile | Vanished | Unreadable]:
+        """Check every path that is due; return those that settled or vanished, and those
+        that could not be stat'ed (Unreadable: still pending, looked at again later).
 
         `limit` caps how many settled files are returned (backpressure: the rest stay
         pending, due now, and come out of a later poll). Once it is reached no further path
@@ -174,7 +201,7 @@ class Settler:
         due path each time burnt the CPU the journal writer needed to catch up.
         """
         now = self._clock()
-        out: list[SettledFile | Vanished] = []
+        out: list[SettledFile | Vanished | Unreadable] = []
         settled = 0
         while self._heap and self._heap[0][0] <= now:
             if limit is not None and settled >= limit:
@@ -183,7 +210,13 @@ class Settler:
             entry = self._pending.get(path)
             if entry is None or entry.seq != seq:
                 continue
-            sig = self._stat(path)
+            try:
+                sig = self._stat(path)
+            except OSError as exc:
+                out.append(Unreadable(path, exc))
+                self._unreadable(path, entry, now)
+                continue
+            entry.unreadable = 0
             if sig is None:
                 del self._pending[path]
                 out.append(Vanished(path))

@@ -7,12 +7,16 @@ followed by a rescan of what it missed; one that cannot start is retried a minut
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from exrwatchd.config import WatchConfig
+from exrwatchd.filesig import is_gone
 from exrwatchd.journal import Journal
 from exrwatchd.logs import get_logger
 from exrwatchd.telemetry import NullMetrics
@@ -24,6 +28,63 @@ from exrwatchd.watch.reconcile import RootUnavailable, check_root, journal_known
 log = get_logger("exrwatchd.watchers")
 
 RETRY_SECONDS = 60.0
+
+#: How many unreadable paths status.json lists (the count is always there).
+STATUS_UNREADABLE = 20
+
+
+class UnreadablePaths:
+    """Paths the pollers, the reconciler or the settler could not read (any errno but ENOENT
+    and ENOTDIR, which mean gone): logged once each (`watch.unreadable`), counted, shown by
+    `exrwatchd status`, and looked at again after each reconciliation of their tree: those
+    readable again (or gone) are forgotten (`watch.readable`). Called from several threads."""
+
+    def __init__(self, metrics: NullMetrics) -> None:
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._paths: dict[str, str] = {}  # path -> errno name
+
+    def report(self, path: str, exc: OSError) -> None:
+        name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        with self._lock:
+            new = path not in self._paths
+            self._paths[path] = name
+        if new:
+            log.warning("watch.unreadable", path=path, errno=name, error=exc.strerror or str(exc))
+            self._metrics.unreadable(name)
+
+    def scanned(self, root: str) -> None:
+        """A reconciliation of `root` is over: forget what under it can be read again."""
+        under = root.rstrip(os.sep) + os.sep
+        with self._lock:
+            mine = [(p, e) for p, e in self._paths.items() if p == root or p.startswith(under)]
+        for path, name in mine:
+            if _still_unreadable(path, name):
+                continue
+            with self._lock:
+                self._paths.pop(path, None)
+            log.info("watch.readable", path=path)
+
+    def status(self) -> dict[str, str]:
+        """path -> errno name, at most STATUS_UNREADABLE of them, sorted."""
+        with self._lock:
+            items = sorted(self._paths.items())
+        return dict(items[:STATUS_UNREADABLE])
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
+def _still_unreadable(path: str, errno_name: str) -> bool:
+    """Look again: a directory must open; ENOENT counts as readable (nothing is left to read
+    there; the walks decide what that means)."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            os.close(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    except OSError as exc:
+        return not is_gone(exc)
+    return False
 
 
 @dataclass
@@ -66,6 +127,7 @@ class Watches:
         self._rescan = rescan
         self._metrics = metrics
         self._journal: Journal | None = None
+        self.unreadable = UnreadablePaths(metrics)
 
     def __iter__(self) -> Iterator[Watch]:
         return iter(list(self.items))
@@ -90,6 +152,9 @@ class Watches:
                 watch.watcher.settled(path)
 
     def walk_error(self, path: str, exc: OSError) -> None:
+        if exc.errno not in (None, 0, errno.ELOOP) and not is_gone(exc):
+            self.unreadable.report(path, exc)  # once, not at every poll
+            return
         log.warning("watch.walk_error", path=path, error=exc.strerror or str(exc))
 
     def _root_problem(self, root: str) -> str | None:

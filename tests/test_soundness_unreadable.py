@@ -1,0 +1,164 @@
+"""Unreadable is not deleted (issue 12, case 2), through the real daemon process.
+
+Only ENOENT (and ENOTDIR) may mean "gone". A directory that turns unreadable (EACCES here;
+EIO, ESTALE, ENOTCONN elsewhere) keeps the rows of the files under it, is logged once
+(`watch.unreadable` with the errno), counted (`exrwatchd_unreadable_total`) and shown by
+`exrwatchd status`.
+
+Root ignores `chmod 000` (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH). When the tests run as
+root, the daemon runs under `setpriv` with those two capabilities dropped from its bounding
+set, so the kernel applies the permission bits to it and it meets a real EACCES. (Switching
+to `nobody` is not possible here: the interpreter lives under /root, mode 0700.)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from exrgen import write_scanline
+from harness import ROOT, Catalog, DaemonProcess, wait_for, write_config
+
+from exrwatchd.config import load_config
+from exrwatchd.status import gather_status
+
+#: Without these, root is bound by permission bits like anyone else.
+DAC_CAPS = "-dac_override,-dac_read_search"
+
+
+class Tree:
+    """A watched tree, a state directory and a daemon that `chmod 000` locks out."""
+
+    def __init__(self, base: Path, wrapper: list[str]) -> None:
+        self.base = base
+        self.wrapper = wrapper
+        self.renders = base / "renders"
+        self.renders.mkdir()
+        self.state = base / "state"
+        self.catalog = Catalog(self.state)
+        self.config = base / "config.toml"
+
+    def start(self, watch: dict[str, Any], **sections: Any) -> DaemonProcess:
+        write_config(self.config, self.state, [{"path": str(self.renders), **watch}],
+                     **sections)  # fmt: skip
+        daemon = DaemonProcess(self.config, self.state, wrapper=self.wrapper)
+        daemon.wait_event("daemon.ready")
+        return daemon
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Iterator[Tree]:
+    wrapper: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv (util-linux): no way to make the "
+                        "daemon subject to chmod 000, so no real EACCES")  # fmt: skip
+        wrapper = [setpriv, "--bounding-set", DAC_CAPS, "--"]
+    yield Tree(tmp_path, wrapper)
+    for path in (tmp_path, *tmp_path.rglob("*")):  # let pytest clean up
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(0o755)
+
+
+def _scans_after(daemon: DaemonProcess, before: int, more: int) -> list[dict[str, Any]]:
+    """Wait for `more` scan.finished events past the first `before`; return them all (the
+    first may have started before the change, so it could have seen nothing to delete; the
+    others surely began after it)."""
+    wait_for(lambda: len(daemon.seen("scan.finished")) >= before + more, 60,
+             lambda: "more reconciliations:\n" + daemon.tail())  # fmt: skip
+    return daemon.seen("scan.finished")[before:]
+
+
+def _metric(daemon: DaemonProcess, line_start: str) -> float | None:
+    address = daemon.wait_event("metrics.listening")["address"]
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(line_start + " "):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+@pytest.mark.parametrize("backend", ["inotify", "poll"])
+def test_unreadable_parent_directory_keeps_its_rows(tree: Tree, backend: str) -> None:
+    # issue 12, case 2: `chmod 000` of a parent directory made reconciliation's isdir()
+    # false and every file below it was journaled as deleted (4 of 4 rows).
+    shot = tree.renders / "shot"
+    files = {str(write_scanline(shot / "sub" / f"f.{i:04d}.exr")) for i in range(1, 5)}
+    daemon = tree.start({"backend": backend, "poll_interval": 0.2},
+                        daemon={"rescan_interval": 0.5},
+                        metrics={"listen": "127.0.0.1:0"})  # fmt: skip
+    try:
+        tree.catalog.wait_paths(files)
+        before = len(daemon.seen("scan.finished"))
+        shot.chmod(0)
+        after = _scans_after(daemon, before, 3)
+        assert [scan["gone"] for scan in after] == [0] * len(after), daemon.tail()
+        unreadable = daemon.wait_event("watch.unreadable", path=str(shot))
+        assert unreadable["errno"] == "EACCES"
+        _scans_after(daemon, len(daemon.seen("scan.finished")), 2)
+        assert len(daemon.seen("watch.unreadable", path=str(shot))) == 1  # once, not per scan
+        assert not daemon.seen("watch.walk_error", path=str(shot))
+        assert not daemon.seen("file.deleted")
+        assert set(tree.catalog.paths()) == files
+        # Counted as logged: once per path (the poller also meets sub/, below shot/).
+        wait_for(lambda: _metric(daemon, 'exrwatchd_unreadable_total{errno="EACCES"}')
+                 == len(daemon.seen("watch.unreadable", errno="EACCES")), 10,
+                 "exrwatchd_unreadable_total to count the watch.unreadable lines")  # fmt: skip
+        cfg = load_config(tree.config)
+        wait_for(lambda: str(shot) in (gather_status(cfg)["daemon"] or {}).get("unreadable", {}),
+                 10, "status.json to list the unreadable directory")  # fmt: skip
+        text = subprocess.run(
+            [sys.executable, "-m", "exrwatchd", "status", "--config", str(tree.config)],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        assert f"unreadable: {shot} (EACCES)" in text, text
+
+        shot.chmod(0o755)  # readable again: forgotten by the next reconciliation
+        daemon.wait_event("watch.readable", path=str(shot), timeout=30)
+        (shot / "sub" / "f.0004.exr").unlink()  # and a real deletion is still one
+        files.discard(str(shot / "sub" / "f.0004.exr"))
+        tree.catalog.wait_paths(files)
+    finally:
+        shot.chmod(0o755)
+        assert daemon.stop() == 0
+
+
+def test_file_settling_under_an_unreadable_directory_is_not_deleted(tree: Tree) -> None:
+    # issue 12, case 2: the settler's stat_sig() returned None for EACCES, so a file that
+    # changed under a directory that had just turned unreadable was journaled as deleted.
+    shot = tree.renders / "shot"
+    sub = shot / "sub"
+    files = {str(write_scanline(sub / f"f.{i:04d}.exr")) for i in range(1, 5)}
+    other = write_scanline(tree.base / "other.exr", size=(8, 8)).read_bytes()
+    daemon = tree.start({"backend": "inotify"}, daemon={"rescan_interval": 3600.0})
+    try:
+        first_hash = tree.catalog.wait_paths(files)[str(sub / "f.0001.exr")][0]
+        shot.chmod(0)
+        # The inotify watch on sub/ outlives the chmod; root may still write there. The
+        # daemon hears of both files and can stat neither: deterministically, no race.
+        (sub / "f.0001.exr").write_bytes(other)
+        (sub / "f.0005.exr").write_bytes(other)
+        wait_for(lambda: daemon.seen("file.deleted") or daemon.seen("watch.unreadable"), 30,
+                 lambda: "the settler's verdict:\n" + daemon.tail())  # fmt: skip
+        assert not daemon.seen("file.deleted"), daemon.tail()
+        event = daemon.seen("watch.unreadable")[0]
+        assert (event["path"], event["errno"]) == (str(sub), "EACCES")
+        assert set(tree.catalog.paths()) == files
+
+        shot.chmod(0o755)  # the settler looks again and records both
+        files.add(str(sub / "f.0005.exr"))
+        tree.catalog.wait_paths(files)
+        wait_for(lambda: tree.catalog.paths()[str(sub / "f.0001.exr")][0] != first_hash, 30,
+                 "the rewritten f.0001.exr recorded")  # fmt: skip
+        assert not daemon.seen("file.deleted")
+    finally:
+        shot.chmod(0o755)
+        assert daemon.stop() == 0
