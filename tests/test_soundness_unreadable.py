@@ -1,9 +1,10 @@
-"""Unreadable is not deleted (issue 12, case 2), through the real daemon process.
+"""Unreadable is not deleted (issue 12, cases 2 and 15), through the real daemon process.
 
 Only ENOENT (and ENOTDIR) may mean "gone". A directory that turns unreadable (EACCES here;
 EIO, ESTALE, ENOTCONN elsewhere) keeps the rows of the files under it, is logged once
 (`watch.unreadable` with the errno), counted (`exrwatchd_unreadable_total`) and shown by
-`exrwatchd status`.
+`exrwatchd status`. A mount point below a watch root that is unmounted (empty) or missing
+is "unavailable", as the watch root itself.
 
 Root ignores `chmod 000` (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH). When the tests run as
 root, the daemon runs under `setpriv` with those two capabilities dropped from its bounding
@@ -13,6 +14,7 @@ to `nobody` is not possible here: the interpreter lives under /root, mode 0700.)
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -28,6 +30,8 @@ from harness import ROOT, Catalog, DaemonProcess, wait_for, write_config
 
 from exrwatchd.config import load_config
 from exrwatchd.status import gather_status
+from exrwatchd.watch.poll import PollScanner
+from exrwatchd.watch.settle import SettledFile, Settler, Unreadable
 
 #: Without these, root is bound by permission bits like anyone else.
 DAC_CAPS = "-dac_override,-dac_read_search"
@@ -162,3 +166,119 @@ def test_file_settling_under_an_unreadable_directory_is_not_deleted(tree: Tree) 
     finally:
         shot.chmod(0o755)
         assert daemon.stop() == 0
+
+
+def _mount(args: list[str]) -> str | None:
+    """Run mount/umount; the reason it failed, or None."""
+    if shutil.which(args[0]) is None:
+        return f"{args[0]} is not installed"
+    done = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    return None if done.returncode == 0 else done.stderr.strip() or f"exit {done.returncode}"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs (its own st_dev) outside the tree, bind-mounted below the root by the test,
+    so an unmount leaves the files intact for the share to come back."""
+    path = tmp_path / "store"
+    path.mkdir()
+    problem = _mount(["mount", "-t", "tmpfs", "-o", "size=16m", "exrwatchd-test", str(path)])
+    if problem is not None:
+        pytest.skip(f"cannot mount a tmpfs here ({problem}): a mount point below a root "
+                    "needs CAP_SYS_ADMIN")  # fmt: skip
+    try:
+        yield path
+    finally:
+        _mount(["umount", "-R", str(path)])
+
+
+@pytest.mark.parametrize("backend", ["inotify", "poll"])
+def test_unmounted_share_below_the_root_keeps_its_rows(
+    tmp_path: Path, store: Path, backend: str
+) -> None:
+    # issue 12, case 15: a share mounted below a watch root, unmounted (an empty directory
+    # left) or with its mount point gone, looked like a mass deletion.
+    renders = tmp_path / "renders"
+    share = renders / "share"
+    share.mkdir(parents=True)
+    local = str(write_scanline(renders / "local.0001.exr"))
+    names = ["a.0001.exr", "x/b.0001.exr", "x/b.0002.exr"]
+    for name in names:
+        write_scanline(store / name)
+    assert _mount(["mount", "--bind", str(store), str(share)]) is None
+    state = tmp_path / "state"
+    config = write_config(
+        tmp_path / "c.toml", state,
+        [{"path": str(renders), "backend": backend, "poll_interval": 0.2}],
+        daemon={"rescan_interval": 0.5},
+    )  # fmt: skip
+    daemon = DaemonProcess(config, state)
+    catalog = Catalog(state)
+    expected = {local} | {str(share / name) for name in names}
+    try:
+        catalog.wait_paths(expected)
+        for step, newcomer in (("unmounted", "new.0001.exr"), ("missing", "new.0002.exr")):
+            before = len(daemon.seen("scan.finished"))
+            if step == "unmounted":
+                assert _mount(["umount", str(share)]) is None
+            else:
+                share.rmdir()
+            # A file on the root's own disk after the change: once it is recorded, the
+            # poller and the reconciler have both been through the tree since.
+            expected.add(str(write_scanline(renders / newcomer)))
+            catalog.wait_paths(expected)
+            after = _scans_after(daemon, before, 3)
+            assert [scan["gone"] for scan in after] == [0] * len(after), (step, daemon.tail())
+            assert not daemon.seen("file.deleted"), (step, daemon.tail())
+            event = daemon.wait_event("watch.unreadable", path=str(share))
+            assert event["errno"] == "ENODEV"
+
+        share.mkdir()
+        assert _mount(["mount", "--bind", str(store), str(share)]) is None  # back
+        (store / "x" / "b.0002.exr").unlink()  # a real deletion inside the share
+        expected.discard(str(share / "x" / "b.0002.exr"))
+        write_scanline(store / "x" / "b.0003.exr")
+        expected.add(str(share / "x" / "b.0003.exr"))
+        catalog.wait_paths(expected)
+        # (twice, at times: a second scan can find it before the first deletion is journaled)
+        assert {e["path"] for e in daemon.seen("file.deleted")} == {str(share / "x" / "b.0002.exr")}
+    finally:
+        if os.path.ismount(share):
+            _mount(["umount", str(share)])
+        assert daemon.stop() == 0
+
+
+def test_settling_file_below_an_unmounted_share_is_not_vanished(
+    tmp_path: Path, store: Path
+) -> None:
+    # issue 12, case 15: a file still settling when the share under it is unmounted got
+    # ENOENT from the settler's stat and was journaled as deleted. In process, so that the
+    # moment of the unmount is certain: a real mount, the real walk, the real settler.
+    renders = tmp_path / "renders"
+    share = renders / "share"
+    share.mkdir(parents=True)
+    frame = write_scanline(store / "c.0001.exr")
+    assert _mount(["mount", "--bind", str(store), str(share)]) is None
+    try:
+        # The walk meets share/ on another device than renders/: a mount point.
+        scanner = PollScanner(str(renders), lambda name: True, lambda directory: {})
+        assert {change.path for change in scanner.scan()} == {str(share / frame.name)}
+        now = [0.0]
+        settler = Settler(quiet_seconds=1.0, max_wait_seconds=60.0, recheck_initial=1.0,
+                          recheck_max=4.0, clock=lambda: now[0])  # fmt: skip
+        settler.observe(str(share / frame.name))
+        assert settler.poll() == []  # first look: a signature, now the quiet period
+        assert _mount(["umount", str(share)]) is None
+        now[0] = 2.0
+        [item] = settler.poll()
+        assert isinstance(item, Unreadable), item
+        assert (item.error.errno, item.error.filename) == (errno.ENODEV, str(share))
+        assert str(share / frame.name) in settler  # still pending: looked at again later
+        assert _mount(["mount", "--bind", str(store), str(share)]) is None
+        now[0] = 4.0
+        assert settler.poll() == []  # back: a fresh pair of agreeing stats is needed
+        now[0] = 6.0
+        assert [type(item) for item in settler.poll()] == [SettledFile]
+    finally:
+        if os.path.ismount(share):
+            _mount(["umount", str(share)])

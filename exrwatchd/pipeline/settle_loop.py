@@ -9,6 +9,7 @@ its path stays in `inflight` meanwhile, so a change during the pixel read is not
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import threading
@@ -158,8 +159,10 @@ class Pipeline:
                 self._gone(item.path)
                 continue
             if isinstance(item, Unreadable):
+                err = item.error  # ENODEV names the unmounted mount point, else the directory
+                where = err.filename if err.errno == errno.ENODEV else os.path.dirname(item.path)
                 if self.unreadable is not None:
-                    self.unreadable(os.path.dirname(item.path), item.error)
+                    self.unreadable(str(where), err)
                 continue
             if item.path in self.inflight:
                 self.dirty.add(item.path)  # inspect again once the current look finishes

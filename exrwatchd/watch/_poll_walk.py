@@ -5,7 +5,9 @@ calls. `stat_root` checks the watched root, `list_dir` reads one directory (its 
 against what the scanner expects there, and its subdirectories), `stat_subdirs` stats the
 subdirectories remembered for a pruned one, `descend` pushes subdirectories onto the walk.
 Every OSError worth reporting goes to the `error(path, exc)` callback; none is raised.
-`exrwatchd.filesig.is_gone` says which errors mean a path is gone: ENOENT, ENOTDIR, nothing else.
+`exrwatchd.filesig.is_gone` says which errors mean a path is gone (ENOENT, ENOTDIR; nothing
+else), and `MOUNT_POINTS` remembers the mount points below the roots, so that an unmounted one (empty,
+or missing) is reported unavailable (ENODEV) instead of emptied.
 
 exrwatchd.watch.poll re-exports ChangeKind; import it from there.
 """
@@ -15,11 +17,12 @@ from __future__ import annotations
 import errno
 import os
 import stat as stat_mod
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from exrwatchd.filesig import FileSig, sig_of
+from exrwatchd.filesig import FileSig, is_gone, sig_of
 
 ChangeKind = Literal["created", "modified", "deleted"]
 OnError = Callable[[str, OSError], None]
@@ -29,6 +32,75 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 S_IFMT = stat_mod.S_IFMT(0o177777)
 S_IFREG = stat_mod.S_IFREG
 S_IFDIR = stat_mod.S_IFDIR
+
+
+class MountPoints:
+    """Directories below watch roots seen on another device than their parent: mount points.
+
+    Once unmounted, a mount point is an ordinary empty directory (or none at all); only this
+    memory says it is unavailable rather than emptied. Every walk of the process (pollers,
+    reconciliations) adds what it sees; a restart forgets.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._paths: set[str] = set()
+
+    def note(self, parent: os.stat_result, children: list[Child]) -> None:
+        for path, st in children:
+            if st.st_dev != parent.st_dev and path not in self._paths:
+                with self._lock:
+                    self._paths.add(path)
+
+    def __contains__(self, path: str) -> bool:
+        return path in self._paths
+
+    def above(self, path: str) -> list[str]:
+        """The mount points at or above `path`, nearest first."""
+        with self._lock:
+            if not self._paths:
+                return []
+            paths = set(self._paths)
+        out = []
+        while True:
+            if path in paths:
+                out.append(path)
+            up = os.path.dirname(path)
+            if up == path:
+                return out
+            path = up
+
+
+#: Shared by every PollScanner, so a reconciliation knows what the poller has seen.
+MOUNT_POINTS = MountPoints()
+
+
+def _unmounted(what: str, path: str) -> OSError:
+    return OSError(errno.ENODEV, f"mount point is {what} (unmounted?); its files are kept", path)
+
+
+def mount_unavailable(path: str) -> OSError | None:
+    """Why mount point `path` cannot be trusted now (missing, empty or unreadable), or None."""
+    try:
+        with os.scandir(path) as entries:
+            if next(entries, None) is not None:
+                return None
+        what = "empty"
+    except OSError as exc:
+        if not is_gone(exc):
+            return exc
+        what = "missing"
+    return _unmounted(what, path)
+
+
+def unmounted_above(path: str) -> OSError | None:
+    """For a `path` found missing (ENOENT): the problem of an unavailable mount point above
+    it (its `filename`), which means the path is not gone after all; None when there is none."""
+    for mount in MOUNT_POINTS.above(path):
+        problem = mount_unavailable(mount)
+        if problem is not None:
+            return problem
+    return None
 
 
 def stat_sig(path: str, follow: bool) -> FileSig | None:
@@ -143,6 +215,25 @@ def list_dir(
         finally:
             os.close(fd)
     return Listing(complete, found, matched, kept, children, nfiles)
+
+
+def mount_emptied(directory: str, listing: Listing, knew: bool, error: OnError) -> bool:
+    """True, reported, when `directory` is a mount point that used to hold files (`knew`) and
+    lists empty: unmounted, like a watch root that turns up empty; nothing in it is deleted."""
+    if not knew or listing.found or listing.matched or listing.kept:
+        return False
+    if directory not in MOUNT_POINTS:
+        return False
+    error(directory, _unmounted("empty", directory))
+    return True
+
+
+def missing_mounts(prefix: str, gone: list[str], error: OnError) -> list[str]:
+    """The subdirectories in `gone` that are mount points (reported): missing, not deleted."""
+    missing = [name for name in gone if prefix + name in MOUNT_POINTS]
+    for name in missing:
+        error(prefix + name, _unmounted("missing", prefix + name))
+    return missing
 
 
 def stat_root(root: str, error: OnError) -> os.stat_result | None:

@@ -38,7 +38,8 @@ them. Changes are reported relative to `known()`, so a file the journal has not 
 reported again by every listing of its directory until it is recorded or marked hot.
 
 Errors (unreadable directories, stat failures, symlink loops) go to `on_error(path, exc)` and
-never turn into deletions: a directory that cannot be read keeps its files.
+never turn into deletions: a directory that cannot be read keeps its files, and so does a
+mount point below the root that turns up empty or missing (unmounted; see MountPoints).
 
 The system calls themselves (listing a directory, stat'ing subdirectories, pushing them onto
 the walk) live in exrwatchd/watch/_poll_walk.py; this module decides what to visit and what
@@ -56,6 +57,7 @@ from dataclasses import dataclass
 
 from exrwatchd.filesig import FileSig, sig_of
 from exrwatchd.watch._poll_walk import (
+    MOUNT_POINTS,
     S_IFMT,
     S_IFREG,
     ChangeKind,
@@ -63,6 +65,8 @@ from exrwatchd.watch._poll_walk import (
     ancestors,
     descend,
     list_dir,
+    missing_mounts,
+    mount_emptied,
     stat_root,
     stat_sig,
     stat_subdirs,
@@ -148,6 +152,7 @@ class PollScanner:
         # directory -> {base name: last reported FileSig, or None when last seen absent}
         self._hot: dict[str, dict[str, FileSig | None]] = {}
         self._hot_lock = threading.Lock()
+        self._blind: set[str] = set()  # unmounted mount points met by the current scan
 
     # -- hot files -------------------------------------------------------------------------
 
@@ -215,6 +220,7 @@ class PollScanner:
         self.scans += 1
         stats = self.stats = ScanStats(full=full_pass)
         racy_after = time.time_ns() - RACY_NS
+        self._blind = set()
 
         root = self.root
         st = stat_root(root, self._error)
@@ -291,6 +297,11 @@ class PollScanner:
         )  # fmt: skip
         stats.files_statted += listing.files_statted
         complete, children = listing.complete, listing.children
+        knew = bool(expected) or (prev is not None and bool(prev[2]))
+        if complete and mount_emptied(directory, listing, knew, self._error):
+            complete, children = False, []
+            self._blind.add(directory)
+        MOUNT_POINTS.note(dst, children)
 
         changes = [
             (name, Change(kind, prefix + name, sig_of(st))) for kind, name, st in listing.found
@@ -310,6 +321,11 @@ class PollScanner:
                 before.update(self.known_subdirs(directory))
             if before:
                 gone = sorted(before.difference(names))
+                missing = missing_mounts(prefix, gone, self._error)
+                if missing:  # remembered, visited and reported again until they are back
+                    gone = [name for name in gone if name not in missing]
+                    names += tuple(missing)
+                    self._blind.update(prefix + name for name in missing)
         elif prev is not None:
             names = prev[2]  # keep visiting what we knew was below
             children = stat_subdirs(directory, names, follow, self._error, strict=False) or []
@@ -371,6 +387,8 @@ class PollScanner:
                 try:
                     st = os.stat(path, follow_symlinks=self.follow_symlinks)
                 except (FileNotFoundError, NotADirectoryError):
+                    if any(path.startswith(b + "/") for b in self._blind):
+                        continue  # under an unmounted mount point: not deleted
                     st = None
                 except OSError as exc:
                     self._error(path, exc)

@@ -5,7 +5,7 @@ dead observer) and for directories that appeared or vanished. It walks the tree 
 full PollScanner pass, comparing (size, mtime_ns, inode) with what the journal knows one
 directory at a time, so memory follows the directory being read, never the tree. Files the
 journal knows in directories that no longer exist (ENOENT, ENOTDIR) are reported gone; not
-those in directories that cannot be read now.
+those in directories that cannot be read now, nor under a mount point that is unmounted.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from exrwatchd.filesig import FileSig, is_gone
 from exrwatchd.journal import Journal
 from exrwatchd.logs import get_logger
 from exrwatchd.telemetry import NullMetrics
+from exrwatchd.watch._poll_walk import unmounted_above
 from exrwatchd.watch.poll import PollScanner
 
 log = get_logger("exrwatchd.reconcile")
@@ -68,12 +69,18 @@ def check_root(root: str, journal: Journal) -> None:
 
 def _dir_gone(directory: str, on_error: Callable[[str, OSError], None]) -> bool:
     """Whether `directory` is really gone. Never from os.path.isdir(), which says False for
-    EACCES, EIO, ESTALE too: only ENOENT/ENOTDIR mean gone."""
+    EACCES, EIO, ESTALE too: only ENOENT/ENOTDIR mean gone, and not even they when a mount
+    point above it (an unmounted share) is the reason."""
     try:
         st = os.stat(directory)
     except OSError as exc:
-        # Not gone: the walk reported the directory above that it could not read.
-        return is_gone(exc)
+        if not is_gone(exc):
+            return False  # the walk reported the directory above that it could not read
+        problem = unmounted_above(directory)
+        if problem is not None:
+            on_error(str(problem.filename), problem)
+            return False
+        return True
     return not stat.S_ISDIR(st.st_mode)
 
 

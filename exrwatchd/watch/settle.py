@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from exrwatchd.filesig import FileSig, is_gone, sig_of
+from exrwatchd.watch._poll_walk import unmounted_above
 
 EventKind = Literal["changed", "closed", "gone"]
 
@@ -67,13 +68,17 @@ def stat_sig(path: str) -> FileSig | None:
     """(size, mtime_ns, inode) of a regular file; None when it is missing or not a file.
 
     Raises OSError when the path cannot be read now (EACCES, EIO, ESTALE, ENOTCONN, ...):
-    only ENOENT and ENOTDIR mean it is gone.
+    only ENOENT and ENOTDIR mean it is gone, and not even they below a mount point that is
+    unmounted (ENODEV, its `filename` the mount point).
     """
     try:
         st = os.stat(path)
     except OSError as exc:
         if not is_gone(exc):
             raise
+        unmounted = unmounted_above(path)
+        if unmounted is not None:
+            raise unmounted from None
         return None
     if (st.st_mode & 0o170000) != 0o100000:
         return None

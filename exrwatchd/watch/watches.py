@@ -20,6 +20,7 @@ from exrwatchd.filesig import is_gone
 from exrwatchd.journal import Journal
 from exrwatchd.logs import get_logger
 from exrwatchd.telemetry import NullMetrics
+from exrwatchd.watch._poll_walk import mount_unavailable
 from exrwatchd.watch.filters import NameFilter
 from exrwatchd.watch.mounts import choose_backend
 from exrwatchd.watch.observers import Inbox, InotifyWatcher, PollWatcher
@@ -76,8 +77,10 @@ class UnreadablePaths:
 
 
 def _still_unreadable(path: str, errno_name: str) -> bool:
-    """Look again: a directory must open; ENOENT counts as readable (nothing is left to read
-    there; the walks decide what that means)."""
+    """Look again: a mount point must hold something, a directory must open; ENOENT counts as
+    readable (nothing is left to read there; the walks decide what that means)."""
+    if errno_name == "ENODEV":
+        return mount_unavailable(path) is not None
     try:
         st = os.stat(path)
         if stat.S_ISDIR(st.st_mode):
