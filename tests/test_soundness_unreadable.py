@@ -28,10 +28,11 @@ import pytest
 from exrgen import write_scanline
 from harness import ROOT, Catalog, DaemonProcess, wait_for, write_config
 
+from exrwatchd.cli.status import gather_status
 from exrwatchd.config import load_config
-from exrwatchd.status import gather_status
+from exrwatchd.watch import SettledFile, Settler
 from exrwatchd.watch.poll import PollScanner
-from exrwatchd.watch.settle import SettledFile, Settler, Unreadable
+from exrwatchd.watch.settle import Unreadable
 
 #: Without these, root is bound by permission bits like anyone else.
 DAC_CAPS = "-dac_override,-dac_read_search"

@@ -6,8 +6,8 @@ against what the scanner expects there, and its subdirectories), `stat_subdirs` 
 subdirectories remembered for a pruned one, `descend` pushes subdirectories onto the walk.
 Every OSError worth reporting goes to the `error(path, exc)` callback; none is raised.
 `exrwatchd.filesig.is_gone` says which errors mean a path is gone (ENOENT, ENOTDIR; nothing
-else), and `MOUNT_POINTS` remembers the mount points below the roots, so that an unmounted one (empty,
-or missing) is reported unavailable (ENODEV) instead of emptied.
+else), and `MOUNT_POINTS` remembers the mount points below the roots, so that an unmounted
+one (empty, or missing) is reported unavailable (ENODEV) instead of emptied.
 
 exrwatchd.watch.poll re-exports ChangeKind; import it from there.
 """
