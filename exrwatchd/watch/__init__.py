@@ -4,7 +4,7 @@ journal, the settle rule, and the set of running watches."""
 from exrwatchd.watch.filters import NameFilter
 from exrwatchd.watch.observers import Inbox
 from exrwatchd.watch.reconcile import Reconciler
-from exrwatchd.watch.settle import SettledFile, Settler, Vanished
+from exrwatchd.watch.settle import SettledFile, Settler, Unreadable, Vanished
 from exrwatchd.watch.watches import Watches
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "Reconciler",
     "SettledFile",
     "Settler",
+    "Unreadable",
     "Vanished",
     "Watches",
 ]
