@@ -134,7 +134,6 @@ def _part_rows(
     if not isinstance(channels, list) or not isinstance(attributes, Mapping):
         raise RecordError(f"{where}: channels must be a list and attributes an object")
     base = {"file_id": file_id, "file_path": file_path, "part_index": index}
-
     part_row = _ordered(PARTS, base | {
         "part_name": as_str(need(part, "name", where), f"{where}.name", nullable=True),
         "view_name": as_str(need(part, "view", where), f"{where}.view", nullable=True),
@@ -162,9 +161,22 @@ def _part_rows(
         "channel_count": len(channels),
     })  # fmt: skip
 
-    # Child rows are dict literals in schema column order (test_catalog checks the order):
-    # there are dozens per file, so no merging or re-ordering on this path. Error texts
-    # are only formatted when something is wrong.
+    return (
+        part_row,
+        _channel_rows(file_id, file_path, index, channels, pixels, where),
+        _attribute_rows(file_id, file_path, index, attributes, where),
+    )
+
+
+# Child rows are dict literals in schema column order (test_catalog checks the order): there
+# are dozens per file, so no merging or re-ordering on this path. Error texts are only
+# formatted when something is wrong.
+
+
+def _channel_rows(
+    file_id: str, file_path: str, index: int, channels: list[Any],
+    pixels: Mapping[tuple[int, str], ChannelValues], where: str,
+) -> list[dict[str, Any]]:  # fmt: skip
     channel_rows = []
     for ci, ch in enumerate(channels):
         cw = f"{where}.channels[{ci}]"
@@ -186,7 +198,12 @@ def _part_rows(
             "pixel_min": stats[0], "pixel_max": stats[1], "pixel_mean": stats[2],
             "nan_count": stats[3], "inf_count": stats[4],
         })  # fmt: skip
+    return channel_rows
 
+
+def _attribute_rows(
+    file_id: str, file_path: str, index: int, attributes: Mapping[Any, Any], where: str
+) -> list[dict[str, Any]]:
     attribute_rows = []
     for name, attr in attributes.items():
         if not isinstance(name, str) or not isinstance(attr, Mapping):
@@ -205,7 +222,7 @@ def _part_rows(
             "attribute_value": as_json_text(attr["value"], f"{where}.attributes[{name!r}]"),
             "attribute_base64": raw,
         })  # fmt: skip
-    return part_row, channel_rows, attribute_rows
+    return attribute_rows
 
 
 def build_rows(record: Mapping[str, Any]) -> FileRows:

@@ -114,6 +114,15 @@ def stat_sig(path: str, follow: bool) -> FileSig | None:
     return sig_of(st)
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A file under the watched root was created, modified or deleted since it was last known."""
+
+    kind: ChangeKind
+    path: str
+    sig: FileSig | None  # None for "deleted"
+
+
 @dataclass(slots=True)
 class Listing:
     """What one `list_dir` found."""
@@ -156,12 +165,8 @@ def list_dir(
     children: list[Child] = []
     nfiles = 0
     complete = True
-    try:
-        fd = os.open(directory, (DIR_FLAGS | os.O_NOFOLLOW) if nofollow_dir else DIR_FLAGS)
-    except OSError as exc:
-        # Unreadable (EACCES), or vanished since its parent was listed: nothing is deleted
-        # on the strength of a listing that did not happen.
-        error(directory, exc)
+    fd = _open_dir(directory, nofollow_dir, error)
+    if fd is None:
         complete = False
     else:
         try:
@@ -197,17 +202,7 @@ def list_dir(
                     ):
                         found.append(("modified", name, st))
             if recursive:
-                for entry in subdirs:
-                    try:
-                        cst = entry.stat(follow_symlinks=follow)
-                    except FileNotFoundError:
-                        continue  # removed since readdir: gone
-                    except OSError as exc:
-                        error(prefix + entry.name, exc)
-                        kept.append(entry.name)  # still there, just not visitable now
-                        continue
-                    kept.append(entry.name)
-                    children.append((prefix + entry.name, cst))
+                kept, children = _stat_subdirs_found(subdirs, prefix, follow, error)
         except OSError as exc:
             # An I/O error half-way through (NFS): the listing is incomplete.
             error(directory, exc)
@@ -215,6 +210,37 @@ def list_dir(
         finally:
             os.close(fd)
     return Listing(complete, found, matched, kept, children, nfiles)
+
+
+def _open_dir(directory: str, nofollow_dir: bool, error: OnError) -> int | None:
+    """A directory fd to list `directory` through, or None (reported) when it cannot be opened."""
+    try:
+        return os.open(directory, (DIR_FLAGS | os.O_NOFOLLOW) if nofollow_dir else DIR_FLAGS)
+    except OSError as exc:
+        # Unreadable (EACCES), or vanished since its parent was listed: nothing is deleted
+        # on the strength of a listing that did not happen.
+        error(directory, exc)
+        return None
+
+
+def _stat_subdirs_found(
+    subdirs: list[os.DirEntry[str]], prefix: str, follow: bool, error: OnError
+) -> tuple[list[str], list[Child]]:
+    """(names of the subdirectories still there, those of them that can be visited)."""
+    kept: list[str] = []
+    children: list[Child] = []
+    for entry in subdirs:
+        try:
+            cst = entry.stat(follow_symlinks=follow)
+        except FileNotFoundError:
+            continue  # removed since readdir: gone
+        except OSError as exc:
+            error(prefix + entry.name, exc)
+            kept.append(entry.name)  # still there, just not visitable now
+            continue
+        kept.append(entry.name)
+        children.append((prefix + entry.name, cst))
+    return kept, children
 
 
 def mount_emptied(directory: str, listing: Listing, knew: bool, error: OnError) -> bool:
@@ -309,3 +335,30 @@ def descend(
             continue
         seen.add(key)
         stack.append(item)
+
+
+def expected_files(
+    known: Mapping[str, FileSig], hot: dict[str, FileSig | None] | None
+) -> Mapping[str, FileSig]:
+    """What a listing should find: the journal's files, with what this scanner last
+    reported (`hot`) winning over them."""
+    if not hot:
+        return known
+    merged = dict(known)
+    for name, hsig in hot.items():
+        if hsig is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = hsig
+    return merged
+
+
+def deleted_changes(
+    prefix: str, expected: Mapping[str, FileSig], matched: list[str]
+) -> list[tuple[str, Change]]:
+    """The expected files a complete listing did not find."""
+    if len(matched) >= len(expected):
+        return []
+    present = set(matched)
+    return [(name, Change("deleted", prefix + name, None)) for name in expected
+            if name not in present]  # fmt: skip

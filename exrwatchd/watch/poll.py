@@ -60,10 +60,13 @@ from exrwatchd.watch._poll_walk import (
     MOUNT_POINTS,
     S_IFMT,
     S_IFREG,
+    Change,
     ChangeKind,
     Child,
     ancestors,
+    deleted_changes,
     descend,
+    expected_files,
     list_dir,
     missing_mounts,
     mount_emptied,
@@ -82,15 +85,6 @@ RACY_NS = 2_000_000_000
 _UNTRUSTED = -1  # a cached mtime that never matches: list the directory next scan
 _DirEntry = tuple[int, int, tuple[str, ...]]  # mtime_ns, ctime_ns, subdirectory names
 _NO_NAMES: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """A file under the watched root was created, modified or deleted since it was last known."""
-
-    kind: ChangeKind
-    path: str
-    sig: FileSig | None  # None for "deleted"
 
 
 @dataclass(slots=True)
@@ -273,17 +267,8 @@ class PollScanner:
         stats = self.stats
         stats.dirs_listed += 1
         follow = self.follow_symlinks
-        known = self.known(directory)
         hot = self._hot_in(directory)
-        expected: Mapping[str, FileSig] = known
-        if hot:
-            merged = dict(known)
-            for name, hsig in hot.items():  # what was last reported wins over the journal
-                if hsig is None:
-                    merged.pop(name, None)
-                else:
-                    merged[name] = hsig
-            expected = merged
+        expected = expected_files(self.known(directory), hot)
         prefix = directory if directory.endswith("/") else directory + "/"
         # A name the journal knows passed `accept` when it was recorded. Once this scanner has
         # listed the directory completely with every name checked (prev is None: its first
@@ -309,23 +294,8 @@ class PollScanner:
         gone: list[str] = []
         names: tuple[str, ...] = _NO_NAMES
         if complete:
-            if len(listing.matched) < len(expected):
-                present = set(listing.matched)
-                for name in expected:
-                    if name not in present:
-                        changes.append((name, Change("deleted", prefix + name, None)))
-            if listing.kept:
-                names = tuple(listing.kept)
-            before: set[str] = set(prev[2]) if prev is not None else set()
-            if prev is None and self.recursive and self.known_subdirs is not None:
-                before.update(self.known_subdirs(directory))
-            if before:
-                gone = sorted(before.difference(names))
-                missing = missing_mounts(prefix, gone, self._error)
-                if missing:  # remembered, visited and reported again until they are back
-                    gone = [name for name in gone if name not in missing]
-                    names += tuple(missing)
-                    self._blind.update(prefix + name for name in missing)
+            changes += deleted_changes(prefix, expected, listing.matched)
+            names, gone = self._subdirs_after(directory, prefix, listing.kept, prev)
         elif prev is not None:
             names = prev[2]  # keep visiting what we knew was below
             children = stat_subdirs(directory, names, follow, self._error, strict=False) or []
@@ -347,6 +317,26 @@ class PollScanner:
         if complete:
             listed.add(directory)
         descend(children, stack, seen, self._error)
+
+    def _subdirs_after(
+        self, directory: str, prefix: str, kept: list[str], prev: _DirEntry | None
+    ) -> tuple[tuple[str, ...], list[str]]:
+        """After a complete listing: (the subdirectory names to remember, those gone since
+        the last listing). A mount point that went missing is not gone: it is remembered,
+        visited and reported again until it is back."""
+        names = tuple(kept) if kept else _NO_NAMES
+        before: set[str] = set(prev[2]) if prev is not None else set()
+        if prev is None and self.recursive and self.known_subdirs is not None:
+            before.update(self.known_subdirs(directory))
+        if not before:
+            return names, []
+        gone = sorted(before.difference(names))
+        missing = missing_mounts(prefix, gone, self._error)
+        if missing:
+            gone = [name for name in gone if name not in missing]
+            names += tuple(missing)
+            self._blind.update(prefix + name for name in missing)
+        return names, gone
 
     def _forget(self, top: str) -> Iterator[Change]:
         """`top` is gone: every file known in it or below is deleted."""

@@ -13,6 +13,7 @@ calls `poll()` in a loop and sleeps until `next_due()`.
 
 from __future__ import annotations
 
+import errno
 import heapq
 import os
 import time
@@ -65,7 +66,8 @@ class _Pending:
 
 
 def stat_sig(path: str) -> FileSig | None:
-    """(size, mtime_ns, inode) of a regular file; None when it is missing or not a file.
+    """(size, mtime_ns, inode) of a regular file; None when it is missing or not a file (a
+    symlink loop included).
 
     Raises OSError when the path cannot be read now (EACCES, EIO, ESTALE, ENOTCONN, ...):
     only ENOENT and ENOTDIR mean it is gone, and not even they below a mount point that is
@@ -74,6 +76,8 @@ def stat_sig(path: str) -> FileSig | None:
     try:
         st = os.stat(path)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None  # a symlink that never resolves: no file, like a dangling link
         if not is_gone(exc):
             raise
         unmounted = unmounted_above(path)
