@@ -265,7 +265,7 @@ def _load_config(path: str) -> Config:
     from exrwatchd.config import load_config
 
     try:
-        cfg = load_config(path)
+        cfg = load_config(path, credentials=False)  # the journal only: no VAST keys needed
     except ConfigError as exc:
         raise _BadConfig(str(exc)) from None
     for warning in cfg.warnings:

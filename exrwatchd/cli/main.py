@@ -87,13 +87,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _load(path: str) -> Any:
-    """Load and validate the config, configure logging from it; exits 78 on a bad config."""
+def _load(path: str, *, credentials: bool = True) -> Any:
+    """Load and validate the config, configure logging from it; exits 78 on a bad config.
+    `credentials=False` for commands that read only the local state (see load_config)."""
     from exrwatchd.config import load_config
     from exrwatchd.logs import apply_logging, get_logger
 
     try:
-        cfg = load_config(path)
+        cfg = load_config(path, credentials=credentials)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
@@ -153,7 +154,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from exrwatchd.cli.status import gather_status, render_status
 
-    cfg = _load(args.config)
+    # The journal and status.json only: checking a stuck daemon needs no VAST keys.
+    cfg = _load(args.config, credentials=False)
     status = gather_status(cfg)
     if args.json:
         write_out(json_line(status))
@@ -165,7 +167,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_sequences(args: argparse.Namespace) -> int:
     from exrwatchd.cli.sequences import gather, render
 
-    found = gather(_load(args.config), gaps_only=args.gaps)
+    found = gather(_load(args.config, credentials=False), gaps_only=args.gaps)
     if args.json:
         for sequence in found:
             write_out(json_line(sequence))

@@ -282,7 +282,12 @@ def _check_overlap(watches: Sequence[tuple[int, WatchConfig]], ctx: _Context) ->
 
 
 def _vast(
-    table: Mapping[str, Any], kind: str, name: str, mode: int | None, ctx: _Context
+    table: Mapping[str, Any],
+    kind: str,
+    name: str,
+    mode: int | None,
+    ctx: _Context,
+    credentials: bool = True,
 ) -> tuple[VastConfig, list[str]]:
     v = _read_table(table, "vast", _VAST, ctx)
     warnings: list[str] = []
@@ -306,6 +311,8 @@ def _vast(
         creds[cred] = None
         if (f"{cred}_file" in table and file is None) or (cred in table and plain is None):
             continue  # a key for it is invalid and already reported; don't guess past it
+        if not credentials:
+            continue  # not wanted (`status`, `journal`): never read, so never required
         try:
             creds[cred] = resolve_credential(
                 cred,
@@ -326,11 +333,15 @@ def _vast(
     return VastConfig(endpoint=endpoint, **v, **creds), warnings
 
 
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | Path, environ: Mapping[str, str] | None = None, *, credentials: bool = True
+) -> Config:
     """Read, validate and resolve the config file at `path`.
 
     Raises ConfigError listing every problem, one per line. `environ` (default os.environ)
     supplies ``${VAR}`` expansion, ``~``, credentials and ``VAST_DB_ENDPOINT``.
+    `credentials=False`, for commands that only read the local state: the VAST keys are
+    neither looked up nor required (the Config has none).
     """
     name = str(path)
     data, mode = _read_toml(Path(path), name)
@@ -343,7 +354,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     _check_order(settle, "settle", "recheck_initial_seconds", "recheck_max_seconds", ctx)
     sink = _read_section(SinkConfig, data, "sink", _SINK, ctx)
     _check_order(sink, "sink", "backoff_initial_seconds", "backoff_max_seconds", ctx)
-    vast, warnings = _vast(_table(data, "vast", ctx), sink.kind, name, mode, ctx)
+    vast, warnings = _vast(_table(data, "vast", ctx), sink.kind, name, mode, ctx, credentials)
     log = _read_section(LogConfig, data, "log", _LOG, ctx)
     metrics = _read_section(MetricsConfig, data, "metrics", _METRICS, ctx)
     inspect = _read_section(InspectConfig, data, "inspect", _INSPECT, ctx)
