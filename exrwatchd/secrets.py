@@ -7,11 +7,14 @@ audit. Nothing here ever puts a secret value into an exception message or a warn
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
 MASK = "********"
+
+#: The VAST SDK's family of variables (VAST_DB_ACCESS_KEY, ...): never left for a child.
+ENV_PREFIX = "VAST_DB_"
 
 #: A credential file larger than this is almost certainly the wrong file; refusing it
 #: avoids reading a multi-gigabyte mistake into memory.
@@ -156,3 +159,19 @@ def plaintext_warning(name: str, config_name: str, mode: int | None) -> str:
         f"vast.{name} is stored in plain text in {config_name}; prefer {name}_file or "
         "LoadCredential so the config file can be shared and versioned"
     )
+
+
+def withdraw_from_environ(
+    secrets: Iterable[str], environ: MutableMapping[str, str] = os.environ
+) -> dict[str, str]:
+    """Take every ``VAST_DB_*`` variable, and every variable holding one of `secrets` (a
+    renamed ``access_key_env``), out of `environ`; return them.
+
+    A child process inherits the environment as it is when spawned, and anything that can
+    read its ``/proc/<pid>/environ`` reads them there. Once the credentials are resolved,
+    the process needs them in its Config only (the removed variables, for a reload to
+    resolve them again), so no child it starts ever holds them.
+    """
+    values = set(secrets)
+    names = [k for k, v in environ.items() if k.startswith(ENV_PREFIX) or v in values]
+    return {name: environ.pop(name) for name in names}

@@ -1,7 +1,9 @@
 """The TOML configuration, parsed and validated once into a frozen `Config` (model.py), and
-its plain-data view for `check-config` (dump.py)."""
+its plain-data view for `check-config` (dump.py), and the bytes that hand it to a child
+process (handoff.py)."""
 
 from exrwatchd.config.dump import config_to_dict
+from exrwatchd.config.handoff import config_from_bytes, config_to_bytes
 from exrwatchd.config.model import (
     DEFAULT_EXCLUDE,
     DEFAULT_INCLUDE,
@@ -29,6 +31,8 @@ __all__ = [
     "SinkConfig",
     "VastConfig",
     "WatchConfig",
+    "config_from_bytes",
+    "config_to_bytes",
     "config_to_dict",
     "load_config",
 ]

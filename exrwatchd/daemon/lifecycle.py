@@ -35,6 +35,7 @@ from exrwatchd.errors import EXIT_FAILED, EXIT_OK, ConfigError, StartupError
 from exrwatchd.journal import Journal, JournalError, RefreshSequences
 from exrwatchd.logs import apply_logging, get_logger
 from exrwatchd.pipeline import JournalWriter, Pipeline, SinkLoop, resend_if_lost
+from exrwatchd.secrets import withdraw_from_environ
 from exrwatchd.sinks import SinkUnavailable
 from exrwatchd.watch import Inbox, Reconciler, Settler, Watches
 
@@ -76,11 +77,16 @@ class Daemon:
         # check skips the sink meanwhile, and a swap never starts a loop after shutdown.
         self._sink_swap = threading.Lock()
         self._sink_restart: threading.Thread | None = None
+        self._withdrawn_env: dict[str, str] = {}  # credential variables, for reload()
 
     # ---- start-up ---------------------------------------------------------------------
 
     def start(self, *, watch: bool = True) -> None:
         """Open the journal and sink, start the threads; `watch=False` for one-shot scans."""
+        # Before any child process exists (the sink process, multiprocessing's resource
+        # tracker): they would inherit the credentials; the sink process gets them through
+        # its pipe instead.
+        self._withdrawn_env = withdraw_from_environ(self.cfg.secrets())
         self.journal = open_journal(self.cfg)
         reset = self.journal.reset_inflight()
         if reset:
@@ -130,7 +136,7 @@ class Daemon:
         sink.open()
         if self.cfg.daemon.sink_process:
             sink.close()
-            return SinkProcess(self.cfg.source)
+            return SinkProcess(self.cfg)  # the effective config: never the file again
         return SinkLoop(
             self.journal, sink, batch_size=self.cfg.sink.batch_size,
             batch_wait=self.cfg.sink.batch_wait_ms / 1000.0, on_batch=self.telemetry.on_batch,
@@ -184,7 +190,7 @@ class Daemon:
         invalid file changes nothing: the daemon keeps running the old configuration."""
         old = self.cfg
         try:
-            new = load_config(old.source)
+            new = load_config(old.source, {**os.environ, **self._withdrawn_env})
             new.require_watches()
         except ConfigError as exc:
             log.error("config.reload_failed", error=str(exc), keeping="the running configuration")
@@ -194,6 +200,8 @@ class Daemon:
         plan = plan_reload(old, new)
         cfg = plan.config
         apply_logging(cfg.log.format, cfg.log.level, cfg.secrets(), cfg.log.file)
+        if isinstance(self.sink_loop, SinkProcess):  # its own process: its own log stream
+            self.sink_loop.apply_logging(cfg.log)
         settle = cfg.settle
         self.settler.retime(
             quiet_seconds=settle.quiet_seconds, max_wait_seconds=settle.max_wait_seconds,

@@ -5,8 +5,10 @@ catalog rows, writing them) costs about as much CPU per file as watching, settli
 inspecting and journaling together, so on its own process the daemon's throughput roughly
 doubles (docs/benchmarks.md). Nothing else changes: the child talks to the parent only
 through the journal (SQLite in WAL mode serialises the two writers) plus a wake-up event,
-and reports its counters through shared memory. It loads the same config file itself:
-the Config holds secrets, which are deliberately not picklable.
+and reports its counters through shared memory. It runs on the parent's effective
+configuration, never the file (edited since, it may name another state_dir): the first
+message on its command pipe is that Config, credentials included (config/handoff.py), which
+is why the parent takes them out of the environment the child inherits (Daemon.start).
 
 The child dies with its parent (PR_SET_PDEATHSIG), so a `kill -9` of the daemon can never
 leave an orphan shipping next to the restarted one.
@@ -19,14 +21,17 @@ import ctypes
 import math
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized, SynchronizedString
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from exrwatchd.config import Config, LogConfig, config_from_bytes, config_to_bytes
 
 if TYPE_CHECKING:  # the child imports these itself, after spawning (see _child_main)
     from exrwatchd.pipeline import SinkLoop
@@ -34,6 +39,7 @@ if TYPE_CHECKING:  # the child imports these itself, after spawning (see _child_
 _PR_SET_PDEATHSIG = 1
 _ERROR_BYTES = 1024
 _WAKE, _STOP = b"w", b"s"
+_LOG = b"l"  # + a pickled LogConfig: apply it (a reload; the log file reopened)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +73,7 @@ class _Shared:
 class SinkProcess:
     """Same surface as pipeline.SinkLoop (start, alive, wake, stop, counters)."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, cfg: Config) -> None:
         ctx = multiprocessing.get_context("spawn")  # never fork a process that has threads
         # A pipe, not multiprocessing.Event: a parent killed while holding an Event's lock
         # would leave the child blocked forever, while a pipe simply reads EOF.
@@ -83,7 +89,8 @@ class SinkProcess:
             reports=ctx.Queue(maxsize=1000),
         )
         self._process = ctx.Process(target=_child_main, name="exrwatchd-sink", daemon=True,
-                                    args=(str(config_path), self._shared))  # fmt: skip
+                                    args=(self._shared,))  # fmt: skip
+        self._cfg = cfg
         self._error: BaseException | None = None
 
     @property
@@ -100,6 +107,7 @@ class SinkProcess:
     def start(self) -> None:
         self._process.start()
         self._commands.close()  # the child's end; ours is _control
+        self._send(config_to_bytes(self._cfg))  # its first message (see _child_main)
 
     def alive(self) -> bool:
         return self._process.is_alive()
@@ -110,6 +118,10 @@ class SinkProcess:
 
     def wake(self, _count: int = 0) -> None:
         self._send(_WAKE)
+
+    def apply_logging(self, log: LogConfig) -> None:
+        """A reload: log as `log` says from now on, reopening its file (logrotate moved it)."""
+        self._send(_LOG + pickle.dumps(log))
 
     @property
     def delivered(self) -> int:
@@ -154,13 +166,12 @@ class SinkProcess:
             self._error = RuntimeError(f"sink process exited with {self._process.exitcode}")
 
 
-def _child_main(config_path: str, shared: _Shared) -> None:
+def _child_main(shared: _Shared) -> None:
     # Imported here: the child starts from scratch (spawn) and the parent need not load
     # the sink's dependencies twice.
-    from exrwatchd.config import load_config
     from exrwatchd.daemon.components import build_sink, open_journal
     from exrwatchd.daemon.gc_tuning import tune_for_throughput
-    from exrwatchd.logs import configure_logging, get_logger
+    from exrwatchd.logs import apply_logging, get_logger
     from exrwatchd.pipeline import SinkLoop
 
     parent = os.getppid()
@@ -168,8 +179,11 @@ def _child_main(config_path: str, shared: _Shared) -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    cfg = load_config(config_path)
-    configure_logging(cfg.log.format, cfg.log.level, cfg.secrets())
+    try:
+        cfg = config_from_bytes(shared.commands.recv_bytes())
+    except (EOFError, OSError):
+        os._exit(0)  # the parent died before handing the config over: nothing to ship for
+    apply_logging(cfg.log.format, cfg.log.level, cfg.secrets(), cfg.log.file)
     journal = open_journal(cfg)
     journal.acknowledgements_only()
     sink = build_sink(cfg)
@@ -184,8 +198,15 @@ def _child_main(config_path: str, shared: _Shared) -> None:
     tune_for_throughput()
     loop.start()
     get_logger("exrwatchd.sink_process").info("sink.started", sink=sink.name, pid=os.getpid())
+
+    def relog(log: LogConfig) -> None:
+        try:
+            apply_logging(log.format, log.level, cfg.secrets(), log.file)
+        except OSError as exc:  # keep the old stream: a log file is no reason to stop shipping
+            get_logger("exrwatchd.sink_process").error("log.reopen_failed", error=str(exc))
+
     try:
-        _serve(loop, shared, parent, stopping)
+        _serve(loop, shared, parent, stopping, relog)
     finally:
         loop.stop(timeout=max(1.0, cfg.daemon.shutdown_timeout))
         shared.publish(loop)
@@ -209,15 +230,25 @@ def _die_with_parent(shared: _Shared) -> None:
         pass  # not Linux: _serve's getppid() check still notices an orphaned child
 
 
-def _serve(loop: SinkLoop, shared: _Shared, parent: int, stopping: threading.Event) -> None:
-    """Pass the parent's wake-ups to the loop and publish its counters, until told to stop,
-    the loop dies or the parent is gone."""
+def _serve(
+    loop: SinkLoop,
+    shared: _Shared,
+    parent: int,
+    stopping: threading.Event,
+    relog: Callable[[LogConfig], None],
+) -> None:
+    """Pass the parent's wake-ups to the loop and its logging settings to `relog`, and publish
+    the loop's counters, until told to stop, the loop dies or the parent is gone."""
     while not stopping.is_set() and loop.alive() and os.getppid() == parent:
         try:
             if shared.commands.poll(0.2):
-                if shared.commands.recv_bytes() == _STOP:
+                command = shared.commands.recv_bytes()
+                if command == _STOP:
                     break
-                loop.wake()
+                if command.startswith(_LOG):
+                    relog(pickle.loads(command[len(_LOG) :]))
+                else:
+                    loop.wake()
         except (EOFError, OSError):
             break  # the parent is gone
         shared.publish(loop)
