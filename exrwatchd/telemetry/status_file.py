@@ -21,7 +21,8 @@ def write_status_file(state_dir: Path, status: dict[str, Any]) -> None:
     tmp = target.with_suffix(".tmp")
     text = json.dumps(status).encode()
     try:
-        _write_private(tmp, text.ljust(-(-(len(text) + _ROOM) // _ROOM) * _ROOM))
+        _create_private(tmp)
+        tmp.write_bytes(text.ljust(-(-(len(text) + _ROOM) // _ROOM) * _ROOM))
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -30,13 +31,15 @@ def write_status_file(state_dir: Path, status: dict[str, Any]) -> None:
         _overwrite(target, text, exc)
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def _create_private(path: Path) -> None:
     # 0600 whatever the umask (the README's promise for every state file; outside the unit
-    # the umask is usually 022), and fchmod for a leftover .tmp created before that promise.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    with open(fd, "wb") as f:
+    # the umask is usually 022); fchmod for a leftover .tmp made before that promise. Writing
+    # it afterwards truncates it and keeps the mode.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
         os.fchmod(fd, 0o600)
-        f.write(data)
+    finally:
+        os.close(fd)
 
 
 def _overwrite(target: Path, text: bytes, cause: OSError) -> None:
