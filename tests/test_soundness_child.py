@@ -23,6 +23,9 @@ from harness import ROOT, Catalog, DaemonEnv, DaemonProcess, children, wait_for,
 from test_vast_e2e import BUCKET, SCHEMA, files_by_path
 from vast_emulator import VastEmulator
 
+from exrwatchd.config import load_config
+from exrwatchd.daemon.sink_process import SinkProcess
+
 
 @pytest.fixture
 def emu() -> Iterator[VastEmulator]:
@@ -62,9 +65,9 @@ def umask(mask: int) -> Iterator[None]:
         os.umask(old)
 
 
-def status_command(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+def cli(name: str, config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "exrwatchd", "status", "--config", str(config), *args],
+        [sys.executable, "-m", "exrwatchd", name, "--config", str(config), *args],
         capture_output=True, text=True, cwd=ROOT, timeout=60, env=env,
     )  # fmt: skip
 
@@ -94,6 +97,25 @@ def test_a_reload_that_restarts_the_sink_keeps_the_child_on_the_parents_journal(
         assert not elsewhere.exists(), "the child opened the state_dir the file names"
     finally:
         assert daemon.stop() == 0
+
+
+def test_a_wake_up_before_start_never_reaches_the_child_before_its_config(tmp_path: Path) -> None:
+    # issue 12, case 9: the config is the child's first message on its pipe. restart_sink
+    # makes the new SinkProcess the daemon's sink loop before starting it, so the journal
+    # writer's thread can wake it first; that wake-up must not be read as the config.
+    log_file = tmp_path / "sink.log"
+    env = DaemonEnv(tmp_path, log={"level": "info", "file": str(log_file)})
+    sink = SinkProcess(load_config(env.config))
+    sink.wake()
+    sink.start()
+    try:
+        wait_for(lambda: not sink.alive() or any(e.get("event") == "sink.started"
+                                                 for e in log_events(log_file)),
+                 30, "the sink child to start or die")  # fmt: skip
+        assert sink.alive(), f"the sink child died: {sink.error}"
+    finally:
+        sink.stop(timeout=10)
+    assert sink.last_error is None and "exited with code 0" in str(sink.error)
 
 
 def test_the_sink_child_logs_to_the_configured_log_file_and_follows_its_rotation(
@@ -213,11 +235,15 @@ def test_status_needs_no_vast_credentials(tmp_path: Path) -> None:
     )  # fmt: skip
     bare = {k: v for k, v in os.environ.items()
             if not k.startswith("VAST_DB_") and k != "CREDENTIALS_DIRECTORY"}  # fmt: skip
-    text = status_command(vast_config, bare)
+    text = cli("status", vast_config, bare)
     assert text.returncode == 0, text.stderr
     assert f"state_dir: {env.state}" in text.stdout
     assert "journal: ready 0, inflight 0" in text.stdout
-    as_json = status_command(vast_config, bare, "--json")
+    as_json = cli("status", vast_config, bare, "--json")
     assert as_json.returncode == 0, as_json.stderr
     status = json.loads(as_json.stdout)
     assert status["journal"]["ready"] == 0 and status["daemon"]["running"] is False
+    # The other commands that read only the journal, likewise.
+    for name, args in (("journal", ("stats",)), ("sequences", ())):
+        done = cli(name, vast_config, bare, *args)
+        assert done.returncode == 0, f"{name}: {done.stderr}"

@@ -91,6 +91,7 @@ class SinkProcess:
         self._process = ctx.Process(target=_child_main, name="exrwatchd-sink", daemon=True,
                                     args=(self._shared,))  # fmt: skip
         self._cfg = cfg
+        self._started = False
         self._error: BaseException | None = None
 
     @property
@@ -107,7 +108,11 @@ class SinkProcess:
     def start(self) -> None:
         self._process.start()
         self._commands.close()  # the child's end; ours is _control
-        self._send(config_to_bytes(self._cfg))  # its first message (see _child_main)
+        # The config must be the child's first message (see _child_main); a wake-up from the
+        # journal writer's thread can come before start() (restart_sink), and is dropped
+        # until then: the loop's first turn claims whatever is ready anyway.
+        self._send(config_to_bytes(self._cfg))
+        self._started = True
 
     def alive(self) -> bool:
         return self._process.is_alive()
@@ -117,11 +122,13 @@ class SinkProcess:
             self._control.send_bytes(command)
 
     def wake(self, _count: int = 0) -> None:
-        self._send(_WAKE)
+        if self._started:
+            self._send(_WAKE)
 
     def apply_logging(self, log: LogConfig) -> None:
         """A reload: log as `log` says from now on, reopening its file (logrotate moved it)."""
-        self._send(_LOG + pickle.dumps(log))
+        if self._started:
+            self._send(_LOG + pickle.dumps(log))
 
     @property
     def delivered(self) -> int:
