@@ -11,11 +11,20 @@ it was reached by, and never walked again through another: what ``find -L`` does
 
 Only used when following symlinks; with older watchdog versions (no InotifyWatchGroup, and
 no recursive symlink following either) the plain observer is used.
+
+Every watch group here also says when a directory cannot be watched for want of watches
+(ENOSPC, ENOMEM, EMFILE: the user's inotify limits): watchdog raises that for the root only
+and swallows it for every directory below, at start and in its own thread for directories
+created later, so a tree past the limit was left half blind without a word.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 from watchdog.observers.inotify import InotifyObserver
 
@@ -27,18 +36,52 @@ except ImportError:  # pragma: no cover - watchdog < 7
 
 DirKey = tuple[int, int]  # (st_dev, st_ino)
 
+#: Errors of inotify_init/inotify_add_watch that mean the user's inotify limits are used up
+#: (watches, instances, or the kernel memory behind them), not that a directory is wrong.
+LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.ENOMEM, errno.EMFILE})
 
-def loop_safe_observer() -> InotifyObserver:
-    """An InotifyObserver whose symlink-following watches walk every directory once."""
+
+def inotify_observer(
+    *, follow_symlinks: bool, on_limit: Callable[[OSError], None]
+) -> InotifyObserver:
+    """An InotifyObserver that calls `on_limit` when a directory of its tree cannot be
+    watched for want of watches; its symlink-following watches walk every directory once.
+    Raises OSError (EMFILE) when no inotify instance is left."""
     observer = InotifyObserver()
     if InotifyWatchGroup is not None:
-        observer._emitter_class = _LoopSafeEmitter  # watchdog has no parameter for it
+        emitter = _LoopSafeEmitter if follow_symlinks else _LimitAwareEmitter
+        # watchdog has no parameter for it
+        observer._emitter_class = partial(emitter, on_limit=on_limit)
     return observer
 
 
 if InotifyWatchGroup is not None:
 
-    class _LoopSafeWatchGroup(InotifyWatchGroup):  # type: ignore[misc,valid-type]
+    @dataclass
+    class _LimitAwareWatchGroup(InotifyWatchGroup):  # type: ignore[misc,valid-type]
+        on_limit: Callable[[OSError], None] | None = None
+
+        def _add_callback(self, path: bytes) -> None:
+            """watchdog's, except that running out of watches is reported, never swallowed."""
+            try:
+                wd = self._inotify_fd.add_callback(path, self.event_mask, self._callback, self._id)
+            except OSError as exc:
+                if exc.errno in LIMIT_ERRNOS:
+                    if self.on_limit is not None:
+                        self.on_limit(exc)
+                    # While the tree is first walked (in start()), stop there: start() fails.
+                    # Later (watchdog's thread, a new directory) raising would kill that thread.
+                    if not self._is_active:
+                        raise
+                    return
+                # Descendants may vanish or turn unreadable during the walk (as watchdog).
+                if path == self.path:
+                    raise
+                return
+            self._active_callbacks_by_path[path] = wd
+            self._active_callbacks_by_watch[wd] = path
+
+    class _LoopSafeWatchGroup(_LimitAwareWatchGroup):
         def __post_init__(self) -> None:
             self._wd_of_dir: dict[DirKey, int] = {}  # watched directories, by identity
             self._dir_of_wd: dict[int, DirKey] = {}
@@ -99,12 +142,24 @@ if InotifyWatchGroup is not None:
             if key is not None and self._wd_of_dir.get(key) == wd:
                 del self._wd_of_dir[key]
 
-    class _LoopSafeEmitter(InotifyEmitter):  # type: ignore[misc,valid-type]
+    class _LimitAwareEmitter(InotifyEmitter):  # type: ignore[misc,valid-type]
+        group: type[_LimitAwareWatchGroup] = _LimitAwareWatchGroup
+
+        def __init__(
+            self, *args: object, on_limit: Callable[[OSError], None], **kwargs: object
+        ) -> None:
+            super().__init__(*args, **kwargs)
+            self._on_limit = on_limit
+
         def on_thread_start(self) -> None:
-            self._inotify = _LoopSafeWatchGroup(
+            self._inotify = self.group(
                 self._inotify_fd,
                 os.fsencode(self.watch.path),
                 is_recursive=self.watch.is_recursive,
                 event_mask=self.get_event_mask_from_filter(),
                 follow_symlink=self.watch.follow_symlink,
+                on_limit=self._on_limit,
             )
+
+    class _LoopSafeEmitter(_LimitAwareEmitter):
+        group = _LoopSafeWatchGroup

@@ -28,10 +28,9 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers.inotify import InotifyObserver
 
 from exrwatchd.filesig import FileSig
-from exrwatchd.watch._inotify_loops import loop_safe_observer
+from exrwatchd.watch._inotify_loops import inotify_observer
 from exrwatchd.watch.poll import PollScanner
 
 InboxKind = Literal["changed", "closed", "gone", "subtree"]
@@ -135,7 +134,12 @@ _WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify
 
 
 class InotifyWatcher:
-    """One watchdog InotifyObserver for one watched tree."""
+    """One watchdog InotifyObserver for one watched tree.
+
+    Construction raises OSError (EMFILE) when no inotify instance is left; `start` raises when
+    the root cannot be watched, or any directory below it for want of watches; `limit_error`
+    tells that one created later could not be, so the tree is no longer wholly watched.
+    """
 
     def __init__(
         self, root: str, inbox: Inbox, accept: Callable[[str], bool], *, recursive: bool,
@@ -143,8 +147,12 @@ class InotifyWatcher:
     ) -> None:  # fmt: skip
         self.root = root
         self._inbox = inbox
-        # watchdog walks into symlink loops when following links: see _inotify_loops.
-        self._observer = loop_safe_observer() if follow_symlinks else InotifyObserver()
+        self.limit_error: OSError | None = None
+        # watchdog walks into symlink loops when following links, and swallows the errors of
+        # watches past the limit: see _inotify_loops.
+        self._observer = inotify_observer(
+            follow_symlinks=follow_symlinks, on_limit=self._limit_reached
+        )
         self._observer.daemon = True
         self._observer.schedule(
             _Handler(inbox, accept), root, recursive=recursive, follow_symlink=follow_symlinks,
@@ -157,14 +165,21 @@ class InotifyWatcher:
             logging.getLogger(name).addHandler(self._alarm)
         self._observer.start()
 
+    def _limit_reached(self, exc: OSError) -> None:
+        # From start() or watchdog's threads; Watches.revive() reads it (the first one).
+        if self.limit_error is None:
+            self.limit_error = exc
+
     def alive(self) -> bool:
         return self._observer.is_alive() and all(e.is_alive() for e in self._observer.emitters)
 
     def stop(self) -> None:
+        """Also after a failed start: closing the inotify instance gives its watches back."""
         for name in _WATCHDOG_LOGGERS:
             logging.getLogger(name).removeHandler(self._alarm)
         self._observer.stop()
-        self._observer.join(timeout=5)
+        if self._observer.ident is not None:  # never started when start() failed
+            self._observer.join(timeout=5)
 
 
 class PollWatcher:
