@@ -81,3 +81,25 @@ def walk_files(
                     continue
                 seen_dirs.add(key)
             stack.append(sub.path)
+
+
+def count_dirs(root: str, *, follow_symlinks: bool = False) -> int:
+    """Directories in the tree under `root`, itself included: the watches a recursive inotify
+    watch needs. Reads directories only (stats links to them when following links, each
+    directory counted once, so loops end); one that cannot be read counts, its subtree not."""
+    seen: set[tuple[int, int]] = set()
+    count, stack = 0, [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            if follow_symlinks:
+                st = os.stat(directory)
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+            count += 1
+            with os.scandir(directory) as entries:
+                stack += [e.path for e in entries if e.is_dir(follow_symlinks=follow_symlinks)]
+        except OSError:
+            continue
+    return count

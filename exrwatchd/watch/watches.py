@@ -3,6 +3,7 @@
 Each watch gets the backend its mount calls for (watch/mounts.py) and logs which and why. A
 watcher that dies (its root vanished, an internal error) is restarted once its root is back,
 followed by a rescan of what it missed; one that cannot start is retried a minute later.
+A tree inotify cannot wholly watch (the user's inotify limits) is polled meanwhile.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from exrwatchd.filesig import is_gone
 from exrwatchd.journal import Journal
 from exrwatchd.logs import get_logger
 from exrwatchd.telemetry import NullMetrics
+from exrwatchd.watch._inotify_loops import LIMIT_ERRNOS
 from exrwatchd.watch._poll_walk import mount_unavailable
 from exrwatchd.watch.filters import NameFilter
 from exrwatchd.watch.mounts import choose_backend
 from exrwatchd.watch.observers import Inbox, InotifyWatcher, PollWatcher
 from exrwatchd.watch.reconcile import RootUnavailable, check_root, journal_known
+from exrwatchd.watch.tree import count_dirs
 
 log = get_logger("exrwatchd.watchers")
 
@@ -97,6 +100,8 @@ class Watch:
     backend: str
     watcher: InotifyWatcher | PollWatcher | None = None
     retry_at: float = 0.0  # monotonic time before which a failed start is not retried
+    # Polled because inotify ran out: (errno, the limit's value then); None otherwise.
+    blocked: tuple[int, int | None] | None = None
 
     @classmethod
     def of(cls, cfg: WatchConfig) -> Watch:
@@ -168,34 +173,98 @@ class Watches:
             return str(exc)
         return None
 
+    def _inotify(self, watch: Watch) -> InotifyWatcher:
+        return InotifyWatcher(
+            watch.root, self._inbox, watch.accept, recursive=watch.cfg.recursive,
+            follow_symlinks=watch.cfg.follow_symlinks,
+        )  # fmt: skip
+
+    def _poller(self, watch: Watch) -> PollWatcher:
+        assert self._journal is not None
+        root = watch.root
+        return PollWatcher(
+            root, self._inbox, watch.accept, recursive=watch.cfg.recursive,
+            follow_symlinks=watch.cfg.follow_symlinks, interval=watch.cfg.poll_interval,
+            known=journal_known(self._journal), on_error=self.walk_error,
+            guard=lambda: self._root_problem(root),
+        )  # fmt: skip
+
     def _start(self, watch: Watch) -> None:
         root = watch.root
         backend, reason = choose_backend(watch.cfg.backend, root)
         watch.backend = backend
-        if backend == "inotify":
-            watch.watcher = InotifyWatcher(
-                root, self._inbox, watch.accept, recursive=watch.cfg.recursive,
-                follow_symlinks=watch.cfg.follow_symlinks,
-            )  # fmt: skip
-        else:
-            assert self._journal is not None
-            watch.watcher = PollWatcher(
-                root, self._inbox, watch.accept, recursive=watch.cfg.recursive,
-                follow_symlinks=watch.cfg.follow_symlinks, interval=watch.cfg.poll_interval,
-                known=journal_known(self._journal), on_error=self.walk_error,
-                guard=lambda: self._root_problem(root),
-            )  # fmt: skip
+        watch.watcher, watch.blocked = None, None
         try:
+            # inotify_init (in the constructor) fails with EMFILE past max_user_instances.
+            watch.watcher = self._inotify(watch) if backend == "inotify" else self._poller(watch)
             watch.watcher.start()
         except OSError as exc:
-            # A missing mount or exhausted inotify watches: keep going on rescans alone,
-            # and try again in a minute.
+            if isinstance(watch.watcher, InotifyWatcher):
+                watch.watcher.stop()  # the watches it did add count against the limit
+            watch.watcher = None
+            if backend == "inotify" and exc.errno in LIMIT_ERRNOS:
+                self._fall_back(watch, exc)
+                return
+            # A missing mount: keep going on rescans alone, and try again in a minute.
             log.error("watch.failed", path=root, backend=backend, error=str(exc),
                       error_type=type(exc).__name__, retry_in_seconds=RETRY_SECONDS)  # fmt: skip
-            watch.watcher = None
             watch.retry_at = time.monotonic() + RETRY_SECONDS
             return
         log.info("watch.started", path=root, backend=backend, reason=reason)
+
+    def _fall_back(self, watch: Watch, exc: OSError) -> None:
+        """inotify cannot watch all of the tree (out of watches or instances): poll it, so a
+        frame is still found within poll_interval, not at the next rescan, until
+        _retry_inotify finds that inotify can cover it again."""
+        err = exc.errno or 0
+        limit, value = inotify_limit(err)
+        dirs = count_dirs(watch.root, follow_symlinks=watch.cfg.follow_symlinks)
+        log.error("watch.failed", path=watch.root, backend="inotify", error=str(exc),
+                  error_type=type(exc).__name__, errno=errno.errorcode.get(err, str(err)),
+                  limit=limit, limit_value=value,
+                  directories=dirs if watch.cfg.recursive else 1, fallback="poll",
+                  poll_interval=watch.cfg.poll_interval,
+                  retry_in_seconds=RETRY_SECONDS)  # fmt: skip
+        watch.backend, watch.blocked = "poll", (err, value)
+        watch.retry_at = time.monotonic() + RETRY_SECONDS
+        watch.watcher = self._poller(watch)
+        watch.watcher.start()
+        log.info("watch.started", path=watch.root, backend="poll",
+                 reason=f"inotify cannot cover it: {exc.strerror} ({limit} = {value})")  # fmt: skip
+
+    def _retry_inotify(self, watch: Watch) -> None:
+        """Hand a polled tree back to inotify: a minute after the last try, or at once when
+        the limit it ran into changed (an operator raised the sysctl)."""
+        assert watch.blocked is not None and watch.watcher is not None
+        err, value = watch.blocked
+        limit, now_value = inotify_limit(err)
+        if time.monotonic() < watch.retry_at and now_value == value:
+            return
+        watch.retry_at = time.monotonic() + RETRY_SECONDS
+        watch.blocked = (err, now_value)
+        polled = watch.watcher.watched_dirs() if isinstance(watch.watcher, PollWatcher) else 0
+        if err == errno.ENOSPC and now_value is not None and polled > now_value:
+            # Cannot fit: a try would only take every watch left for a moment, and other
+            # roots' new directories could fail to get one meanwhile.
+            return
+        watcher = None
+        try:
+            watcher = self._inotify(watch)
+            watcher.start()
+        except OSError as exc:
+            if watcher is not None:
+                watcher.stop()
+            log.debug("watch.still_polling", path=watch.root, error=str(exc))
+            return
+        poller, watch.watcher = watch.watcher, watcher
+        poller.stop()
+        watch.backend, watch.blocked = "inotify", None
+        why = f"{limit} raised to {now_value}" if now_value != value else "a retry"
+        log.info("watch.started", path=watch.root, backend="inotify",
+                 reason=f"inotify covers the tree again ({why})")  # fmt: skip
+        # Between the poller's last scan and the new watches, files may have landed.
+        self._metrics.rescans("watcher_restart")
+        self._rescan(watch.root)
 
     def revive(self) -> None:
         """Restart watchers that died or never started, then rescan what they missed.
@@ -204,6 +273,14 @@ class Watches:
         internal error; either way events were lost, so a rescan follows a restart.
         """
         for watch in self.items:
+            if isinstance(watch.watcher, InotifyWatcher) and watch.watcher.limit_error:
+                # A directory created since could not be watched: the tree is half blind.
+                watch.watcher.stop()
+                self._fall_back(watch, watch.watcher.limit_error)
+                continue
+            if watch.blocked is not None and watch.watcher is not None and watch.watcher.alive():
+                self._retry_inotify(watch)
+                continue
             if watch.watcher is not None and watch.watcher.alive():
                 continue
             if watch.watcher is not None:
@@ -243,3 +320,30 @@ class Watches:
         for root in added + changed:
             self._rescan(root)
         return added, list(current), changed
+
+
+#: The settings behind each inotify error: the host's, and the user namespace's (the lower one
+#: applies; outside containers they are one and the same).
+_LIMITS = {
+    errno.ENOSPC: ("fs.inotify.max_user_watches", "user.max_inotify_watches"),
+    errno.EMFILE: ("fs.inotify.max_user_instances", "user.max_inotify_instances"),
+}
+
+
+def inotify_limit(err: int) -> tuple[str, int | None]:
+    """The limit an inotify error ran into, and its value now (None: unreadable, or
+    ENOMEM: the kernel's memory, no setting)."""
+    names = _LIMITS.get(err)
+    if names is None:
+        return "kernel memory", None
+    found: list[tuple[int, str]] = []
+    for name in names:
+        try:
+            with open("/proc/sys/" + name.replace(".", "/"), encoding="ascii") as f:
+                found.append((int(f.read()), name))
+        except (OSError, ValueError):
+            continue
+    if not found:
+        return names[0], None
+    value, name = min(found)
+    return name, value
