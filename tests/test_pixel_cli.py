@@ -79,4 +79,5 @@ def test_config_keys_defaults_and_errors(tmp_path: Path) -> None:
     cfg.write_text("[inspect]\npixel_stats = true\n")
     shown = run_cli("check-config", str(cfg))
     assert json.loads(shown.stdout)["inspect"] == {
-        "pixel_stats": True, "pixel_workers": 1, "pixel_queue_size": 64}  # fmt: skip
+        "pixel_stats": True, "pixel_workers": 1, "pixel_queue_size": 64,
+        "pixel_max_decoded_mb": 32}  # fmt: skip

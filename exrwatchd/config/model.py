@@ -135,6 +135,10 @@ class InspectConfig:
     # header inspection; and its queue, small because each item waits on a whole-file read.
     pixel_workers: int = 1
     pixel_queue_size: int = 64
+    # The most decoded pixel data one read may hold, per lane thread (exr.pixels); bigger
+    # parts are read in strips. 32: a 2K RGBA float frame; sized to the 300 MB target of all
+    # processes (docs/benchmarks.md) with the daemon at ~160 MB and the sink process at ~130.
+    pixel_max_decoded_mb: int = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +243,7 @@ _INSPECT = (
     _Field("pixel_stats", "bool"),
     _Field("pixel_workers", "int", ge=1),
     _Field("pixel_queue_size", "int", ge=1),
+    _Field("pixel_max_decoded_mb", "int", ge=1),
 )
 
 #: The top-level tables, in the order check-config prints them.

@@ -103,6 +103,7 @@ class Daemon:
             metrics=self.telemetry.metrics, clock=self.clock,
             pixel_workers=pixels.pixel_workers if pixels.pixel_stats else 0,
             pixel_queue_size=pixels.pixel_queue_size, unreadable=self.watches.walk_error,
+            pixel_max_decoded_bytes=pixels.pixel_max_decoded_mb << 20,
         )  # fmt: skip
         self._workers = self.pipeline.start_workers(self.cfg.daemon.workers)
         if self.pipeline.lane is not None:

@@ -22,7 +22,8 @@ __all__ = ["INSPECT_RESTART_KEYS", "RESTART_KEYS", "ReloadPlan", "plan_reload"]
 RESTART_KEYS = ("state_dir", "workers", "queue_size", "sink_process")
 #: [inspect] keys that only a restart applies: the pixel lane's threads and queue are made at
 #: start-up, and switching pixel_stats mid-run would leave a burst half with, half without.
-INSPECT_RESTART_KEYS = ("pixel_stats", "pixel_workers", "pixel_queue_size")
+INSPECT_RESTART_KEYS = ("pixel_stats", "pixel_workers", "pixel_queue_size",
+                        "pixel_max_decoded_mb")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,18 +7,27 @@ statistics would read as the whole file's.
 
 What is read: every part (OIIO subimage), MIP level 0 only (the lower levels are filters of
 it), over the data window. Deep parts are read whole; their statistics are over samples.
+A flat part that would decode to more than the read budget (``max_decoded_bytes``) is read in
+strips of rows instead; one whose single chunk of rows is over it is not read at all (a ZIP
+"bomb": a few KB of constant pixels can decode to gigabytes).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import stat
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 import OpenImageIO as oiio
 
-__all__ = ["REASONS", "ChannelStats", "PartStats", "PixelHealth", "pixel_health",
-           "unhealthy_reasons"]  # fmt: skip
+from exrwatchd.exr._pixel_strips import OverBudget, ReadFailed, read_strips
+
+__all__ = ["DEFAULT_MAX_DECODED_BYTES", "REASONS", "ChannelStats", "PartStats", "PixelHealth",
+           "pixel_health", "unhealthy_reasons"]  # fmt: skip
 
 # The daemon runs this stage in a bounded lane of worker threads, and that lane is meant to
 # be the only parallelism. Left at its default OIIO decodes each file with a pool of one
@@ -29,8 +38,18 @@ __all__ = ["REASONS", "ChannelStats", "PartStats", "PixelHealth", "pixel_health"
 # per call, so the statistics stay single-threaded even if someone resets the global.
 oiio.attribute("threads", 1)
 
+# OpenImageIO opens files by name, and picks the reader by the name's extension. It is given
+# a symlink <fd>.exr -> /proc/self/fd/<fd>: opening that opens the inode of that fd, the file
+# pixel_health checked, whatever the watched path names by now. Open fds are unique in the
+# process, so reads on several threads never share a link.
+_LINKS = tempfile.mkdtemp(prefix="exrwatchd-pixels-")
+atexit.register(shutil.rmtree, _LINKS, True)
+
 #: Every reason ``unhealthy_reasons`` can return, in its order (to pre-register metric labels).
 REASONS: tuple[str, ...] = ("nan", "inf", "constant")
+
+#: The default of `[inspect] pixel_max_decoded_mb`, in bytes: the most one read may decode.
+DEFAULT_MAX_DECODED_BYTES = 32 << 20
 
 _UINT_SCALE = 4294967295.0  # OIIO normalises uint32 to [0, 1] by dividing by this
 _MAX_REASON_CHARS = 500
@@ -94,18 +113,37 @@ class _Unreadable(Exception):
     """OIIO could not read the pixels; the message says why."""
 
 
-def pixel_health(path: str) -> PixelHealth:
-    """Read every part's pixels and compute their health. Never raises for a bad file."""
+def pixel_health(path: str, max_decoded_bytes: int | None = None) -> PixelHealth:
+    """Read every part's pixels and compute their health. Never raises for a bad file.
+    `max_decoded_bytes` (None: DEFAULT_MAX_DECODED_BYTES) bounds what one read decodes."""
+    budget = DEFAULT_MAX_DECODED_BYTES if max_decoded_bytes is None else max_decoded_bytes
+    # Opened here without blocking, and checked: OpenImageIO's own open of a path that was
+    # swapped for a FIFO would block forever, holding the GIL (the whole process stops).
     try:
-        size = os.stat(path).st_size
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         return _unavailable(path, 0, exc.strerror or str(exc))
     try:
-        parts = _read_parts(path)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return _unavailable(path, st.st_size, "not a regular file")
+        name = os.path.join(_LINKS, f"{fd}.exr")
+        os.symlink(f"/proc/self/fd/{fd}", name)
+        try:
+            return _health(path, name, st.st_size, budget)
+        finally:
+            os.unlink(name)
+    finally:
+        os.close(fd)
+
+
+def _health(path: str, name: str, size: int, budget: int) -> PixelHealth:
+    try:
+        parts = _read_parts(name, budget)
     except _Unreadable as exc:
-        return _unavailable(path, size, str(exc))
+        return _unavailable(path, size, str(exc).replace(name, path))
     except Exception as exc:  # the binding may raise on absurd damaged files; never propagate
-        return _unavailable(path, size, f"{type(exc).__name__}: {exc}")
+        return _unavailable(path, size, f"{type(exc).__name__}: {exc}".replace(name, path))
     channels = [c for p in parts for c in p.channels]
     return PixelHealth(
         path=path,
@@ -124,16 +162,35 @@ def _unavailable(path: str, size: int, why: str) -> PixelHealth:
     return PixelHealth(path, size, 0, (), False, False, False, reason)
 
 
-def _read_parts(path: str) -> list[PartStats]:
-    first = _read(path, 0)
-    if first.file_format_name != "openexr":
-        raise _Unreadable(f"not an OpenEXR file (OpenImageIO reads it as {first.file_format_name})")
-    count = first.nsubimages
-    parts = [_part_stats(path, 0, first)]
-    del first  # one decoded part in memory at a time: multi-part files can be huge
-    for index in range(1, count):
-        parts.append(_part_stats(path, index, _read(path, index)))
-    return parts
+def _read_parts(name: str, budget: int) -> list[PartStats]:
+    inp = oiio.ImageInput.open(name)
+    if inp is None:  # worded as ImageBuf.read words it, as the catalog has always had it
+        raise _Unreadable(f"Could not open file: {_errors(None)}")
+    try:
+        if inp.format_name() != "openexr":
+            raise _Unreadable(f"not an OpenEXR file (OpenImageIO reads it as {inp.format_name()})")
+        parts: list[PartStats] = []
+        while inp.seek_subimage(len(parts), 0):
+            spec, index = inp.spec(), len(parts)
+            # A deep part's size is only known once its sample counts are decoded.
+            if spec.deep or _decoded_bytes(spec) <= budget:
+                # One decoded part in memory at a time: multi-part files can be huge.
+                parts.append(_part_stats(name, index, _read(name, index)))
+            else:
+                parts.append(_strip_stats(inp, index, spec, budget))
+        return parts
+    finally:
+        inp.close()
+
+
+def _decoded_bytes(spec: oiio.ImageSpec) -> int:
+    """What reading the part whole holds: one buffer of its widest channel type (OIIO holds
+    mixed types as float), plus the native re-read of uint channels beside other types."""
+    formats = spec.channelformats or (spec.format,) * spec.nchannels
+    values = spec.width * spec.height * spec.depth
+    uint = sum(str(f) == "uint" for f in formats)
+    reread = uint * 4 if uint < len(formats) else 0
+    return values * (len(formats) * max(f.size() for f in formats) + reread)
 
 
 def _read(path: str, index: int) -> oiio.ImageBuf:
@@ -245,11 +302,32 @@ def _is_constant(buf: oiio.ImageBuf, channels: list[ChannelStats]) -> bool:
     return color is not None
 
 
-def _errors(buf: oiio.ImageBuf) -> str:
-    """OIIO's pending error messages (the buffer's and this thread's global one), deduplicated.
-    Always fetched: an unfetched OIIO error is printed as a warning at exit."""
+def _strip_stats(inp: oiio.ImageInput, index: int, spec: oiio.ImageSpec, budget: int) -> PartStats:
+    """A flat part over the read budget, read in strips (exr._pixel_strips)."""
+    try:
+        totals = read_strips(inp, index, spec, budget)
+    except OverBudget as exc:
+        raise _Unreadable(f"part {index}: {exc}") from exc
+    except ReadFailed as exc:
+        raise _Unreadable(_errors(inp)) from exc
+    types = [str(f) for f in spec.channelformats or (spec.format,) * spec.nchannels]
+    channels = [
+        ChannelStats(name, pixel_type, t.lo, t.hi, t.mean(), t.nan, t.posinf + t.neginf)
+        for t, name, pixel_type in zip(totals, spec.channelnames, types, strict=True)
+    ]
+    channels.sort(key=lambda ch: ch.name.encode())  # the file's order, as in _part_stats
+    pixels = spec.width * spec.height * spec.depth
+    return PartStats(index, spec.get_string_attribute("name") or None, False, spec.width,
+                     spec.height, pixels, pixels, all(t.constant() for t in totals),
+                     tuple(channels))  # fmt: skip
+
+
+def _errors(source: oiio.ImageBuf | oiio.ImageInput | None) -> str:
+    """OIIO's pending error messages (the buffer's or input's and this thread's global one),
+    deduplicated. Always fetched: an unfetched OIIO error is printed as a warning at exit."""
     lines: list[str] = []
-    for fetch in (buf.geterror, oiio.geterror):
+    fetchers = (oiio.geterror,) if source is None else (source.geterror, oiio.geterror)
+    for fetch in fetchers:
         try:
             text = fetch()
         except UnicodeDecodeError:  # messages can quote the file's invalid UTF-8 bytes

@@ -50,8 +50,10 @@ class PixelLane:
         queue_size: int,
         done: Callable[[Verdict], None],
         metrics: NullMetrics | None = None,
+        max_decoded_bytes: int | None = None,
     ) -> None:
         self.workers = workers
+        self.max_decoded_bytes = max_decoded_bytes  # a read's budget (None: exr.pixels')
         self.queue: queue.Queue[Verdict | None] = queue.Queue(maxsize=queue_size)
         self.waiting: deque[Verdict] = deque()  # settle loop only: the queue was full
         self.held: set[str] = set()  # settle loop only: paths queued, waiting or being read
@@ -140,7 +142,7 @@ class PixelLane:
                 return
             started = time.perf_counter()
             try:
-                out = measure(v)
+                out = measure(v, self.max_decoded_bytes)
             except Exception as exc:  # a bug here must not kill the lane or lose the record
                 log.exception("file.pixel_stats_failed", path=v.settled.path, error=str(exc),
                               error_type=type(exc).__name__)  # fmt: skip
@@ -152,10 +154,11 @@ class PixelLane:
 # ---- one file ---------------------------------------------------------------------------
 
 
-def measure(v: Verdict) -> Verdict:
+def measure(v: Verdict, max_decoded_bytes: int | None = None) -> Verdict:
     """`v` with the pixel stats of its file in the record; or, when the file is not the one
     the header verdict saw any more, a "changed" or "vanished" verdict, as the header
-    workers give (the settle loop looks again, or records the deletion)."""
+    workers give (the settle loop looks again, or records the deletion). A read decodes at
+    most `max_decoded_bytes` at once (None: exr.pixels' default)."""
     # Imported here, not at module level: importing it loads OpenImageIO and sets its thread
     # count for the whole process, which a daemon without pixel stats must not pay for.
     from exrwatchd.exr.pixels import pixel_health
@@ -164,7 +167,7 @@ def measure(v: Verdict) -> Verdict:
     before = _sig(path, v.sig)
     if before != v.sig:
         return _moved(v, before)
-    health = pixel_health(path)
+    health = pixel_health(path, max_decoded_bytes)
     # Stat again: the pixels must be those of the file whose header was recorded, and a
     # writer that started over in place (same inode) shows up in size or mtime.
     after = _sig(path, v.sig)

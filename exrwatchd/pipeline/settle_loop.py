@@ -64,6 +64,7 @@ class Pipeline:
     pixel_queue_size: int = 64
     # A directory the settler could not stat a file in (watchers.UnreadablePaths.report).
     unreadable: Callable[[str, OSError], None] | None = None
+    pixel_max_decoded_bytes: int | None = None  # None: exr.pixels' default
     lane: PixelLane | None = field(init=False, default=None)
     # What a worker runs on a settled file: injected like the clock, so that the moment a
     # worker finishes can be chosen rather than raced.
@@ -73,7 +74,8 @@ class Pipeline:
         self.work = queue.Queue(maxsize=self.queue_size)
         if self.pixel_workers:
             self.lane = PixelLane(self.pixel_workers, self.pixel_queue_size,
-                                  self._lane_done, self.metrics)  # fmt: skip
+                                  self._lane_done, self.metrics,
+                                  max_decoded_bytes=self.pixel_max_decoded_bytes)  # fmt: skip
 
     def _lane_done(self, verdict: Verdict) -> None:
         """A pixel-lane thread finished with a verdict: back to the settle loop."""
