@@ -11,11 +11,14 @@ import contextlib
 import dataclasses
 import os
 import queue
+import select
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from exrwatchd.exr.pixels import DEFAULT_MAX_DECODED_BYTES, PixelHealth, pixel_h
 from exrwatchd.filesig import FileSig, sig_of
 from exrwatchd.pipeline import inspect_settled
 from exrwatchd.pipeline.pixel_lane import PixelLane
+from exrwatchd.telemetry import Metrics, MetricsServer
 from exrwatchd.watch import SettledFile
 
 MB = 1 << 20
@@ -262,3 +266,84 @@ def _fifo_rescuer(fifo: Path, delay: float) -> Iterator[Callable[[], int]]:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- case 13
+
+
+@contextlib.contextmanager
+def _server(**limits: Any) -> Iterator[MetricsServer]:
+    server = MetricsServer("127.0.0.1:0", Metrics(process=False), **limits)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _get(server: MetricsServer, path: str = "/metrics") -> int:
+    host, port = server.address
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=5) as reply:
+            reply.read()
+            return reply.status
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        return getattr(exc, "code", 0)
+
+
+def _slow_client(server: MetricsServer) -> socket.socket:
+    """A connection that sends the start of a request and then nothing."""
+    sock = socket.create_connection(server.address, timeout=5)
+    sock.sendall(b"GET /metrics HTTP/1.1\r\n")
+    return sock
+
+
+def test_metrics_server_refuses_connections_over_its_cap(tmp_path: Path) -> None:
+    # issue 12, case 13: every connection got a thread, so slow clients piled threads up.
+    with _server(max_connections=3, request_timeout=60.0) as server:
+        threads = threading.active_count()
+        held = [_slow_client(server) for _ in range(3)]
+        try:
+            extra = socket.create_connection(server.address, timeout=5)
+            extra.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            try:
+                reply = extra.recv(1024)  # the server answers at once, then closes
+            except ConnectionResetError:  # closed with our request unread: also refused
+                reply = b""
+            except TimeoutError:
+                pytest.fail("the connection over the cap was kept waiting")
+            finally:
+                extra.close()
+            assert reply == b"" or reply.startswith(b"HTTP/1.0 503"), reply
+            assert _get(server) != 200  # the cap holds for every client
+            assert threading.active_count() - threads <= 3
+        finally:
+            for sock in held:
+                sock.close()
+        # The slots come back as the slow clients go: /metrics answers again.
+        wait_for(lambda: _get(server) == 200, 10, "/metrics answering after the slow clients")
+
+
+def test_metrics_server_cuts_a_trickling_client_after_the_request_limit(tmp_path: Path) -> None:
+    # issue 12, case 13: the timeout was per read, so a byte every few seconds kept a thread.
+    limit = 1.0
+    with _server(max_connections=3, request_timeout=limit) as server:
+        sock = socket.create_connection(server.address, timeout=5)
+        started = time.monotonic()
+        closed_at = None
+        try:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+            # A byte every 0.1 s, far inside any per-read timeout, until the server hangs up.
+            while closed_at is None and time.monotonic() - started < limit + 4:
+                try:
+                    sock.sendall(b"a")
+                    readable, _, _ = select.select([sock], [], [], 0.1)
+                    if readable and sock.recv(4096) == b"":
+                        closed_at = time.monotonic()
+                except OSError:  # reset or broken pipe: closed too
+                    closed_at = time.monotonic()
+        finally:
+            sock.close()
+        assert closed_at is not None, f"still open after {limit + 4} s of trickling"
+        assert limit - 0.2 <= closed_at - started <= limit + 2, closed_at - started
+        assert _get(server) == 200

@@ -8,13 +8,16 @@ never imports exrwatchd.telemetry.metrics: the server needs only an object with 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -76,9 +79,39 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 class _Server(ThreadingHTTPServer):
+    """One thread per connection, at most `max_connections` at once: a connection over the
+    cap gets a 503 and is closed at once, so slow clients cannot pile threads up."""
+
     daemon_threads = True
     metrics: Renderer
     health: Callable[[], str | None]
+    request_timeout: float
+    slots: threading.BoundedSemaphore
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            _refuse(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)  # starts the thread
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
+def _refuse(request: socket.socket) -> None:
+    # Never blocks the accepting thread: a client that reads nothing loses the answer.
+    with contextlib.suppress(OSError):
+        request.setblocking(False)
+        request.send(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                     b"Connection: close\r\n\r\n")  # fmt: skip
 
 
 class _Server6(_Server):
@@ -89,6 +122,20 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     timeout = 10  # a client that opens a connection and sends nothing cannot keep a thread
     server_version = f"exrwatchd/{__version__}"
+
+    def setup(self) -> None:
+        super().setup()
+        # `timeout` bounds each read only: a client trickling a byte at a time would keep
+        # the thread for ever. Every read and the answer share one deadline instead.
+        deadline = time.monotonic() + self.server.request_timeout
+        self.rfile.close()  # the plain one: it would hold the socket open after close()
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, deadline))
+        self._deadline = deadline
+
+    def finish(self) -> None:
+        # sendall's timeout is the whole send (Python >= 3.5): the rest of the deadline.
+        self.connection.settimeout(max(0.001, self._deadline - time.monotonic()))
+        super().finish()
 
     def do_GET(self) -> None:
         self._serve(body=True)
@@ -114,6 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
             data, ctype = (text + "\n").encode(), "text/plain; charset=utf-8"
         else:
             status, data, ctype = 404, b"not found\n", "text/plain; charset=utf-8"
+        self.connection.settimeout(max(0.001, self._deadline - time.monotonic()))
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
@@ -126,13 +174,35 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A socket's reads, each given what is left of one deadline; TimeoutError after it
+    (BaseHTTPRequestHandler closes the connection on that)."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock, self._deadline = sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("request not received within the request time limit")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
 @dataclass
 class MetricsServer:
-    """`/metrics` and `/healthz` over HTTP, on one daemon thread (plus one per request)."""
+    """`/metrics` and `/healthz` over HTTP, on one daemon thread (plus one per connection,
+    at most `max_connections`; each connection is closed after `request_timeout` seconds,
+    however slowly its client sends)."""
 
     listen: str
     metrics: Renderer
     health: Callable[[], str | None] = lambda: None
+    max_connections: int = 8
+    request_timeout: float = 10.0
     _server: _Server | None = field(default=None, init=False, repr=False)
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
 
@@ -147,6 +217,8 @@ class MetricsServer:
                 from exc  # fmt: skip
         server.metrics = self.metrics
         server.health = self.health
+        server.request_timeout = self.request_timeout
+        server.slots = threading.BoundedSemaphore(self.max_connections)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics-http",
