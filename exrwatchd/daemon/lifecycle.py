@@ -361,15 +361,7 @@ class Daemon:
         if self._reconciler is not None:
             self._reconciler.stop()
         if p is not None:
-            # Let in-flight inspections (pixel lane included) finish and reach the journal.
-            # Nothing is dropped silently: whatever is still settling, or was given up on
-            # here, is not in the journal, so the start-up scan finds it again.
-            while p.inflight and time.monotonic() < deadline and not self.force:
-                p.handle_verdicts()
-                p.flush()
-                p.inbox.wakeup.wait(0.05)
-            p.handle_verdicts()
-            p.drain_to_journal(deadline)
+            p.finish(deadline, force=lambda: self.force)
             p.stop_workers(self.cfg.daemon.workers)
             if p.lane is not None:
                 # Past the deadline too: each lane thread ends its current file first.

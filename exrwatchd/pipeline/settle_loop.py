@@ -270,7 +270,19 @@ class Pipeline:
             self.inbox.wakeup.wait(wait)
         self.inbox.wakeup.clear()
 
-    def drain_to_journal(self, deadline: float) -> None:
+    def finish(self, deadline: float, *, force: Callable[[], bool]) -> None:
+        """At shutdown: let in-flight inspections (pixel lane included) finish and reach the
+        journal, until `deadline` (monotonic) or `force()`. Nothing is dropped silently:
+        whatever is still settling, or was given up on here, is not in the journal, so the
+        start-up scan finds it again."""
+        while self.inflight and time.monotonic() < deadline and not force():
+            self.handle_verdicts()
+            self.flush()
+            self.inbox.wakeup.wait(0.05)
+        self.handle_verdicts()
+        self._drain_to_journal(deadline)
+
+    def _drain_to_journal(self, deadline: float) -> None:
         """At shutdown: hand every waiting write to the writer, waiting for room until
         `deadline` (monotonic). A dead writer takes nothing: those files are not in the
         journal, so the next start-up reconciliation inspects them again."""
