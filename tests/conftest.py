@@ -13,8 +13,10 @@ With the corpus absent, ``corpus_exrs()`` is empty and pytest reports the test a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ if str(TESTS_DIR) not in sys.path:  # so test modules can `import exrgen` in any
     sys.path.insert(0, str(TESTS_DIR))
 
 from exrgen import write_all_kinds  # noqa: E402
+from fake_systemd import FakeSystemd, socket_path  # noqa: E402
 
 CORPUS_ENV = "EXRWATCHD_CORPUS"
 DEFAULT_CORPUS = TESTS_DIR.parents[1] / "shared" / "corpus" / "openexr-images"
@@ -94,3 +97,16 @@ def kinds_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One generated file of every kind (``exrgen.write_all_kinds``), name -> path, written
     once per session. Treat the files as read-only: copy before modifying."""
     return write_all_kinds(tmp_path_factory.mktemp("kinds"))
+
+
+@pytest.fixture
+def systemd(tmp_path: Path) -> Iterator[FakeSystemd]:
+    """A fake systemd notification socket (tests/fake_systemd.py) for NOTIFY_SOCKET."""
+    path, extra = socket_path(tmp_path)
+    fake = FakeSystemd(path)
+    yield fake
+    fake.close()
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    if extra is not None:
+        extra.rmdir()

@@ -8,7 +8,6 @@ STOPPING=1 on SIGTERM.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import signal
@@ -19,22 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_systemd import FakeSystemd, socket_path
+from fake_systemd import FakeSystemd
 from harness import DaemonProcess, write_config
 
 from exrwatchd.telemetry import Notifier, WatchdogPinger, format_status
-
-
-@pytest.fixture
-def systemd(tmp_path: Path) -> Iterator[FakeSystemd]:
-    path, extra = socket_path(tmp_path)
-    fake = FakeSystemd(path)
-    yield fake
-    fake.close()
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-    if extra is not None:
-        extra.rmdir()
 
 
 @pytest.fixture

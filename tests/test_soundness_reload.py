@@ -10,33 +10,18 @@ the test decides when that endpoint goes away, so nothing depends on a timer.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from exrgen import write_scanline
-from fake_systemd import FakeSystemd, socket_path
+from fake_systemd import FakeSystemd
 from harness import Catalog, DaemonProcess, wait_for, write_config
 
 #: WatchdogSec=2 for the daemon under test: it pings every second while healthy.
 WATCHDOG_SECONDS = 2.0
-
-
-@pytest.fixture
-def systemd(tmp_path: Path) -> Iterator[FakeSystemd]:
-    path, extra = socket_path(tmp_path)
-    fake = FakeSystemd(path)
-    yield fake
-    fake.close()
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-    if extra is not None:
-        extra.rmdir()
 
 
 class SilentServer:

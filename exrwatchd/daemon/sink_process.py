@@ -53,6 +53,7 @@ class _Shared:
     unhealthy: Synchronized[float]
     last_error: SynchronizedString
     reports: Any  # multiprocessing.Queue of pipeline.BatchReport (not subscriptable at run time)
+    parent_pid: int  # the daemon's: the child's getppid() may already be another's
 
     def publish(self, loop: SinkLoop) -> None:
         """Copy the loop's counters where the parent reads them."""
@@ -87,6 +88,7 @@ class SinkProcess:
             # Per-batch reports for the parent's metrics; bounded, and dropped when full
             # (they are statistics, never data).
             reports=ctx.Queue(maxsize=1000),
+            parent_pid=os.getpid(),
         )
         self._process = ctx.Process(target=_child_main, name="exrwatchd-sink", daemon=True,
                                     args=(self._shared,))  # fmt: skip
@@ -174,15 +176,15 @@ class SinkProcess:
 
 
 def _child_main(shared: _Shared) -> None:
-    # Imported here: the child starts from scratch (spawn) and the parent need not load
-    # the sink's dependencies twice.
+    parent = shared.parent_pid
+    _die_with_parent(shared)
+    # Imported here, once the child is bound to its parent's life: the child starts from
+    # scratch (spawn), and the parent need not load the sink's dependencies twice.
     from exrwatchd.daemon.components import build_sink, open_journal
     from exrwatchd.daemon.gc_tuning import tune_for_throughput
     from exrwatchd.logs import apply_logging, get_logger
     from exrwatchd.pipeline import SinkLoop
 
-    parent = os.getppid()
-    _die_with_parent(shared)
     stopping = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -235,6 +237,10 @@ def _die_with_parent(shared: _Shared) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass  # not Linux: _serve's getppid() check still notices an orphaned child
+    if os.getppid() != shared.parent_pid:
+        # The parent died before the death signal was armed (a kill -9 while this child
+        # was starting): no signal will ever come.
+        os._exit(0)
 
 
 def _serve(
