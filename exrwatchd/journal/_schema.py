@@ -7,7 +7,7 @@ Paths are BLOBs (`os.fsencode`); see _sql.py.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # One tuple of statements per version: MIGRATIONS[v] takes a journal from v - 1 to v.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -105,4 +105,36 @@ MIGRATIONS[2] = (
     "CREATE INDEX outbox_due ON outbox (state, next_attempt_at)",
     "CREATE INDEX outbox_path ON outbox (path, state)",
     "CREATE INDEX outbox_errors ON outbox (updated_at) WHERE last_error IS NOT NULL",
+)
+
+# Version 3 (issue 12, cases 7 and 11). `identity`: one row, made with the journal, whose id
+# the catalog and status.json record, so that a journal emptied or deleted while the daemon
+# was stopped is not taken for the one they were written from; `replaces` names the journal
+# a rebuilt one stands in for (Journal.rebuild). `inspecting`: the files a native reader
+# (OpenImageIO, in the pixel lane) is reading (`reading` = 1), with their signature, and how
+# many times the process died while reading them (Journal.mark_inspecting). An existing
+# journal gets an id here, which the catalog then records as its own.
+MIGRATIONS[3] = (
+    """
+    CREATE TABLE identity (
+        one         INTEGER PRIMARY KEY CHECK (one = 1),
+        journal_id  TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        replaces    TEXT
+    )
+    """,
+    # julianday, not unixepoch(): EL8's SQLite 3.26 must be able to migrate the file too.
+    "INSERT INTO identity (one, journal_id, created_at) "
+    "VALUES (1, lower(hex(randomblob(16))), (julianday('now') - 2440587.5) * 86400.0)",
+    """
+    CREATE TABLE inspecting (
+        path        BLOB PRIMARY KEY,
+        size        INTEGER,
+        mtime_ns    INTEGER,
+        inode       INTEGER,
+        started_at  REAL NOT NULL,
+        reading     INTEGER NOT NULL DEFAULT 1,
+        deaths      INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID
+    """,
 )

@@ -4,8 +4,9 @@ A record is committed here (WAL, synchronous=FULL) before any sink sees it and l
 when the sink acknowledges it: at-least-once delivery, in order per path. In this package:
 the tables are built by _schema.py; the statements live in _sql.py and the encoding of values
 in _rows.py; opening, checking and migrating the file, the shared, locked connection and
-JournalError in _conn.py; operator and recovery operations in _maintenance.py; frame
-sequences in _sequences.py; the value types and their mapping to rows in types.py.
+JournalError in _conn.py; operator and recovery operations in _maintenance.py; identity
+and inspecting marks, settled at start, in _startup.py; frame sequences in _sequences.py;
+the value types and their mapping to rows in types.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from exrwatchd.journal import types as conv
 from exrwatchd.journal._conn import make_state_dir, unusable_as_journal_error
 from exrwatchd.journal._maintenance import JournalMaintenance
 from exrwatchd.journal._rows import clean_text, dir_key
+from exrwatchd.journal._startup import JournalStartup
 from exrwatchd.journal.types import (
     Delete,
     JournalStats,
@@ -41,7 +43,7 @@ __all__ = ["Journal"]
 _KNOWN_DIRS_PAGE = 1000
 
 
-class Journal(JournalMaintenance):
+class Journal(JournalMaintenance, JournalStartup):
     """The daemon's durable state: one SQLite file in WAL mode, safe to share between threads.
 
     Every public method takes one lock around one connection, so the writer, the sink and the
