@@ -4,14 +4,23 @@ SQLite keeps writing to the inode it opened, so a catalog.db unlinked (or rename
 while the daemon runs would swallow every later row where nobody can read it. LocalSink
 remembers the (st_dev, st_ino) of the file it opened and compares the path's with it (one
 stat, once per sink-loop turn and in health()); pipeline.resend_if_lost acts on it.
+
+It also records which journal the file is written from (JournalRecord; issue 12, case 7), in
+a one-row table of its own beside the catalog tables, made on first use: a journal.db lost
+while the daemon was stopped is then told apart from the one that wrote the catalog.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+
+from exrwatchd.sinks.base import SinkUnavailable
 
 Identity = tuple[int, int]
 
@@ -70,3 +79,68 @@ class LostCatalog:
         self.open()
         self._lost = None
         return reason
+
+
+JOURNAL_TABLE = "exrwatchd_journal"
+_PAGE = 10_000
+
+
+def _now() -> str:
+    return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # as the catalog's times
+
+
+class JournalRecord:
+    """LocalSink's part that records the journal the catalog is written from."""
+
+    path: Path
+    _conn: sqlite3.Connection | None
+    _lock: threading.Lock
+
+    def _require(self) -> sqlite3.Connection: ...  # LocalSink's
+
+    @contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise SinkUnavailable(f"catalog {self.path}: {exc}") from exc
+
+    def recorded_journal(self) -> str | None:
+        with self._lock, self._sqlite_errors():
+            conn = self._require()
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?",
+                            (JOURNAL_TABLE,)).fetchone():  # fmt: skip
+                row = conn.execute(f"SELECT journal_id FROM {JOURNAL_TABLE}").fetchone()
+                if row is not None:
+                    return str(row[0])
+            # Rows but no record: written before journals had ids, by a journal unknown.
+            return "" if conn.execute("SELECT 1 FROM files LIMIT 1").fetchone() else None
+
+    def record_journal(self, journal_id: str) -> None:
+        with self._lock, self._sqlite_errors():
+            conn = self._require()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {JOURNAL_TABLE} "
+                             "(journal_id TEXT NOT NULL, recorded_at TEXT NOT NULL)")  # fmt: skip
+                conn.execute(f"DELETE FROM {JOURNAL_TABLE}")
+                conn.execute(f"INSERT INTO {JOURNAL_TABLE} VALUES (?, ?)", (journal_id, _now()))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def catalog_paths(self) -> Iterator[str]:
+        # By pages of the key, so a catalog of millions of files is never in memory at once.
+        last = ""
+        while True:
+            with self._lock, self._sqlite_errors():
+                page = self._require().execute(
+                    "SELECT file_id, file_path, file_path_bytes FROM files WHERE file_id > ? "
+                    "ORDER BY file_id LIMIT ?", (last, _PAGE)).fetchall()  # fmt: skip
+            for _, text, raw in page:
+                yield os.fsdecode(raw) if raw is not None else text
+            if len(page) < _PAGE:
+                return
+            last = page[-1][0]

@@ -15,7 +15,7 @@ gives exactly one current row set per path. Each sink's docstring states its own
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -63,3 +63,14 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Release connections; safe to call twice."""
+
+    def recorded_journal(self) -> str | None:
+        """The id of the journal the catalog records it is written from (issue 12, case 7):
+        "" for a catalog with rows but no record (made before journals had ids), None for
+        none (an empty catalog, or a sink that keeps no record)."""
+
+    def record_journal(self, journal_id: str) -> None:
+        """Record, durably, that the catalog is written from journal `journal_id`."""
+
+    def catalog_paths(self) -> Iterator[str]:
+        """Every path the files table holds, as the journal spells it (a journal rebuild)."""

@@ -49,7 +49,7 @@ from exrwatchd.catalog import (
 from exrwatchd.catalog.sequence_rows import sequence_id_for, sequence_row
 from exrwatchd.journal import OutboxEntry
 from exrwatchd.logs import get_logger
-from exrwatchd.sinks._catalog_file import Identity, LostCatalog, identity_of
+from exrwatchd.sinks._catalog_file import Identity, JournalRecord, LostCatalog, identity_of
 from exrwatchd.sinks._catalog_open import prepare_catalog
 from exrwatchd.sinks._sqlite_catalog import (
     apply_sequences,
@@ -119,7 +119,7 @@ def _classify(exc: Exception) -> str:
 CACHE_KIB = 16 * 1024
 
 
-class LocalSink(LostCatalog):
+class LocalSink(LostCatalog, JournalRecord):
     """The local SQLite catalog (see the module docstring for the guarantee).
 
     `path` is the database file, or a directory (the state dir) that gets `catalog.db`.

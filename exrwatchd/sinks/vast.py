@@ -24,8 +24,9 @@ Credentials live only in the SDK session; messages are scrubbed of them regardle
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import requests
@@ -171,6 +172,32 @@ class VastSink:
     def close(self) -> None:
         with self._lock:
             self._forget_connection()
+
+    # ---- the journal it is written from (issue 12, case 7) ----------------------------
+
+    # No record in VAST: the tables are shared by gateways and have no place for one without
+    # a schema change that `vast init` would have to roll out; status.json beside the
+    # journal records the journal's id instead (daemon/components.py).
+    def recorded_journal(self) -> str | None:
+        return None
+
+    def record_journal(self, journal_id: str) -> None:
+        pass
+
+    def catalog_paths(self) -> Iterator[str]:
+        """Every path of the files table: one read of two columns (a journal rebuild)."""
+        with self._lock:
+            try:
+                session, metadata = self._ready()
+                with session.transaction() as tx:
+                    files = tx.table_from_metadata(metadata["files"])
+                    rows = files.select(columns=["file_path", "file_path_bytes"]).read_all()
+            except Exception as exc:
+                self._forget_connection()
+                raise SinkUnavailable(f"vast: {self.describe(exc)}") from None
+        for text, raw in zip(rows.column("file_path").to_pylist(),
+                             rows.column("file_path_bytes").to_pylist(), strict=True):  # fmt: skip
+            yield os.fsdecode(raw) if raw is not None else text
 
     # ---- writing ----------------------------------------------------------------------
 
