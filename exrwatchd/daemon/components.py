@@ -1,4 +1,5 @@
-"""The daemon's durable parts, built from the config: the journal and the sink.
+"""The daemon's durable parts, built from the config: the journal and the sink, and what is
+checked between them at start: whose journal this is.
 
 Shared by the daemon and the sink process (sink_process.py), which builds its own.
 """
@@ -6,16 +7,22 @@ Shared by the daemon and the sink process (sink_process.py), which builds its ow
 from __future__ import annotations
 
 import errno
+import json
+import os
+from pathlib import Path
 
 from exrwatchd.config import Config
 from exrwatchd.errors import StartupError
 from exrwatchd.journal import Journal, JournalError
+from exrwatchd.logs import get_logger
 from exrwatchd.pipeline import full_reason
-from exrwatchd.sinks import Sink
+from exrwatchd.sinks import Sink, SinkUnavailable
 from exrwatchd.watch.mounts import is_network_fs, mount_fstype
 
 _TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EAGAIN})
 _TRANSIENT_TEXT = ("disk i/o error", "database or disk is full", "no space left", "locked")
+
+log = get_logger("exrwatchd.daemon")
 
 
 def is_transient_start_error(exc: BaseException) -> bool:
@@ -64,3 +71,75 @@ def build_sink(cfg: Config) -> Sink:
     from exrwatchd.sinks.vast import VastSink
 
     return VastSink(cfg.vast)
+
+
+# ---- at start: whose journal is this (issue 12, case 7) -----------------------------------
+
+
+def status_journal_id(state_dir: Path) -> str | None:
+    """The journal id the last status.json recorded; None without one (none written yet, or
+    by a version before journal ids), or when it cannot be read: then the catalog decides."""
+    try:
+        status = json.loads((state_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return None
+    found = status.get("journal_id") if isinstance(status, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def check_journal_identity(cfg: Config, journal: Journal, sink: Sink) -> None:
+    """Make sure `journal` is the one the catalog and status.json were written from, then
+    record it in the catalog. `sink` is open.
+
+    An empty journal that they do not know (a journal.db truncated or deleted while the
+    daemon was stopped: the issue's case) is rebuilt: everything it held can be found again
+    from the catalog and the disk (Journal.rebuild), and refusing would only leave the
+    gateway uncatalogued until someone ran that rebuild by hand. A journal with records of
+    its own that they do not know (another gateway's, an old copy swapped in) is refused:
+    which side is right cannot be told, and either way records would be lost.
+    """
+    state_dir = cfg.daemon.state_dir
+    journal_id, replaces = journal.identity()
+    known = (journal_id, replaces)
+    recorded = {f"{getattr(sink, 'path', 'the catalog')}": sink.recorded_journal(),
+                f"{state_dir / 'status.json'}": status_journal_id(state_dir)}  # fmt: skip
+    strangers = {where: rid for where, rid in recorded.items()
+                 if rid is not None and rid not in known}  # fmt: skip
+    if strangers and journal.holds_nothing():
+        _rebuild(cfg, journal, sink, strangers)
+    elif any(strangers.values()):  # "": a catalog older than journal ids, whose is unknown
+        sink.close()
+        where, rid = next((w, r) for w, r in strangers.items() if r)
+        message = (
+            f"{journal.path} is journal {journal_id}, but {where} was written from journal "
+            f"{rid}: they do not belong together (a journal.db or catalog restored from "
+            "another gateway or state directory?). Put the right journal.db back; or, to "
+            "keep this catalog, move the journal aside (its unsent records are lost; an "
+            "empty journal is rebuilt from the catalog and the disk); or, to keep this "
+            f"journal, move {where} aside"
+        )
+        log.critical("journal.refused", path=str(journal.path), journal_id=journal_id,
+                     recorded_by=where, recorded_id=rid)  # fmt: skip
+        raise StartupError(message)
+    sink.record_journal(journal_id)
+
+
+def _rebuild(cfg: Config, journal: Journal, sink: Sink, strangers: dict[str, str]) -> None:
+    roots = [str(w.path).rstrip(os.sep) for w in cfg.watch]
+
+    def watched(path: str) -> bool:  # rows of trees not watched here are not ours to check
+        return any(path.startswith(root + os.sep) for root in roots)
+
+    replaces = next((rid for rid in strangers.values() if rid), None)
+    try:
+        seeded = journal.rebuild(filter(watched, sink.catalog_paths()), replaces)
+    except SinkUnavailable as exc:
+        raise StartupError(f"{journal.path} must be rebuilt from the catalog, which cannot be "
+                           f"read now: {exc}", transient=True) from exc  # fmt: skip
+    log.warning(
+        "journal.rebuilt", path=str(journal.path), journal_id=journal.journal_id,
+        replaces=replaces, recorded_by=sorted(strangers), paths=seeded,
+        action="the journal was empty or missing: every cataloged file is checked against "
+        "the disk, inspected again if it is there, deleted from the catalog if it is gone",
+    )  # fmt: skip
+

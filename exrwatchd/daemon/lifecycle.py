@@ -26,7 +26,12 @@ from collections.abc import Callable
 from types import FrameType
 
 from exrwatchd.config import Config, load_config
-from exrwatchd.daemon.components import build_sink, is_transient_start_error, open_journal
+from exrwatchd.daemon.components import (
+    build_sink,
+    check_journal_identity,
+    is_transient_start_error,
+    open_journal,
+)
 from exrwatchd.daemon.gc_tuning import tune_for_throughput
 from exrwatchd.daemon.reload import plan_reload
 from exrwatchd.daemon.reporting import Telemetry
@@ -135,6 +140,8 @@ class Daemon:
         if resend_if_lost(sink, self.journal) and self._reconciler is not None:
             self.request_rescan(None)
         sink.open()
+        if self._reconciler is None:  # at start, not on a reload: whose journal is this
+            check_journal_identity(self.cfg, self.journal, sink)
         if self.cfg.daemon.sink_process:
             sink.close()
             return SinkProcess(self.cfg)  # the effective config: never the file again

@@ -169,6 +169,8 @@ class Telemetry:
         p, c, sink = d.pipeline, d.pipeline.counters, d.sink_loop
         return {
             "pid": os.getpid(), "updated_at": time.time(), "started_at": d.started_at,
+            # Which journal the daemon runs on: the start-up check compares it (issue 12, case 7).
+            "journal_id": d.journal.journal_id if d.journal is not None else None,
             "pending": len(d.settler), "queue_depth": p.work.qsize(),
             "inflight": len(p.inflight), "journal_queue": d.writer.pending() + len(p.unwritten),
             "pixel_queue": p.lane.depth() if p.lane else 0,
