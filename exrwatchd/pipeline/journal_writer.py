@@ -44,6 +44,10 @@ class JournalWriter:
         self.error: BaseException | None = None
         self.written = 0
 
+    @property
+    def journal(self) -> Journal:
+        return self._journal
+
     def start(self) -> None:
         self._thread.start()
 

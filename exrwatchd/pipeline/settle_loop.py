@@ -75,7 +75,8 @@ class Pipeline:
         if self.pixel_workers:
             self.lane = PixelLane(self.pixel_workers, self.pixel_queue_size,
                                   self._lane_done, self.metrics,
-                                  max_decoded_bytes=self.pixel_max_decoded_bytes)  # fmt: skip
+                                  max_decoded_bytes=self.pixel_max_decoded_bytes,
+                                  journal=self.writer.journal)  # fmt: skip
 
     def _lane_done(self, verdict: Verdict) -> None:
         """A pixel-lane thread finished with a verdict: back to the settle loop."""
