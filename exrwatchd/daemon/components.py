@@ -142,4 +142,3 @@ def _rebuild(cfg: Config, journal: Journal, sink: Sink, strangers: dict[str, str
         action="the journal was empty or missing: every cataloged file is checked against "
         "the disk, inspected again if it is there, deleted from the catalog if it is gone",
     )  # fmt: skip
-

@@ -26,12 +26,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from exrwatchd.config import Config, load_config
-from exrwatchd.daemon.components import (
-    build_sink,
-    check_journal_identity,
-    is_transient_start_error,
-    open_journal,
-)
+from exrwatchd.daemon import components
 from exrwatchd.daemon.gc_tuning import tune_for_throughput
 from exrwatchd.daemon.reload import plan_reload
 from exrwatchd.daemon.reporting import Telemetry
@@ -92,7 +87,7 @@ class Daemon:
         # tracker): they would inherit the credentials; the sink process gets them through
         # its pipe instead.
         self._withdrawn_env = withdraw_from_environ(self.cfg.secrets())
-        self.journal = open_journal(self.cfg)
+        self.journal = components.open_journal(self.cfg)
         reset = self.journal.reset_inflight()
         if reset:
             log.info("journal.resumed", inflight_reset=reset)
@@ -133,7 +128,7 @@ class Daemon:
         """Open the sink (here even when a child process ships: bad credentials, a missing
         bucket or a schema mismatch must fail loudly now) and the loop that feeds it."""
         assert self.journal is not None
-        sink = build_sink(self.cfg)
+        sink = components.build_sink(self.cfg)
         # Before open(), which would create a missing catalog.db empty: when the journal
         # counts files as delivered, they are marked for the start-up scan (or, on a
         # reload, this one) to send again.
@@ -141,7 +136,7 @@ class Daemon:
             self.request_rescan(None)
         sink.open()
         if self._reconciler is None:  # at start, not on a reload: whose journal is this
-            check_journal_identity(self.cfg, self.journal, sink)
+            components.check_journal_identity(self.cfg, self.journal, sink)
         if self.cfg.daemon.sink_process:
             sink.close()
             return SinkProcess(self.cfg)  # the effective config: never the file again
@@ -284,7 +279,7 @@ class Daemon:
             self.shutdown()
             message = (f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError)
                        and exc.filename else str(exc))  # fmt: skip
-            raise StartupError(message, transient=is_transient_start_error(exc)) from exc
+            raise StartupError(message, transient=components.is_transient_start_error(exc)) from exc
         tune_for_throughput()
         log.info("daemon.ready", watches=len(self.watches), workers=self.cfg.daemon.workers,
                  sink=self.cfg.sink.kind, state_dir=str(self.cfg.daemon.state_dir),
