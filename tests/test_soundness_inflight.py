@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 from exrgen import truncated_copies, truncation_points, write_scanline
-from harness import ROOT, write_config
+from harness import ROOT, wait_for, write_config
 
-from exrwatchd.journal import Journal
+from exrwatchd.journal import Journal, Persist
 from exrwatchd.pipeline import JournalWriter, Pipeline, Verdict, inspect_settled
 from exrwatchd.watch import Inbox, SettledFile, Settler
 
@@ -170,3 +170,25 @@ class TestGiveUpAge:
         future = int((wall + DAY) * 1e9)  # a clock stepped back: not evidence of silence
         assert s.recheck("/b.exr", first_seen=100.0, attempt=0, mtime_ns=future) is True
         assert len(s) == 2
+
+
+def test_a_batch_being_written_is_still_pending(tmp_path: Path) -> None:
+    # Found with case 6's one-shot scan: `scan` ends once nothing is pending, and the
+    # writer's pending() counted only its queue, not the batch it had taken off the queue and
+    # was still committing; a scan could exit before its last files reached the journal.
+    journal = Journal.open(tmp_path)
+    blocker = sqlite3.connect(tmp_path / "journal.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the writer's commit waits behind this lock
+    writer = JournalWriter(journal, on_commit=lambda _n: None, max_delay=0.0)
+    writer.start()
+    try:
+        assert writer.offer(Persist("/r/a.exr", None, None, "failed", {}))
+        wait_for(lambda: writer._queue.empty(), 10, "the writer to take the verdict")
+        assert writer.pending() == 1  # in hand, not in the journal yet
+        blocker.execute("ROLLBACK")
+        wait_for(lambda: journal.path_state("/r/a.exr") is not None, 20, "the commit")
+        wait_for(lambda: writer.pending() == 0, 10, "nothing pending once committed")
+    finally:
+        blocker.close()
+        writer.stop(timeout=10)
+        journal.close()

@@ -43,6 +43,7 @@ class JournalWriter:
         self._full = DiskFull(journal.path, writer="journal-writer")
         self.error: BaseException | None = None
         self.written = 0
+        self._in_hand = 0  # taken off the queue, not committed yet
 
     @property
     def journal(self) -> Journal:
@@ -63,7 +64,9 @@ class JournalWriter:
         return True
 
     def pending(self) -> int:
-        return self._queue.qsize()
+        """Verdicts not in the journal yet: queued, or in the batch being written (a one-shot
+        scan that looked at the queue alone could end before that batch was committed)."""
+        return self._queue.qsize() + self._in_hand
 
     @property
     def disk_full(self) -> str | None:
@@ -83,6 +86,7 @@ class JournalWriter:
                 if first is _STOP:
                     break
                 batch = [first]
+                self._in_hand = 1
                 deadline = time.monotonic() + self._max_delay
                 while len(batch) < self._batch_size:
                     try:
@@ -93,9 +97,11 @@ class JournalWriter:
                         stopping = True
                         break
                     batch.append(item)
+                    self._in_hand += 1
                 if not self._write_when_possible(batch):  # type: ignore[arg-type]
                     self._abandon(len(batch))
                     return
+                self._in_hand = 0
         except BaseException as exc:
             self.error = exc
             log.critical("journal.write_failed", error=str(exc), error_type=type(exc).__name__)

@@ -20,6 +20,7 @@ INSPECTION_STATUSES = ("complete", "incomplete", "failed")
 ERROR_KINDS = (
     "vanished", "unreadable", "not_a_file", "empty", "not_exr", "unsupported",
     "truncated_header", "bad_attribute", "bad_header", "too_large", "internal",
+    "crashed_inspector",
 )  # fmt: skip
 DEAD_LETTER_REASONS = ("rejected", "max_attempts")
 LOST_REASONS = ("inotify_overflow", "inotify_error", "poller_died")
