@@ -24,7 +24,6 @@ import os
 import pickle
 import queue
 import signal
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -175,6 +174,20 @@ class SinkProcess:
             self._error = RuntimeError(f"sink process exited with {self._process.exitcode}")
 
 
+class _Flag:
+    """Set by the SIGTERM handler: a plain attribute and no lock. A threading.Event takes a
+    lock, and a second SIGTERM arriving while the handler holds it (the parent's death
+    signal can come more than once) deadlocks the child for good."""
+
+    __slots__ = ("raised",)
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def set(self, *_: object) -> None:
+        self.raised = True
+
+
 def _child_main(shared: _Shared) -> None:
     parent = shared.parent_pid
     _die_with_parent(shared)
@@ -185,9 +198,9 @@ def _child_main(shared: _Shared) -> None:
     from exrwatchd.logs import apply_logging, get_logger
     from exrwatchd.pipeline import SinkLoop
 
-    stopping = threading.Event()
+    stopping = _Flag()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, stopping.set)
     try:
         cfg = config_from_bytes(shared.commands.recv_bytes())
     except (EOFError, OSError):
@@ -247,12 +260,12 @@ def _serve(
     loop: SinkLoop,
     shared: _Shared,
     parent: int,
-    stopping: threading.Event,
+    stopping: _Flag,
     relog: Callable[[LogConfig], None],
 ) -> None:
     """Pass the parent's wake-ups to the loop and its logging settings to `relog`, and publish
     the loop's counters, until told to stop, the loop dies or the parent is gone."""
-    while not stopping.is_set() and loop.alive() and os.getppid() == parent:
+    while not stopping.raised and loop.alive() and os.getppid() == parent:
         try:
             if shared.commands.poll(0.2):
                 command = shared.commands.recv_bytes()
