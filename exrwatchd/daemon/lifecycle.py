@@ -55,6 +55,7 @@ class Daemon:
         self.inbox = Inbox()
         self.stopping = threading.Event()
         self.force = False
+        self.stop_requested = False  # set by the signal handlers, like reload_requested
         self.reload_requested = False
         self.started_at = time.time()
         self.telemetry = Telemetry(self)
@@ -306,7 +307,7 @@ class Daemon:
         code = EXIT_OK
         alive = True
         assert self.pipeline is not None
-        while not self.stopping.is_set():
+        while not self.stop_requested and not self.stopping.is_set():
             self.pipeline.step(self.clock)
             self.telemetry.pump()
             if self.reload_requested:
@@ -384,15 +385,15 @@ class Daemon:
                  left_settling=len(self.settler))  # fmt: skip
 
     def install_signal_handlers(self) -> None:
+        # Plain attributes, read by the main loop each turn (<= 0.5 s): an Event's lock, held
+        # by the main thread when a (second) signal lands, would deadlock it.
         def stop(signum: int, frame: FrameType | None) -> None:
-            if self.stopping.is_set() and signum == signal.SIGINT:
+            if self.stop_requested and signum == signal.SIGINT:
                 self.force = True  # a second Ctrl-C: stop waiting for in-flight work
-            self.stopping.set()
-            self.inbox.wakeup.set()
+            self.stop_requested = True
 
         def hangup(signum: int, frame: FrameType | None) -> None:
             self.reload_requested = True
-            self.inbox.wakeup.set()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
