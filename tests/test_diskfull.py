@@ -1,6 +1,6 @@
-"""A full disk under the journal, in-process: telling it from other failures (diskfull.py),
-the journal writer and the sink loop waiting it out (shipper.py), status.json written over
-in place. The real thing (a full tmpfs, RLIMIT_FSIZE on the daemon) is in test_faults.py."""
+"""A full disk under the journal, in-process: telling it from other failures, the journal
+writer and the sink loop waiting it out (pipeline/diskfull.py), status.json written over in
+place. The real thing (a full tmpfs, RLIMIT_FSIZE on the daemon) is in test_faults.py."""
 
 from __future__ import annotations
 
