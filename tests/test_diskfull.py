@@ -186,7 +186,8 @@ def test_the_writer_reports_the_disk_full_while_it_lasts(tmp_path: Path) -> None
     assert "SQLITE_FULL" in str(writer.disk_full) and writer.disk_full_since is not None
     # the bounded queue fills behind the held batch: the settle loop sees backpressure
     assert all(writer.offer(item) for item in items(10))
-    assert writer.pending() == 10 and not writer.offer(Delete("/r/more.exr"))
+    # pending: the held batch (first.exr) and the 10 queued behind it
+    assert writer.pending() == 11 and not writer.offer(Delete("/r/more.exr"))
     assert writer.alive()
     assert writer.stop(5)
 
