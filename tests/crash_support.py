@@ -286,8 +286,14 @@ def journal_stats(state: Path) -> JournalStats:
 
 
 def outbox_empty(state: Path) -> JournalStats | None:
-    stats = journal_stats(state)
-    return stats if stats.ready == 0 and stats.inflight == 0 else None
+    """The journal's stats once everything is delivered: nothing ready or in flight, and no
+    sequence summary still waiting for its refresh (which would queue a `sequence` entry
+    a moment later, during the stop that follows)."""
+    with Journal(state / "journal.db") as journal:
+        stats = journal.stats()
+        if stats.ready or stats.inflight or journal.sequences_pending():
+            return None
+    return stats
 
 
 def check_catalog(view: CatalogView, expected: dict[str, str]) -> list[str]:
