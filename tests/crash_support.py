@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import vastdb
 from exrgen import PartSpec, write_multipart, write_scanline, write_tiled
 from harness import Catalog, DaemonProcess, children, wait_for, write_config
+from vastdb.config import SessionConfig
 
 from exrwatchd.exr import inspect_path
 from exrwatchd.journal import Journal, JournalStats
@@ -248,18 +250,20 @@ class _NoVips(logging.Filter):
         return "No vips returned" not in str(record.msg)
 
 
-def vast_view(emu: Any) -> CatalogView:
-    import vastdb
-    from vastdb.config import SessionConfig
+def vast_session(emu: Any) -> Any:
+    """A real SDK session on the emulator, as a user reading back what the daemon wrote."""
+    return vastdb.connect(endpoint=emu.endpoint, access=emu.access_key,
+                          secret=emu.secret_key, timeout=(5, 5),
+                          config=SessionConfig(data_endpoints=[emu.endpoint]))  # fmt: skip
 
+
+def vast_view(emu: Any) -> CatalogView:
     for name in ("vastdb", "vastdb._session_context"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _NoVips) for f in logger.filters):
             logger.addFilter(_NoVips())
 
-    session = vastdb.connect(endpoint=emu.endpoint, access=emu.access_key,
-                             secret=emu.secret_key, timeout=(5, 5),
-                             config=SessionConfig(data_endpoints=[emu.endpoint]))  # fmt: skip
+    session = vast_session(emu)
     with session.transaction() as tx:
         schema = tx.bucket(BUCKET).schema(SCHEMA, fail_if_missing=False)
         table = None if schema is None else schema.table("files", fail_if_missing=False)

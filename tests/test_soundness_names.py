@@ -18,12 +18,11 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-import vastdb
+from crash_support import vast_session
 from exrgen import write_multipart, write_scanline
 from harness import ROOT, DaemonEnv, DaemonProcess, wait_for, write_config
 from vast_emulator import VastEmulator
 from vast_emulator.store import EmulatorError
-from vastdb.config import SessionConfig
 
 from exrwatchd.catalog import TABLES
 
@@ -42,13 +41,6 @@ LOOKALIKE = BAD_TEXT[1].encode()
 def emu() -> Iterator[VastEmulator]:
     with VastEmulator(buckets={BUCKET}) as emulator:
         yield emulator
-
-
-def vast_session(emu: VastEmulator) -> Any:
-    """A real SDK session on the emulator, as a user reading the catalog."""
-    return vastdb.connect(endpoint=emu.endpoint, access=emu.access_key,
-                          secret=emu.secret_key, timeout=(5, 5),
-                          config=SessionConfig(data_endpoints=[emu.endpoint]))  # fmt: skip
 
 
 def vast_files(emu: VastEmulator) -> list[dict[str, Any]]:

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import vastdb
+from crash_support import vast_session
 from exrgen import write_multipart, write_scanline
 from harness import ROOT, DaemonProcess, wait_for, write_config
 from vast_emulator import VastEmulator
-from vastdb.config import SessionConfig
 
 BUCKET, SCHEMA = "exrwatch", "exr_metadata"
 
@@ -26,15 +25,8 @@ def emu() -> Iterator[VastEmulator]:
         yield emulator
 
 
-def session_for(emu: VastEmulator) -> Any:
-    """A real SDK session on the emulator, as a test reading back what the daemon wrote."""
-    return vastdb.connect(endpoint=emu.endpoint, access=emu.access_key,
-                          secret=emu.secret_key, timeout=(5, 5),
-                          config=SessionConfig(data_endpoints=[emu.endpoint]))  # fmt: skip
-
-
 def files_by_path(emu: VastEmulator) -> dict[str, list[dict[str, Any]]]:
-    session = session_for(emu)
+    session = vast_session(emu)
     with session.transaction() as tx:
         schema = tx.bucket(BUCKET).schema(SCHEMA, fail_if_missing=False)
         if schema is None:
@@ -153,7 +145,7 @@ def test_restarts_never_duplicate(tmp_path: Path, emu: VastEmulator) -> None:
 
 
 def sequences_in_vast(emu: VastEmulator) -> dict[str, dict[str, Any]]:
-    session = session_for(emu)
+    session = vast_session(emu)
     with session.transaction() as tx:
         schema = tx.bucket(BUCKET).schema(SCHEMA, fail_if_missing=False)
         table = None if schema is None else schema.table("sequences", fail_if_missing=False)
