@@ -7,13 +7,13 @@ Reads only: the journal (SQLite WAL allows this next to a running daemon) and th
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Any
 
 from exrwatchd.config import Config
 from exrwatchd.journal import Journal
+from exrwatchd.telemetry import read_status_file
 
 
 def _pid_alive(pid: int) -> bool:
@@ -32,15 +32,7 @@ def gather_status(cfg: Config) -> dict[str, Any]:
     if (state_dir / "journal.db").exists():
         with Journal(state_dir / "journal.db") as journal:
             out["journal"] = dataclasses.asdict(journal.stats())
-    daemon = None
-    for _ in range(3):  # rewritten in place on a full disk: a read may catch it half-way
-        try:
-            daemon = json.loads((state_dir / "status.json").read_text())
-            break
-        except OSError:
-            break
-        except ValueError:
-            time.sleep(0.05)
+    daemon = read_status_file(state_dir)
     if daemon is not None:
         daemon["running"] = _pid_alive(int(daemon.get("pid", 0)))
         daemon["age_seconds"] = round(time.time() - float(daemon.get("updated_at", 0)), 1)

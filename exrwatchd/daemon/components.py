@@ -7,7 +7,6 @@ Shared by the daemon and the sink process (sink_process.py), which builds its ow
 from __future__ import annotations
 
 import errno
-import json
 import os
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from exrwatchd.journal import Journal, JournalError
 from exrwatchd.logs import get_logger
 from exrwatchd.pipeline import full_reason
 from exrwatchd.sinks import Sink, SinkUnavailable
+from exrwatchd.telemetry import read_status_file
 from exrwatchd.watch.mounts import is_network_fs, mount_fstype
 
 _TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EAGAIN})
@@ -79,11 +79,8 @@ def build_sink(cfg: Config) -> Sink:
 def status_journal_id(state_dir: Path) -> str | None:
     """The journal id the last status.json recorded; None without one (none written yet, or
     by a version before journal ids), or when it cannot be read: then the catalog decides."""
-    try:
-        status = json.loads((state_dir / "status.json").read_text())
-    except (OSError, ValueError):
-        return None
-    found = status.get("journal_id") if isinstance(status, dict) else None
+    status = read_status_file(state_dir)
+    found = status.get("journal_id") if status is not None else None
     return found if isinstance(found, str) else None
 
 

@@ -10,7 +10,7 @@ from exrwatchd.telemetry.metrics import (
     WatchState,
 )
 from exrwatchd.telemetry.notify import Notifier, WatchdogPinger, format_status
-from exrwatchd.telemetry.status_file import write_status_file
+from exrwatchd.telemetry.status_file import read_status_file, write_status_file
 
 __all__ = [
     "Metrics",
@@ -23,5 +23,6 @@ __all__ = [
     "format_status",
     "health_reason",
     "parse_listen",
+    "read_status_file",
     "write_status_file",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +50,19 @@ def _overwrite(target: Path, text: bytes, cause: OSError) -> None:
         if len(text) > size:
             raise cause
         f.write(text.ljust(size))
+
+
+def read_status_file(state_dir: Path) -> dict[str, Any] | None:
+    """What <state_dir>/status.json last said; None when there is none or it cannot be read.
+    On a full disk it is rewritten in place (see write_status_file), so a read that catches
+    it half-way is tried again."""
+    for _ in range(3):
+        try:
+            status = json.loads((state_dir / "status.json").read_text())
+        except OSError:
+            return None
+        except ValueError:
+            time.sleep(0.05)  # the writer finishes the in-place rewrite within a moment
+            continue
+        return status if isinstance(status, dict) else None
+    return None
