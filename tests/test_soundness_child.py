@@ -124,7 +124,7 @@ def test_the_sink_child_logs_to_the_configured_log_file_and_follows_its_rotation
     # issue 12, case 9: the child logs to log.file like its parent, not only to stdout; and
     # a SIGHUP after logrotate moved the file reopens it in the child too.
     log_file = tmp_path / "exrwatchd.log"
-    env = DaemonEnv(tmp_path, log={"level": "info", "file": str(log_file)})
+    env = DaemonEnv(tmp_path, log={"level": "debug", "file": str(log_file)})
     daemon = DaemonProcess(env.config, env.state)
     try:
 

@@ -61,7 +61,7 @@ def vast_daemon(
               "batch_size": 100, "max_attempts": MAX_ATTEMPTS},
         vast={"endpoint": emu.endpoint, "bucket": BUCKET, "schema": SCHEMA,
               "create_tables": create_tables, "connect_timeout": 1.0, "read_timeout": 2.0},
-        log={"level": "info"},
+        log={"level": "debug"},  # sink.persisted per file
     )  # fmt: skip
     env = {"VAST_DB_ACCESS_KEY": emu.access_key, "VAST_DB_SECRET_KEY": emu.secret_key}
     daemon = DaemonProcess(config, state, env=env)

@@ -62,7 +62,7 @@ def start(tmp_path: Path, emu: VastEmulator, renders: Path) -> tuple[DaemonProce
               "batch_size": 100},
         vast={"endpoint": emu.endpoint, "bucket": BUCKET, "schema": SCHEMA,
               "create_tables": True, "connect_timeout": 1.0, "read_timeout": 2.0},
-        log={"level": "info"},
+        log={"level": "debug"},  # sink.persisted per file
     )  # fmt: skip
     env = {"VAST_DB_ACCESS_KEY": emu.access_key, "VAST_DB_SECRET_KEY": emu.secret_key}
     daemon = DaemonProcess(config, state, env=env)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from exrwatchd.exr import InspectError, Inspection
@@ -26,7 +26,7 @@ from exrwatchd.pipeline.inspector import Verdict, inspect_settled, make_record
 from exrwatchd.pipeline.journal_writer import JournalWriter
 from exrwatchd.pipeline.pixel_lane import PixelLane
 from exrwatchd.pipeline.pixel_lane import report as report_pixels
-from exrwatchd.telemetry import NullMetrics
+from exrwatchd.telemetry import NullMetrics, ProgressLine
 from exrwatchd.watch import Inbox, SettledFile, Settler, Unreadable, Vanished
 
 log = get_logger("exrwatchd.pipeline")
@@ -35,10 +35,12 @@ log = get_logger("exrwatchd.pipeline")
 @dataclass
 class Counters:
     detected: int = 0
+    settled: int = 0
     inspected: int = 0
     failed: int = 0
     incomplete: int = 0
     deleted: int = 0
+    rechecked: int = 0  # incomplete for now: looked at again later
 
 
 @dataclass
@@ -66,17 +68,24 @@ class Pipeline:
     unreadable: Callable[[str, OSError], None] | None = None
     pixel_max_decoded_bytes: int | None = None  # None: exr.pixels' default
     lane: PixelLane | None = field(init=False, default=None)
+    progress: ProgressLine = field(init=False)
     # What a worker runs on a settled file: injected like the clock, so that the moment a
     # worker finishes can be chosen rather than raced.
     inspect: Callable[[SettledFile], Verdict] = inspect_settled
 
     def __post_init__(self) -> None:
         self.work = queue.Queue(maxsize=self.queue_size)
+        # Per-file events are at debug; at info, this line says what the files amount to.
+        self.progress = ProgressLine("progress", lambda: asdict(self.counters),
+                                     gauges=self._gauges, logger_name="exrwatchd.pipeline")
         if self.pixel_workers:
             self.lane = PixelLane(self.pixel_workers, self.pixel_queue_size,
                                   self._lane_done, self.metrics,
                                   max_decoded_bytes=self.pixel_max_decoded_bytes,
                                   journal=self.writer.journal)  # fmt: skip
+
+    def _gauges(self) -> dict[str, object]:
+        return {"pending": len(self.settler), "inspecting": len(self.inflight)}
 
     def _lane_done(self, verdict: Verdict) -> None:
         """A pixel-lane thread finished with a verdict: back to the settle loop."""
@@ -170,7 +179,8 @@ class Pipeline:
             if item.path in self.inflight:
                 self.dirty.add(item.path)  # inspect again once the current look finishes
                 continue
-            log.info("file.settled", path=item.path, size=item.sig.size, attempt=item.attempt)
+            self.counters.settled += 1
+            log.debug("file.settled", path=item.path, size=item.sig.size, attempt=item.attempt)
             if item.attempt == 0:
                 self.metrics.settle_seconds(now - item.first_seen)
             self.inflight.add(item.path)
@@ -197,8 +207,9 @@ class Pipeline:
             elif v.kind == "recheck" and self.settler.recheck(
                 path, v.settled.first_seen, v.settled.attempt, v.settled.sig.mtime_ns
             ):
-                log.info("file.incomplete", path=path, reason=v.reason,
-                         attempt=v.settled.attempt, will_recheck=True)  # fmt: skip
+                self.counters.rechecked += 1
+                log.debug("file.incomplete", path=path, reason=v.reason,
+                          attempt=v.settled.attempt, will_recheck=True)  # fmt: skip
             else:
                 self._persist(v)
 
@@ -215,7 +226,7 @@ class Pipeline:
 
     def _gone(self, path: str) -> None:
         self.counters.deleted += 1
-        log.info("file.deleted", path=path)
+        log.debug("file.deleted", path=path)
         # Always through the writer: it is FIFO, so a Persist queued just before this
         # Delete is journaled first and cannot resurrect the path afterwards.
         self._journal(Delete(path))
@@ -227,8 +238,8 @@ class Pipeline:
         self.metrics.inspected(v.status)
         if v.status == "complete":
             self.counters.inspected += 1
-            log.info("file.inspected", path=path, header_hash=v.header_hash,
-                     parts=len(record["parts"]))  # fmt: skip
+            log.debug("file.inspected", path=path, header_hash=v.header_hash,
+                      parts=len(record["parts"]))  # fmt: skip
         elif v.status == "incomplete":
             self.counters.incomplete += 1
             log.warning("file.incomplete", path=path, reason=v.reason, will_recheck=False)
@@ -267,6 +278,7 @@ class Pipeline:
             wait = min(wait, 0.01)  # the writer and the lane free room without telling us
         if self.writer.disk_full is not None:
             wait = max_wait  # nothing goes out until the journal has room: do not spin
+        self.progress.tick(clock())
         if wait > 0:
             self.inbox.wakeup.wait(wait)
         self.inbox.wakeup.clear()
@@ -282,6 +294,7 @@ class Pipeline:
             self.inbox.wakeup.wait(0.05)
         self.handle_verdicts()
         self._drain_to_journal(deadline)
+        self.progress.flush(self.clock())
 
     def _drain_to_journal(self, deadline: float) -> None:
         """At shutdown: hand every waiting write to the writer, waiting for room until

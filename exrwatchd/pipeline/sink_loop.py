@@ -25,11 +25,14 @@ from exrwatchd.journal import (
 from exrwatchd.logs import get_logger
 from exrwatchd.pipeline.diskfull import STOPPED, DiskFull, durably
 from exrwatchd.sinks import Outcome, Sink, SinkUnavailable
-from exrwatchd.telemetry import NullMetrics
+from exrwatchd.telemetry import NullMetrics, ProgressLine
 
 log = get_logger("exrwatchd.sink_loop")
 
 T = TypeVar("T")
+
+#: The `sink.progress` count each delivered entry adds to, by its op.
+_SHIPPED = {"upsert": "persisted", "delete": "deleted", "sequence": "sequences"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,11 @@ class SinkLoop:
         self._last_loud = 0.0
         self._full = DiskFull(journal.path, writer="sink")
         self.delivered = 0
+        # Per-file `sink.persisted` lines are at debug; `sink.progress` sums them up at info.
+        self.shipped: dict[str, int] = {"persisted": 0, "deleted": 0, "sequences": 0,
+                                        "retried": 0, "dead_lettered": 0}  # fmt: skip
+        self._progress = ProgressLine("sink.progress", lambda: self.shipped,
+                                      logger_name="exrwatchd.sink_loop")
         self.catalog_resets = 0  # the catalog was lost and everything resent: the daemon rescans
 
     def start(self) -> None:
@@ -114,6 +122,7 @@ class SinkLoop:
                 batch = self._durably(lambda: self._journal.claim(self._batch_size))
                 if batch is None:
                     break
+                self._progress.tick(time.monotonic())
                 if not batch:
                     self._wake.wait(timeout=1.0)
                     self._wake.clear()
@@ -126,6 +135,7 @@ class SinkLoop:
                     continue
                 failures += 1
                 self._back_off(failures)
+            self._progress.flush(time.monotonic())
         except BaseException as exc:
             self.error = exc
             log.critical("sink.loop_failed", error=str(exc), error_type=type(exc).__name__)
@@ -203,8 +213,11 @@ class SinkLoop:
             log.error("sink.dead_letter", path=by_id[entry_id].path, error=error, stage="sink")
         for entry_id in delivered:
             entry = by_id[entry_id]
-            log.info("sink.persisted", path=entry.path, op=entry.op, sink=self._sink.name)
+            self.shipped[_SHIPPED[entry.op]] += 1
+            log.debug("sink.persisted", path=entry.path, op=entry.op, sink=self._sink.name)
         self.delivered += len(delivered)
+        self.shipped["retried"] += len(retry) - len(dead)
+        self.shipped["dead_lettered"] += len(reject) + len(dead)
         if self.unhealthy_since is not None:
             log.info("sink.recovered", sink=self._sink.name)
             self.unhealthy_since = None

@@ -10,13 +10,16 @@ from exrwatchd.telemetry.metrics import (
     WatchState,
 )
 from exrwatchd.telemetry.notify import Notifier, WatchdogPinger, format_status
+from exrwatchd.telemetry.progress import PROGRESS_INTERVAL, ProgressLine
 from exrwatchd.telemetry.status_file import read_status_file, write_status_file
 
 __all__ = [
+    "PROGRESS_INTERVAL",
     "Metrics",
     "MetricsServer",
     "Notifier",
     "NullMetrics",
+    "ProgressLine",
     "Snapshot",
     "WatchState",
     "WatchdogPinger",
