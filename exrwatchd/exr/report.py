@@ -23,10 +23,29 @@ def iso_utc(ns: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# Frames of a sequence repeat most attributes byte for byte (channels, windows, compression,
+# the renderer's metadata), so each distinct attribute is decoded into its JSON form once: in
+# the daemon's profile that decoding was a quarter of building a record. The dicts are shared
+# between records, which are only ever serialised, never changed in place. Large values
+# (previews, blobs) are not kept; the bound keeps a long-running daemon's memory flat.
+_ATTRIBUTE_DICTS: dict[Attribute, dict[str, Any]] = {}
+_CACHED_ATTRIBUTES = 8192
+_CACHED_RAW_BYTES = 512
+
+
 def attribute_to_dict(attr: Attribute) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": attr.type, "value": attr.value}
+    """The JSON form of one attribute: type and value, plus the bytes in base64 when the value
+    alone would lose them (exr.attributes.needs_raw). The result must not be modified."""
+    out = _ATTRIBUTE_DICTS.get(attr)
+    if out is not None:
+        return out
+    out = {"type": attr.type, "value": attr.value}
     if needs_raw(attr.type, attr.raw):
         out["base64"] = base64.b64encode(attr.raw).decode("ascii")
+    if len(attr.raw) <= _CACHED_RAW_BYTES:
+        if len(_ATTRIBUTE_DICTS) >= _CACHED_ATTRIBUTES:
+            _ATTRIBUTE_DICTS.clear()  # threads may race here: a lost entry is only a miss
+        _ATTRIBUTE_DICTS[attr] = out
     return out
 
 
