@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from exrwatchd import __version__
-from exrwatchd.cli._output import json_line, write_out
+from exrwatchd.cli._output import flush_out, json_line, write_out
 from exrwatchd.errors import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -61,12 +61,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             record = inspection_to_dict(result, embeddings=args.embeddings)
             if args.pixels:
                 record["pixel_stats"] = stats
-            write_out(json_line(record))
+            write_out(json_line(record), flush=False)
         else:
             text = summary_line(result)
             if args.pixels and result.error is None:
                 text += "\n" + pixel_summary(stats)
-            write_out(text.encode("utf-8", errors="backslashreplace") + b"\n")
+            write_out(text.encode("utf-8", errors="backslashreplace") + b"\n", flush=False)
+    flush_out()
     if failed or (args.strict and incomplete):
         return EXIT_FAILED
     return EXIT_OK
