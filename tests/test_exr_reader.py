@@ -146,3 +146,45 @@ def test_long_names_are_read_whole(kinds_dir: dict[str, Path]) -> None:
         + [len(c.name) for p in result.parts for c in p.channels]
     )
     assert longest > 31
+
+
+def test_float32_values_are_the_shortest_round_trip_decimals_as_numpy_prints_them() -> None:
+    # exr.attributes writes this out rather than importing numpy (start-up of `inspect`):
+    # it must agree with numpy's shortest repr of a float32 on every kind of bit pattern.
+    import random
+    import struct
+
+    import numpy as np
+
+    from exrwatchd.exr.attributes import float32_value
+
+    rng = random.Random(1234)
+    special = [0, 0x80000000, 1, 0x007FFFFF, 0x00800000, 0x3DCCCCCD, 0x3F800000, 0x7F7FFFFF,
+               0xFF7FFFFF, 0x7F800000, 0xFF800000, 0x7FC00000, 0x4B7FFFFF, 0x33800000]
+    for bits in special + [rng.getrandbits(32) for _ in range(100_000)]:
+        expected = np.frombuffer(struct.pack("<I", bits), "<f4")[0]
+        got = float32_value.__wrapped__(bits)
+        if np.isnan(expected):
+            assert got == "NaN"
+        elif np.isinf(expected):
+            assert got == ("Infinity" if expected > 0 else "-Infinity")
+        else:
+            assert got == float(str(expected)), hex(bits)
+            assert struct.pack("<f", got) == struct.pack("<I", bits), hex(bits)
+
+
+def test_inspecting_ordinary_frames_does_not_import_numpy(tmp_path: Path) -> None:
+    # `exrwatchd inspect` of ordinary frames starts without numpy (~60 ms of its start).
+    import subprocess
+    import sys
+
+    from exrgen import write_scanline
+
+    frame = write_scanline(tmp_path / "plate.0001.exr")
+    code = ("import sys; from exrwatchd.exr import inspect_path; "
+            "from exrwatchd.exr.report import inspection_to_dict; "
+            f"inspection_to_dict(inspect_path({str(frame)!r})); "
+            "print('numpy' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert out.stdout.strip() == "False"
