@@ -13,7 +13,6 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, TypeAlias
 
-
 from exrwatchd.errors import ExrFormatError
 
 #: A JSON-compatible value: what an attribute decodes to.

@@ -11,7 +11,6 @@ import array
 import struct
 from functools import lru_cache
 
-
 from exrwatchd.exr.model import Box, Completeness, Header, Tiles
 from exrwatchd.exr.source import ByteSource
 
