@@ -9,6 +9,11 @@ output stream in place, so loggers that were bound before the reload also pick u
 secrets, format and stream; only lowering the level does not reach a logger that was
 ``.bind()``-ed earlier (its below-level methods are already no-ops). Loggers from
 `get_logger` that are bound per use follow every change.
+
+Under systemd each line starts with its syslog priority (``<4>{...}``) when stdout is the
+journal's stream, so ``journalctl -p warning`` works; journald strips it. A budget (token
+bucket) caps the lines per second below journald's rate limit and, when exceeded, drops
+debug and info lines before warnings and errors, and says how many in ``log.suppressed``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import PurePath
 from typing import Any, TextIO, cast
 
@@ -49,6 +56,26 @@ _METHOD_LEVELS = LEVELS | {
     "fatal": logging.CRITICAL,
 }
 _HEAD = ("timestamp", "level", "event")
+#: sd-daemon(3) prefixes: journald takes them off the line and stores them as PRIORITY.
+_PRIORITY = {
+    "debug": "<7>",
+    "info": "<6>",
+    "warning": "<4>",
+    "warn": "<4>",
+    "error": "<3>",
+    "exception": "<3>",
+    "critical": "<3>",
+    "fatal": "<3>",
+}
+#: A line at this level passes the budget only while this fraction of the burst is left
+#: for the levels above it: debug goes first, then info; warnings and errors use it all.
+_RESERVE = {logging.DEBUG: 0.5, logging.INFO: 0.2}
+#: Marks the budget's own summary line, which it lets through (popped before rendering).
+_EXEMPT = "_log_budget_exempt"
+#: Defaults of [log] rate_limit and burst (per process; the daemon runs two): at most
+#: 2 x (1000 + 100 x 30) = 8,000 lines per 30 s, under journald's default 10,000.
+DEFAULT_RATE_LIMIT = 100.0
+DEFAULT_BURST = 1000
 
 
 class Redactor:
@@ -105,6 +132,89 @@ class _LevelGate:
         return event_dict
 
 
+class LogBudget:
+    """A token bucket over the lines written: `rate` lines/s on average, `burst` at once.
+
+    journald drops a service's lines beyond its rate limit whatever their priority; this
+    drops ours first and by level instead (see _RESERVE), so warnings and errors still get
+    through while debug and info lines are being dropped. The counts dropped are reported
+    in one ``log.suppressed`` line (warning) at most every `interval` seconds, with the
+    first line logged (or dropped) after that interval has passed. `clock` is injectable
+    for tests.
+    """
+
+    def __init__(
+        self, rate: float, burst: int, *, interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"log budget needs rate > 0 and burst >= 1, got {rate}, {burst}")
+        self.rate, self.burst, self.interval = rate, burst, interval
+        self._clock = clock
+        self._floor = {level: 1 + share * burst for level, share in _RESERVE.items()}
+        self._lock = threading.Lock()
+        self._tokens = float(burst)
+        self._last = clock()
+        self._dropped: dict[str, int] = {}
+        self._since = 0.0
+        self.summary_level = "warning"  # configure_logging raises it to the level's floor
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        if event_dict.pop(_EXEMPT, False):
+            return event_dict
+        level = _METHOD_LEVELS.get(method_name, logging.CRITICAL)
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            allowed = self._tokens >= self._floor.get(level, 1)
+            if allowed:
+                self._tokens -= 1
+            else:
+                name = logging.getLevelName(min(level, logging.CRITICAL)).lower()
+                if not self._dropped:
+                    self._since = now
+                self._dropped[name] = self._dropped.get(name, 0) + 1
+            report = self._take_report(now)
+        if report is not None:
+            self._report(report)
+        if not allowed:
+            raise structlog.DropEvent
+        return event_dict
+
+    def _take_report(self, now: float) -> dict[str, Any] | None:
+        if not self._dropped or now - self._since < self.interval:
+            return None
+        dropped, self._dropped = self._dropped, {}
+        return {"suppressed": dropped, "total": sum(dropped.values()),
+                "seconds": round(now - self._since, 1)}  # fmt: skip
+
+    def _report(self, fields: dict[str, Any]) -> None:
+        # Called without the lock held: the summary goes through the chain (and this step).
+        log = structlog.get_logger("exrwatchd.logs")
+        getattr(log, self.summary_level)(
+            "log.suppressed", rate_limit=self.rate, burst=self.burst, **fields, **{_EXEMPT: True}
+        )
+
+
+def _pass(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    return event_dict
+
+
+def journal_is(stream: object) -> bool:
+    """Whether `stream` is the journal's: systemd sets $JOURNAL_STREAM to the "dev:ino" of
+    the socket it connects a service's stdout to (inherited by children whose stdout may
+    be something else, hence the comparison)."""
+    expected = os.environ.get("JOURNAL_STREAM")
+    if not expected:
+        return False
+    try:
+        st = os.fstat(stream.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
+    return expected == f"{st.st_dev}:{st.st_ino}"
+
+
 class _Output:
     """The stream every logger writes to; swapping its target on reload redirects them all.
     `owned` is the log file `apply_logging` opened (and closes when it opens the next)."""
@@ -138,9 +248,20 @@ def _keep(logger: WrappedLogger, method_name: str, line: str) -> str:
     return line
 
 
+def _journal_json(logger: WrappedLogger, method_name: str, line: str) -> str:
+    return _PRIORITY.get(method_name, "<6>") + line
+
+
+def _journal_console(logger: WrappedLogger, method_name: str, line: str) -> str:
+    # journald makes an entry of each line: a traceback's lines each need the prefix too.
+    prefix = _PRIORITY.get(method_name, "<6>")
+    return prefix + _printable(logger, method_name, line).replace("\n", "\n" + prefix)
+
+
 # Mutated in place, never rebound: bound loggers hold a reference to this very list.
 _CHAIN: list[Processor] = []
 _OUTPUT = _Output(sys.stdout)
+_BUDGET: LogBudget | None = None  # apply_logging's, kept across reloads with the same settings
 
 
 def configure_logging(
@@ -148,9 +269,11 @@ def configure_logging(
     level: str = "info",
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
+    budget: LogBudget | None = None,
 ) -> None:
     """(Re)configure logging: format "json" or "console", a level name, the secret values
-    to redact, and the stream (default sys.stdout; every line is flushed, for journald)."""
+    to redact, the stream (default sys.stdout; every line is flushed, for journald) and the
+    budget of lines per second (none: unlimited)."""
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     min_level = LEVELS.get(level.lower())
@@ -158,17 +281,25 @@ def configure_logging(
         raise ValueError(f"log level must be one of {', '.join(LEVELS)}, got {level!r}")
 
     _OUTPUT.target = sys.stdout if stream is None else stream
+    # Decided once here, not per line: a log file is never the journal, stdout may be.
+    journal = stream is None and journal_is(_OUTPUT.target)
     renderer: Processor
     if fmt == "json":
-        renderer, finish = structlog.processors.JSONRenderer(serializer=_serialize), _keep
+        renderer = structlog.processors.JSONRenderer(serializer=_serialize)
+        finish = _journal_json if journal else _keep
     else:
-        colors = bool(getattr(_OUTPUT.target, "isatty", lambda: False)())
-        renderer, finish = structlog.dev.ConsoleRenderer(colors=colors), _printable
+        colors = not journal and bool(getattr(_OUTPUT.target, "isatty", lambda: False)())
+        renderer = structlog.dev.ConsoleRenderer(colors=colors)
+        finish = _journal_console if journal else _printable
+    if budget is not None:  # the summary must pass the level gate and the filtering logger
+        budget.summary_level = "warning" if min_level <= logging.WARNING else "error"
     # Same length and positions in both formats: a thread iterating the chain while it is
     # replaced sees each step from either the old or the new chain, never a skipped one.
     _CHAIN[:] = [
         structlog.contextvars.merge_contextvars,
         _LevelGate(min_level),
+        # Before rendering: a dropped line costs a dict lookup and the bucket's arithmetic.
+        _pass if budget is None else budget,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
         structlog.processors.format_exc_info,
@@ -188,17 +319,26 @@ def configure_logging(
 
 
 def apply_logging(
-    fmt: str, level: str, secrets: Iterable[str], file: str | os.PathLike[str] | None
-) -> None:
+    fmt: str, level: str, secrets: Iterable[str], file: str | os.PathLike[str] | None,
+    rate_limit: float = DEFAULT_RATE_LIMIT, burst: int = DEFAULT_BURST,
+) -> None:  # fmt: skip
     """Configure logging as `configure_logging` does, writing to `file` when one is given:
     opened again on every call (a reload after logrotate moved it away), the previous one
-    closed once the new one is in place; stdout otherwise."""
+    closed once the new one is in place; stdout otherwise. `rate_limit` lines/s (0: no
+    limit) and `burst` make the budget, kept across calls while they stay the same."""
+    global _BUDGET
     previous = _OUTPUT.owned
     stream = None
     if file is not None:
         # Line-buffered append: rotation tools move the file away and send SIGHUP.
         stream = open(file, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
-    configure_logging(fmt, level, secrets, stream=stream)
+    budget = _BUDGET
+    if rate_limit <= 0:
+        budget = None
+    elif budget is None or (budget.rate, budget.burst) != (rate_limit, burst):
+        budget = LogBudget(rate_limit, burst)
+    configure_logging(fmt, level, secrets, stream=stream, budget=budget)
+    _BUDGET = budget
     _OUTPUT.owned = stream
     if previous is not None:
         previous.close()

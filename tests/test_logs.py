@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pty
+import sys
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +16,15 @@ from typing import Any
 import pytest
 import structlog
 
-from exrwatchd.logs import configure_logging, get_logger
+from exrwatchd.logs import (
+    DEFAULT_BURST,
+    DEFAULT_RATE_LIMIT,
+    LogBudget,
+    apply_logging,
+    configure_logging,
+    get_logger,
+    journal_is,
+)
 
 SECRET = "hunter2-very-secret"
 OTHER_SECRET = "rotated-key-5678"
@@ -224,3 +236,195 @@ class TestReconfigure:
         configure_logging(fmt="json", stream=out)
         get_logger().info("x")
         assert lines(out)[0]["event"] == "x"
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def flood(level: str, n: int) -> None:
+    log = get_logger("flood")
+    for i in range(n):
+        getattr(log, level)(f"{level}.line", i=i)
+
+
+def events(out: io.StringIO) -> list[str]:
+    return [line["event"] for line in lines(out)]
+
+
+class TestBudget:
+    """The in-process budget keeps the volume under journald's rate limit, dropping debug,
+    then info, before warnings and errors; the clock is the test's."""
+
+    def test_debug_then_info_go_first_warnings_use_the_rest(self, out: io.StringIO) -> None:
+        clock = Clock()
+        configure_logging(level="debug", stream=out, budget=LogBudget(10, 100, clock=clock))
+        flood("debug", 200)  # debug stops with half the burst left
+        flood("info", 200)  # info with a fifth left
+        flood("warning", 200)  # warnings take what remains
+        flood("error", 5)  # and nothing is left for errors either
+        assert Counter(events(out)) == {"debug.line": 50, "info.line": 30, "warning.line": 20}
+
+    def test_warnings_pass_while_info_is_being_dropped(self, out: io.StringIO) -> None:
+        clock = Clock()
+        configure_logging(stream=out, budget=LogBudget(100, 1000, clock=clock))
+        for _ in range(60):  # a minute of 1,000 info lines/s with a warning and an error each s
+            flood("info", 1000)
+            flood("warning", 1)
+            flood("error", 1)
+            clock.now += 1.0
+        counted = Counter(events(out))
+        assert counted["warning.line"] == 60 and counted["error.line"] == 60
+        # The budget holds: a burst, then the rate (less the warnings, errors and summaries).
+        assert counted["info.line"] + 120 + counted["log.suppressed"] <= 1000 + 100 * 60
+
+    def test_one_summary_per_interval_with_the_counts(self, out: io.StringIO) -> None:
+        clock = Clock()
+        configure_logging(stream=out, budget=LogBudget(1, 10, interval=10.0, clock=clock))
+        flood("info", 8 + 5)  # 8 pass (a fifth of 10 is kept back), 5 dropped
+        flood("warning", 2 + 3)  # 2 pass, 3 dropped
+        clock.now += 9.5  # 9.5 tokens back, not yet a summary
+        flood("info", 1)
+        assert "log.suppressed" not in events(out)
+        clock.now += 0.5
+        flood("debug", 1)  # below the level: neither counted nor a trigger
+        assert "log.suppressed" not in events(out)
+        flood("info", 1)
+        summaries = [x for x in lines(out) if x["event"] == "log.suppressed"]
+        assert len(summaries) == 1
+        [summary] = summaries
+        assert summary["level"] == "warning"
+        assert summary["suppressed"] == {"info": 5, "warning": 3}
+        assert summary["total"] == 8
+        assert summary["seconds"] == 10.0
+        assert summary["rate_limit"] == 1 and summary["burst"] == 10
+        assert "_log_budget_exempt" not in summary
+        assert events(out)[-2:] == ["log.suppressed", "info.line"]  # the summary comes first
+        flood("info", 100)  # dropped again: counted towards the next interval's summary
+        clock.now += 5
+        flood("info", 1)
+        assert events(out).count("log.suppressed") == 1
+
+    def test_summary_survives_a_level_above_warning(self, out: io.StringIO) -> None:
+        clock = Clock()
+        configure_logging(level="error", stream=out, budget=LogBudget(1, 2, clock=clock))
+        flood("error", 5)
+        clock.now += 10
+        flood("error", 1)
+        [summary] = [x for x in lines(out) if x["event"] == "log.suppressed"]
+        assert summary["level"] == "error" and summary["suppressed"] == {"error": 3}
+
+    def test_exception_and_critical_are_counted(self, out: io.StringIO) -> None:
+        clock = Clock()
+        configure_logging(stream=out, budget=LogBudget(1, 1, clock=clock))
+        get_logger().critical("a")
+        get_logger().critical("b")
+        try:
+            raise OSError("x")
+        except OSError:
+            get_logger().exception("c")
+        clock.now += 10
+        get_logger().critical("d")
+        summary = lines(out)[1]
+        assert summary["suppressed"] == {"critical": 1, "error": 1}
+
+    def test_bad_budget(self) -> None:
+        with pytest.raises(ValueError):
+            LogBudget(0, 10)
+        with pytest.raises(ValueError):
+            LogBudget(10, 0)
+
+
+class TestApplyLogging:
+    @pytest.fixture(autouse=True)
+    def _close_log_file(self) -> Iterator[None]:
+        yield
+        apply_logging("json", "info", (), None)
+
+    def test_defaults_stay_under_journalds_default_limit(self) -> None:
+        from exrwatchd.config.model import LogConfig
+
+        # Two processes (daemon and sink) each at most burst + 30 s x rate per 30 s window.
+        assert (LogConfig().rate_limit, LogConfig().burst) == (DEFAULT_RATE_LIMIT, DEFAULT_BURST)
+        assert 2 * (DEFAULT_BURST + 30 * DEFAULT_RATE_LIMIT) < 10_000
+
+    def test_rate_limit_zero_is_no_limit(self, tmp_path: Path) -> None:
+        path = tmp_path / "x.log"
+        apply_logging("json", "info", (), path, rate_limit=0)
+        flood("info", 3000)
+        assert len(path.read_text().splitlines()) == 3000
+
+    def test_budget_applies_to_the_log_file(self, tmp_path: Path) -> None:
+        path = tmp_path / "x.log"
+        apply_logging("json", "info", (), path, rate_limit=0.001, burst=10)
+        flood("info", 3000)
+        assert len(path.read_text().splitlines()) == 8  # a fifth of the burst kept back
+
+    def test_the_budget_outlives_a_reload_with_the_same_settings(self, tmp_path: Path) -> None:
+        path = tmp_path / "x.log"
+        apply_logging("json", "info", (), path, rate_limit=0.001, burst=10)
+        flood("info", 3000)
+        apply_logging("json", "info", (), path, rate_limit=0.001, burst=10)  # SIGHUP
+        flood("info", 3000)
+        assert len(path.read_text().splitlines()) == 8  # not a fresh burst per reload
+
+    def test_no_prefix_on_a_log_file_even_under_systemd(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = tmp_path / "x.log"
+        path.touch()
+        st = path.stat()
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        apply_logging("json", "info", (), path)
+        get_logger().warning("w")
+        assert json.loads(path.read_text())["event"] == "w"
+
+
+class TestJournalPrefix:
+    """In-process; tests/test_journald.py checks the same with the real daemon."""
+
+    def test_prefix_per_level_and_console_tracebacks(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = tmp_path / "stdout"
+        with path.open("w", encoding="utf-8") as stream:
+            st = os.fstat(stream.fileno())
+            monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+            monkeypatch.setattr(sys, "stdout", stream)
+            configure_logging(level="debug")
+            for level in ("debug", "info", "warning", "error", "critical"):
+                getattr(get_logger(), level)(level)
+            configure_logging(fmt="console", level="debug")
+            try:
+                raise OSError("disk on fire")
+            except OSError:
+                get_logger().exception("boom")
+        text = path.read_text().splitlines()
+        assert [line[:3] for line in text[:5]] == ["<7>", "<6>", "<4>", "<3>", "<3>"]
+        assert [json.loads(line[3:])["level"] for line in text[:5]] == [
+            "debug", "info", "warning", "error", "critical",
+        ]  # fmt: skip
+        assert len(text) > 6 and all(line.startswith("<3>") for line in text[5:])
+
+    def test_not_the_journal_when_the_stream_is_another(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A terminal (or anything) whose dev:ino is not the one systemd named: a child whose
+        stdout was redirected inherits $JOURNAL_STREAM all the same."""
+        leader, follower = pty.openpty()
+        with os.fdopen(follower, "w", encoding="utf-8") as tty:
+            st = os.fstat(tty.fileno())
+            monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino + 1}")
+            assert not journal_is(tty)
+            monkeypatch.setattr(sys, "stdout", tty)
+            assert not journal_is(sys.stdout)
+        os.close(leader)
+        assert not journal_is(io.StringIO())
+        monkeypatch.delenv("JOURNAL_STREAM")
+        assert not journal_is(sys.__stdout__)

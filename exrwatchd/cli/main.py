@@ -99,7 +99,8 @@ def _load(path: str, *, credentials: bool = True) -> Any:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
-    apply_logging(cfg.log.format, cfg.log.level, cfg.secrets(), cfg.log.file)
+    apply_logging(cfg.log.format, cfg.log.level, cfg.secrets(), cfg.log.file,
+                  cfg.log.rate_limit, cfg.log.burst)  # fmt: skip
     for warning in cfg.warnings:
         get_logger("exrwatchd").warning("config.warning", message=warning)
     return cfg

@@ -111,6 +111,9 @@ class LogConfig:
     format: LogFormat = "json"
     level: LogLevel = "info"
     file: Path | None = None
+    # Lines per second per process (0: no limit) and burst: logs.DEFAULT_RATE_LIMIT/_BURST.
+    rate_limit: float = 100.0
+    burst: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +240,8 @@ _LOG = (
     _Field("format", "str", choices=("json", "console")),
     _Field("level", "str", choices=("debug", "info", "warning", "error")),
     _Field("file", "path"),
+    _Field("rate_limit", "float", ge=0),
+    _Field("burst", "int", ge=1),
 )
 _METRICS = (_Field("listen", "str", check=_check_listen),)
 _INSPECT = (

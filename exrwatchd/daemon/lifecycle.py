@@ -203,7 +203,8 @@ class Daemon:
             log.warning("config.warning", message=warning)
         plan = plan_reload(old, new)
         cfg = plan.config
-        apply_logging(cfg.log.format, cfg.log.level, cfg.secrets(), cfg.log.file)
+        apply_logging(cfg.log.format, cfg.log.level, cfg.secrets(), cfg.log.file,
+                      cfg.log.rate_limit, cfg.log.burst)  # fmt: skip
         if isinstance(self.sink_loop, SinkProcess):  # its own process: its own log stream
             self.sink_loop.apply_logging(cfg.log)
         settle = cfg.settle

@@ -205,7 +205,8 @@ def _child_main(shared: _Shared) -> None:
         cfg = config_from_bytes(shared.commands.recv_bytes())
     except (EOFError, OSError):
         os._exit(0)  # the parent died before handing the config over: nothing to ship for
-    apply_logging(cfg.log.format, cfg.log.level, cfg.secrets(), cfg.log.file)
+    apply_logging(cfg.log.format, cfg.log.level, cfg.secrets(), cfg.log.file,
+                  cfg.log.rate_limit, cfg.log.burst)  # fmt: skip
     journal = open_journal(cfg)
     journal.acknowledgements_only()
     sink = build_sink(cfg)
@@ -223,7 +224,7 @@ def _child_main(shared: _Shared) -> None:
 
     def relog(log: LogConfig) -> None:
         try:
-            apply_logging(log.format, log.level, cfg.secrets(), log.file)
+            apply_logging(log.format, log.level, cfg.secrets(), log.file, log.rate_limit, log.burst)
         except OSError as exc:  # keep the old stream: a log file is no reason to stop shipping
             get_logger("exrwatchd.sink_process").error("log.reopen_failed", error=str(exc))
 
