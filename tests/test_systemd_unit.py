@@ -1,10 +1,14 @@
-"""systemd/exrwatchd.service: what it must say, that systemd accepts it, and how exposed it is.
+"""systemd/exrwatchd.service (and its VAST drop-in, exrwatchd.service.d/vast.conf): what they
+must say, that systemd accepts them, and how exposed the unit is.
 
 - The unit is parsed here in plain Python and the settings the daemon relies on are asserted.
-- `systemd-analyze verify` must print nothing: it exits 0 even on unknown keys and values it
-  cannot parse, so silence is the test. ExecStart= names /opt/exrwatchd/bin/exrwatchd, which
-  does not exist on a build machine and which verify checks; the test verifies a copy whose
-  ExecStart= points at a stub of the same name in a temp dir, every other line unchanged.
+- The unit starts with the default (local) sink: no LoadCredential= in it; the VAST keys are
+  in the drop-in, whose credential names the daemon reads.
+- `systemd-analyze verify` must print nothing, with and without the drop-in: it exits 0 even
+  on unknown keys and values it cannot parse, so silence is the test. ExecStart= names
+  /opt/exrwatchd/bin/exrwatchd, which does not exist on a build machine and which verify
+  checks; the test verifies a copy whose ExecStart= points at a stub of the same name in a
+  temp dir, every other line unchanged.
 - `systemd-analyze security --offline=yes` must rate the exposure at 2.5 or less.
 - Two sandbox choices are checked on this kernel: ProcSubset=pid (with ProtectProc=invisible)
   still lets the daemon read /proc/self/mounts, and MemoryDenyWriteExecute=yes lets the whole
@@ -28,6 +32,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "systemd" / "exrwatchd.service"
+DROP_IN = ROOT / "systemd" / "exrwatchd.service.d" / "vast.conf"
 EXEC_START = "/opt/exrwatchd/bin/exrwatchd run --config /etc/exrwatchd/config.toml"
 MAX_EXPOSURE = 2.5
 
@@ -114,15 +119,51 @@ def test_user_state_config_credentials(unit: Unit) -> None:
     # config.example.toml: state_dir = "${EXRWATCHD_STATE_DIR:-/var/lib/exrwatchd}"
     assert "EXRWATCHD_STATE_DIR=%S/exrwatchd" in values(unit, s, "Environment")
     assert "${EXRWATCHD_STATE_DIR" in (ROOT / "config.example.toml").read_text()
-    creds = dict(v.split(":", 1) for v in values(unit, s, "LoadCredential"))
+    # The default (local) sink needs no keys, and LoadCredential= of a missing file fails
+    # the start: the credentials are in the VAST drop-in only.
+    assert not values(unit, s, "LoadCredential")
+    assert not values(unit, s, "SetCredential")
+    # No secret in the unit itself.
+    for key, value in unit["Service"]:
+        assert not re.search(r"VAST_DB_(ACCESS|SECRET)_KEY=\S", value), f"{key}={value}"
+
+
+def test_vast_drop_in_loads_the_credentials() -> None:
+    drop_in = parse_unit(DROP_IN.read_text())
+    assert list(drop_in) == ["Service"]
+    assert {k for k, _ in drop_in["Service"]} == {"LoadCredential"}
+    creds = dict(v.split(":", 1) for v in values(drop_in, "Service", "LoadCredential"))
     # exrwatchd/secrets.py reads $CREDENTIALS_DIRECTORY/vast_access_key and vast_secret_key.
     assert creds == {
         "vast_access_key": "/etc/exrwatchd/credentials/vast_access_key",
         "vast_secret_key": "/etc/exrwatchd/credentials/vast_secret_key",
     }
-    # No secret in the unit itself.
-    for key, value in unit["Service"]:
-        assert not re.search(r"VAST_DB_(ACCESS|SECRET)_KEY=\S", value), f"{key}={value}"
+
+
+def test_the_daemon_reads_the_drop_ins_credential_names(tmp_path: Path) -> None:
+    from exrwatchd.secrets import resolve_credential
+
+    drop_in = parse_unit(DROP_IN.read_text())
+    for value in values(drop_in, "Service", "LoadCredential"):
+        name = value.split(":", 1)[0]
+        (tmp_path / name).write_text(f"from {name}\n")
+    for key in ("access_key", "secret_key"):
+        found = resolve_credential(key, file=None, env_var="UNSET", plain=None,
+                                   config_name="c.toml",
+                                   environ={"CREDENTIALS_DIRECTORY": str(tmp_path)})  # fmt: skip
+        assert found is not None and found.reveal() == f"from vast_{key}"
+
+
+def test_journald_rate_limit_sits_above_the_daemons_own_budget(unit: Unit) -> None:
+    from exrwatchd.logs import DEFAULT_BURST, DEFAULT_RATE_LIMIT
+
+    interval = one(unit, "Service", "LogRateLimitIntervalSec")
+    assert interval == "30s"
+    burst = int(one(unit, "Service", "LogRateLimitBurst"))
+    # Two processes (daemon, sink), each at most burst + rate x interval lines per interval:
+    # journald, which drops whatever the priority, must never be the one to drop.
+    most = 2 * (DEFAULT_BURST + DEFAULT_RATE_LIMIT * 30)
+    assert burst >= 2 * most, (burst, most)
 
 
 def test_sandbox(unit: Unit) -> None:
@@ -212,6 +253,21 @@ def test_verify_is_clean(tmp_path: Path) -> None:
     assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), (
         f"systemd-analyze verify said:\n{result.stdout}{result.stderr}"
     )
+
+
+def test_verify_with_the_vast_drop_in_is_clean(tmp_path: Path) -> None:
+    copy = _copy_with_stub(tmp_path, UNIT.read_text())
+    drop_in = tmp_path / "exrwatchd.service.d" / "vast.conf"
+    drop_in.parent.mkdir()
+    shutil.copy(DROP_IN, drop_in)
+    result = _analyze("verify", str(copy))
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), (
+        f"systemd-analyze verify said:\n{result.stdout}{result.stderr}"
+    )
+    # ... and it did read the drop-in: a misspelt key there is reported.
+    drop_in.write_text(DROP_IN.read_text().replace("LoadCredential=", "LoadCredentail="))
+    said = _analyze("verify", str(copy))
+    assert "LoadCredentail" in said.stdout + said.stderr, said
 
 
 def test_verify_on_the_unit_as_shipped_only_misses_the_install(tmp_path: Path) -> None:
