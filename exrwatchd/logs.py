@@ -191,7 +191,7 @@ class LogBudget:
 
     def _report(self, fields: dict[str, Any]) -> None:
         # Called without the lock held: the summary goes through the chain (and this step).
-        log = structlog.get_logger("exrwatchd.logs")
+        log = get_logger("exrwatchd.logs")
         getattr(log, self.summary_level)(
             "log.suppressed", rate_limit=self.rate, burst=self.burst, **fields, **{_EXEMPT: True}
         )
@@ -201,7 +201,7 @@ def _pass(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Eve
     return event_dict
 
 
-def journal_is(stream: object) -> bool:
+def journal_is(stream: Any) -> bool:
     """Whether `stream` is the journal's: systemd sets $JOURNAL_STREAM to the "dev:ino" of
     the socket it connects a service's stdout to (inherited by children whose stdout may
     be something else, hence the comparison)."""
@@ -209,7 +209,7 @@ def journal_is(stream: object) -> bool:
     if not expected:
         return False
     try:
-        st = os.fstat(stream.fileno())  # type: ignore[attr-defined]
+        st = os.fstat(stream.fileno())
     except (AttributeError, OSError, ValueError):
         return False
     return expected == f"{st.st_dev}:{st.st_ino}"

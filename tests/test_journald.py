@@ -107,14 +107,15 @@ def test_prefixes_each_line_with_its_priority_when_stdout_is_the_journal(
     unprefixed = [line for line in lines if not PREFIXED.match(line)]
     assert not unprefixed, f"lines without a priority prefix: {unprefixed[:5]}"
     seen: dict[str, set[int]] = {}
+    events = set()
     for line in lines:
         match = PREFIXED.match(line)
         assert match is not None
         event = json.loads(match.group(2))  # what journald stores: still one JSON object
         assert int(match.group(1)) == PRIORITY[event["level"]], line
         seen.setdefault(event["level"], set()).add(int(match.group(1)))
+        events.add(event["event"])
     assert seen == {"debug": {7}, "info": {6}, "warning": {4}, "error": {3}}
-    events = {json.loads(PREFIXED.match(line).group(2))["event"] for line in lines}  # type: ignore[union-attr]
     assert {"sink.started", "file.failed", "config.reload_failed", "daemon.stopping"} <= events
 
 

@@ -304,6 +304,7 @@ class TestBudget:
         assert summary["total"] == 8
         assert summary["seconds"] == 10.0
         assert summary["rate_limit"] == 1 and summary["burst"] == 10
+        assert summary["logger_name"] == "exrwatchd.logs"
         assert "_log_budget_exempt" not in summary
         assert events(out)[-2:] == ["log.suppressed", "info.line"]  # the summary comes first
         flood("info", 100)  # dropped again: counted towards the next interval's summary
