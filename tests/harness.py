@@ -47,7 +47,8 @@ def write_config(
     table("daemon", daemon)
     table("settle", settle)
     table("sink", sink)
-    table("log", {"level": "debug"} | sections.pop("log", {}))
+    # rate_limit 0: the tests read what the daemon did from its log, every line of it.
+    table("log", {"level": "debug", "rate_limit": 0} | sections.pop("log", {}))
     for name, values in sections.items():
         table(name, values)
     for watch in watches:
