@@ -92,3 +92,32 @@ def test_log_file_is_reopened_on_sighup(tmp_path: Path) -> None:
         assert "daemon.ready" in rotated.read_text()
     finally:
         assert daemon.stop() == 0
+
+
+def test_log_file_is_reopened_on_sighup_even_when_the_new_config_is_refused(
+    tmp_path: Path,
+) -> None:
+    """logrotate's SIGHUP does not depend on the config file being valid at that moment: the
+    refusal itself, and every line after it, goes to the new file, not the rotated one."""
+    from harness import wait_for
+
+    renders = tmp_path / "r"
+    renders.mkdir()
+    state = tmp_path / "state"
+    log_file = tmp_path / "exrwatchd.log"
+    config = write_config(tmp_path / "c.toml", state, [{"path": str(renders)}],
+                          log={"level": "info", "file": str(log_file)})  # fmt: skip
+    daemon = DaemonProcess(config, state)
+    try:
+        wait_for(lambda: log_file.exists() and "daemon.ready" in log_file.read_text(), 20,
+                 "daemon.ready in the log file")  # fmt: skip
+        rotated = tmp_path / "exrwatchd.log.1"
+        log_file.rename(rotated)
+        config.write_text(config.read_text() + "\n[daemon\nbroken = ")
+        daemon.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: log_file.exists() and "config.reload_failed" in log_file.read_text(),
+                 20, lambda: f"config.reload_failed in the reopened log file; the rotated one "
+                 f"ends: {rotated.read_text()[-400:]}")  # fmt: skip
+        assert "config.reload_failed" not in rotated.read_text()
+    finally:
+        assert daemon.stop() == 0

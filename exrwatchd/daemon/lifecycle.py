@@ -197,16 +197,16 @@ class Daemon:
             new = load_config(old.source, {**os.environ, **self._withdrawn_env})
             new.require_watches()
         except ConfigError as exc:
+            # SIGHUP is also logrotate's "reopen your log file", whatever state the config
+            # file is in: reopen it with the running configuration, then say why.
+            self._apply_logging(old)
             log.error("config.reload_failed", error=str(exc), keeping="the running configuration")
             return False
         for warning in new.warnings:
             log.warning("config.warning", message=warning)
         plan = plan_reload(old, new)
         cfg = plan.config
-        apply_logging(cfg.log.format, cfg.log.level, cfg.secrets(), cfg.log.file,
-                      cfg.log.rate_limit, cfg.log.burst)  # fmt: skip
-        if isinstance(self.sink_loop, SinkProcess):  # its own process: its own log stream
-            self.sink_loop.apply_logging(cfg.log)
+        self._apply_logging(cfg)
         settle = cfg.settle
         self.settler.retime(
             quiet_seconds=settle.quiet_seconds, max_wait_seconds=settle.max_wait_seconds,
@@ -220,6 +220,13 @@ class Daemon:
                  changed_watches=changed, sink_restarted=plan.sink_changed,
                  needs_restart=list(plan.needs_restart) or None)  # fmt: skip
         return True
+
+    def _apply_logging(self, cfg: Config) -> None:
+        """Logging as `cfg` says, in this process and the sink's; the log file is reopened."""
+        apply_logging(cfg.log.format, cfg.log.level, cfg.secrets(), cfg.log.file,
+                      cfg.log.rate_limit, cfg.log.burst)  # fmt: skip
+        if isinstance(self.sink_loop, SinkProcess):  # its own process: its own log stream
+            self.sink_loop.apply_logging(cfg.log)
 
     def request_rescan(self, path: str | None) -> None:
         """Reconcile `path` (a subtree), or every watch root when None."""
