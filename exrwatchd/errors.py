@@ -7,8 +7,10 @@ The process exit codes live here too, once, for the commands and the daemon alik
 __all__ = [
     "EXIT_CONFIG",
     "EXIT_FAILED",
+    "EXIT_NOT_RUNNING",
     "EXIT_OK",
     "EXIT_TEMPFAIL",
+    "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
     "ConfigError",
     "ExrFormatError",
@@ -19,6 +21,8 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2  # argparse's own convention
+EXIT_NOT_RUNNING = 3  # LSB `status`: the program is not running
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: a service needed (the sink) cannot be reached
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: try again later (a full disk); systemd restarts on it
 EXIT_CONFIG = 78  # EX_CONFIG
 

@@ -73,10 +73,42 @@ class TestInspect:
         assert run("inspect").returncode == 2
         assert run("no-such-command").returncode == 2
 
-    def test_missing_path_is_an_error_record(self, tmp_path: Path) -> None:
-        proc = run("inspect", "--json", str(tmp_path / "nope.exr"))
+    def test_missing_path_is_not_found(self, tmp_path: Path) -> None:
+        proc = run("inspect", "--json", str(tmp_path / "nope.exr"), str(tmp_path / "no" / "dir"))
         assert proc.returncode == 1
-        assert json.loads(proc.stdout)["error"]["kind"] == "vanished"
+        kinds = [json.loads(line)["error"]["kind"] for line in proc.stdout.splitlines()]
+        assert kinds == ["not_found", "not_found"]
+        text = run("inspect", str(tmp_path / "nope.exr")).stdout
+        assert text.startswith(f"{tmp_path / 'nope.exr'}: ERROR not_found: ")
+
+    def test_directories_are_walked_in_sorted_order(self, tmp_path: Path) -> None:
+        root = tmp_path / "shots"
+        # Created out of order, so that directory order (creation order on most file
+        # systems, hash order on others) is not the sorted one.
+        names = ["sh020/b.0002.exr", "sh010/z.exr", "sh020/b.0001.exr", "a.exr",
+                 "sh010/sub/c.exr", "sh010/a.exr", "sh100/x.exr", "sh020/a/q.exr"]  # fmt: skip
+        for name in names:
+            write_scanline(root / name)
+        proc = run("inspect", "--json", str(root))
+        assert proc.returncode == 0, proc.stderr
+        found = [str(Path(json.loads(line)["path"]).relative_to(root))
+                 for line in proc.stdout.splitlines()]  # fmt: skip
+        # Each directory's files by name, then its subdirectories by name, depth first.
+        assert found == ["a.exr", "sh010/a.exr", "sh010/z.exr", "sh010/sub/c.exr",
+                         "sh020/b.0001.exr", "sh020/b.0002.exr", "sh020/a/q.exr",
+                         "sh100/x.exr"]  # fmt: skip
+
+    def test_a_file_gone_during_the_walk_stays_vanished(self, tmp_path: Path) -> None:
+        from exrwatchd.cli.main import inspect_results
+
+        for name in ("a.exr", "b.exr"):
+            write_scanline(tmp_path / "d" / name)
+        results = inspect_results([str(tmp_path / "d")])
+        assert next(results).error is None
+        (tmp_path / "d" / "b.exr").unlink()  # listed by the walk, gone before it is read
+        gone = next(results)
+        assert gone.path == str(tmp_path / "d" / "b.exr")
+        assert gone.error is not None and gone.error.kind == "vanished"
 
 
 class TestCheckConfig:
@@ -89,7 +121,7 @@ class TestCheckConfig:
         cfg = tmp_path / "config.toml"
         cfg.write_text('[[watch]]\npath = "/srv"\nrecursve = true\n[daemon]\nworkers = "4"\n')
         proc = run("check-config", str(cfg))
-        assert proc.returncode == 1
+        assert proc.returncode == 78
         assert 'config.toml: watch[0].recursve: unknown key (did you mean "recursive"?)' in (
             proc.stderr
         )
@@ -122,7 +154,7 @@ class TestScanAndStatus:
         assert names == ["beauty.0001.exr", "beauty.0002.exr"]
 
         status = run("status", "--config", str(cfg), "--json")
-        assert status.returncode == 0, status.stderr
+        assert status.returncode == 3, status.stderr  # LSB: not running
         report = json.loads(status.stdout)
         assert report["journal"]["ready"] == 0 and report["journal"]["dead"] == 0
         assert report["journal"]["paths_by_status"]["complete"] == 2
@@ -131,3 +163,38 @@ class TestScanAndStatus:
         again = run("scan", "--config", str(cfg))  # nothing changed: nothing re-inspected
         assert again.returncode == 0
         assert '"file.inspected"' not in again.stdout
+
+
+def registered_commands() -> list[list[str]]:
+    """Every leaf command of the real parser: ["inspect"], ["vast", "init"], ..."""
+    import argparse
+
+    from exrwatchd.cli.main import build_parser
+
+    def leaves(parser: argparse.ArgumentParser, prefix: list[str]) -> list[list[str]]:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return [prefix]
+        choices = subs[0].choices.items()
+        return [leaf for name, sub in choices for leaf in leaves(sub, [*prefix, name])]
+
+    return leaves(build_parser(), [])
+
+
+@pytest.mark.parametrize("argv", registered_commands(), ids=" ".join)
+def test_help_has_an_example_every_option_explained_and_the_exit_codes(argv: list[str]) -> None:
+    import argparse
+
+    from exrwatchd.cli.main import build_parser
+
+    proc = run(*argv, "--help")
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout.lower()
+    assert "example" in text and f"exrwatchd {' '.join(argv)}" in proc.stdout, proc.stdout
+    assert "exit" in text and "\n  0 " in proc.stdout, proc.stdout
+    parser = build_parser()
+    for name in argv:  # down to the command's own parser
+        parser = next(a for a in parser._actions
+                      if isinstance(a, argparse._SubParsersAction)).choices[name]  # fmt: skip
+    for action in parser._actions:
+        assert action.help, f"{' '.join(argv)}: {action.option_strings or action.dest} has no help"

@@ -515,9 +515,14 @@ class TestErrors:
         assert result.code == 78
         assert "daemon.state_dir" in result.err and "workerz" in result.err
 
-    def test_config_required(self, invoke: Invoke) -> None:
+    def test_config_from_the_environment_or_named_when_missing(
+        self, invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        missing = tmp_path / "nowhere.toml"
+        monkeypatch.setenv("EXRWATCHD_CONFIG", str(missing))
         result = invoke("journal", "stats")
-        assert result.code == 2 and "--config" in result.err
+        assert result.code == 78
+        assert f"{missing} does not exist" in result.err and "--config PATH" in result.err
 
     def test_unusable_journal(self, invoke: Invoke, tmp_path: Path) -> None:
         state = tmp_path / "state"

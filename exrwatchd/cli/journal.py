@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
+from exrwatchd.cli._help import CONFIG_HELP, Formatter, epilog
 from exrwatchd.cli._journal_render import (
     ERROR_COLUMN_CHARS,
     failed_doc,
@@ -123,7 +124,8 @@ def register(subparsers: Any) -> None:
     commands = journal.add_subparsers(dest="journal_command", required=True, metavar="COMMAND")
 
     def command(name: str, func: Callable[..., int], **kw: Any) -> argparse.ArgumentParser:
-        p = commands.add_parser(name, **kw)
+        kw.setdefault("formatter_class", Formatter)  # the epilog as laid out, the rest wrapped
+        p = commands.add_parser(name, epilog=epilog(f"journal {name}"), **kw)
         # Also accepted after the command, like `exrwatchd status --config PATH`; SUPPRESS
         # keeps an absent one from overwriting the value given before the command.
         _config_option(p, default=argparse.SUPPRESS)
@@ -207,9 +209,7 @@ def _add_purge(command: Command) -> None:
 
 
 def _config_option(parser: argparse.ArgumentParser, *, default: Any) -> None:
-    parser.add_argument(
-        "--config", default=default, metavar="PATH", help="the daemon's config file (required)"
-    )
+    parser.add_argument("--config", default=default, metavar="PATH", help=CONFIG_HELP)
 
 
 def _runner(
@@ -219,8 +219,6 @@ def _runner(
         from exrwatchd.journal import JournalError
 
         try:
-            if args.config is None:
-                raise UsageError("the following arguments are required: --config")
             return func(args)
         except UsageError as exc:
             parser.print_usage(sys.stderr)
@@ -259,13 +257,15 @@ def _positive_int(text: str) -> int:
 # -- opening --------------------------------------------------------------------------------
 
 
-def _load_config(path: str) -> Config:
-    """The config; its errors are printed as cli/main.py's _load prints them (exit 78), but no
-    logging is set up: these commands print to stdout, and log lines would go there too."""
-    from exrwatchd.config import load_config
+def _load_config(option: str | None) -> Config:
+    """The config (--config, $EXRWATCHD_CONFIG, the default); its errors are printed as
+    cli/main.py's _load prints them (exit 78), but no logging is set up: these commands print
+    to stdout, and log lines would go there too."""
+    from exrwatchd.config import config_path, load_config
 
     try:
-        cfg = load_config(path, credentials=False)  # the journal only: no VAST keys needed
+        # The journal only: no VAST keys needed.
+        cfg = load_config(config_path(option), credentials=False)
     except ConfigError as exc:
         raise _BadConfig(str(exc)) from None
     for warning in cfg.warnings:
@@ -296,7 +296,7 @@ def _journal(args: argparse.Namespace) -> Iterator[Journal]:
     except FileNotFoundError:
         raise _NoJournal(
             f"no journal at {path}: the daemon has not run with this state_dir "
-            f"(daemon.state_dir in {args.config})"
+            f"(daemon.state_dir in {cfg.source})"
         ) from None
     except OSError as exc:
         hint = _AS_DAEMON if isinstance(exc, PermissionError) else ""

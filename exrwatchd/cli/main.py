@@ -1,30 +1,40 @@
-"""Command line: `exrwatchd inspect | check-config | run | scan | status`.
+"""Command line: `exrwatchd inspect | check-config | run | scan | status | ...`.
 
-Exit codes are named constants; 2 is usage (argparse's own convention).
+Every command that reads the config takes `--config PATH`, else `$EXRWATCHD_CONFIG`, else
+/etc/exrwatchd/config.toml (config/paths.py). Exit codes are named constants (errors.py),
+listed in each command's `--help` (cli/_help.py); 2 is usage (argparse's own convention).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import errno
+import functools
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exrwatchd import __version__
+from exrwatchd.cli._help import CONFIG_HELP, Formatter, epilog
 from exrwatchd.cli._output import flush_out, json_line, write_out
 from exrwatchd.errors import (
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_TEMPFAIL,
+    EXIT_USAGE,
     ConfigError,
 )
 
+if TYPE_CHECKING:
+    from exrwatchd.exr import Inspection
 
-def _inspect_targets(paths: Sequence[str]) -> Iterator[str]:
+
+def inspect_results(paths: Sequence[str]) -> Iterator[Inspection]:
+    """What `inspect` reports, in order: each PATH, a directory walked in name order."""
+    from exrwatchd.exr import inspect_path
     from exrwatchd.watch import NameFilter
     from exrwatchd.watch.tree import walk_files
 
@@ -33,14 +43,41 @@ def _inspect_targets(paths: Sequence[str]) -> Iterator[str]:
         if os.path.isdir(path):
             # A directory is walked for included names; a named file is inspected whatever
             # its name, because the user asked for it explicitly.
-            for found in walk_files(path, accept.accepts):
-                yield found.path
+            missed: list[tuple[str, OSError]] = []
+            on_error = functools.partial(_note, missed)
+            for found in walk_files(path, accept.accepts, ordered=True, on_error=on_error):
+                yield from _walk_errors(missed)
+                yield inspect_path(found.path)  # gone since the walk listed it: vanished
+            yield from _walk_errors(missed)
+        elif not os.path.exists(path):
+            # Named by the user but never there: not "vanished", which says it was seen.
+            yield _error_record(path, "not_found", "no such file or directory")
         else:
-            yield path
+            yield inspect_path(path)
+
+
+def _note(missed: list[tuple[str, OSError]], path: str, exc: OSError) -> None:
+    missed.append((path, exc))
+
+
+def _walk_errors(missed: list[tuple[str, OSError]]) -> Iterator[Inspection]:
+    """What the walk listed but could not read: a file gone since (vanished), a directory
+    it cannot list (unreadable)."""
+    for path, exc in missed:
+        gone = exc.errno in (errno.ENOENT, errno.ENOTDIR)
+        yield _error_record(path, "vanished" if gone else "unreadable",
+                            f"cannot read: {exc.strerror}")  # fmt: skip
+    missed.clear()
+
+
+def _error_record(path: str, kind: str, message: str) -> Inspection:
+    from exrwatchd.exr import InspectError, inspect_path
+
+    # inspect_path fails on it too, and its error record has the right shape.
+    return inspect_path(path)._replace(error=InspectError(kind, message))
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from exrwatchd.exr import inspect_path
     from exrwatchd.exr.report import inspection_to_dict, pixel_summary, summary_line
 
     if args.pixels:
@@ -49,8 +86,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         from exrwatchd.exr.report import pixel_stats_to_dict
 
     failed = incomplete = 0
-    for path in _inspect_targets(args.paths):
-        result = inspect_path(path)
+    for result in inspect_results(args.paths):
+        path = result.path
         failed += result.error is not None
         incomplete += result.error is None and not result.complete
         # As the daemon does: pixels of whole files only (a partial file's would mislead).
@@ -73,27 +110,36 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
-    from exrwatchd.config import config_to_dict, load_config
+def _config_file(args: argparse.Namespace) -> Path:
+    """The config file the command reads (--config, $EXRWATCHD_CONFIG, the default); exits 78
+    naming what was tried when there is none."""
+    from exrwatchd.config import config_path
 
     try:
-        cfg = load_config(args.config)
+        return config_path(args.config)
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_FAILED
-    for warning in cfg.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(json.dumps(config_to_dict(cfg), indent=2))
-    print(f"{args.config}: OK", file=sys.stderr)
-    return EXIT_OK
+        print(f"exrwatchd: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
 
 
-def _load(path: str, *, credentials: bool = True) -> Any:
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from exrwatchd.cli.check import check_config
+
+    if args.config and args.config_positional and args.config != args.config_positional:
+        print("exrwatchd check-config: two config files given: "
+              f"{args.config_positional} and --config {args.config}", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    args.config = args.config or args.config_positional
+    return check_config(_config_file(args), connect=args.connect)
+
+
+def _load(args: argparse.Namespace, *, credentials: bool = True) -> Any:
     """Load and validate the config, configure logging from it; exits 78 on a bad config.
     `credentials=False` for commands that read only the local state (see load_config)."""
     from exrwatchd.config import load_config
     from exrwatchd.logs import apply_logging, get_logger
 
+    path = _config_file(args)
     try:
         cfg = load_config(path, credentials=credentials)
     except ConfigError as exc:
@@ -113,7 +159,7 @@ def _run_daemon(cfg: Any, *, once: bool) -> int:
     from exrwatchd.daemon.lifecycle import StartupError
 
     try:
-        cfg.require_watches()
+        cfg.require_watches()  # check-config applies the same rule
         daemon = Daemon(cfg)
         daemon.install_signal_handlers()
         progress = Progress(sys.stderr) if once and sys.stderr.isatty() else None
@@ -131,7 +177,7 @@ def _run_daemon(cfg: Any, *, once: bool) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run_daemon(_load(args.config), once=False)
+    return _run_daemon(_load(args), once=False)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -139,7 +185,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     from exrwatchd.config import WatchConfig
 
-    cfg = _load(args.config)
+    cfg = _load(args)
     if args.paths:
         # Scan the given trees with the filters of the watch that holds each, if any.
         watches = []
@@ -154,22 +200,23 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from exrwatchd.cli.status import gather_status, render_status
+    from exrwatchd.cli.status import assess, gather_status, render_status
 
     # The journal and status.json only: checking a stuck daemon needs no VAST keys.
-    cfg = _load(args.config, credentials=False)
+    cfg = _load(args, credentials=False)
     status = gather_status(cfg)
+    code, problems = assess(status)
     if args.json:
         write_out(json_line(status))
     else:
-        print(render_status(status))
-    return EXIT_OK
+        print(render_status(status, code, problems))
+    return code
 
 
 def cmd_sequences(args: argparse.Namespace) -> int:
     from exrwatchd.cli.sequences import gather, render
 
-    found = gather(_load(args.config, credentials=False), gaps_only=args.gaps)
+    found = gather(_load(args, credentials=False), gaps_only=args.gaps)
     if args.json:
         for sequence in found:
             write_out(json_line(sequence))
@@ -182,7 +229,7 @@ def cmd_vast_init(args: argparse.Namespace) -> int:
     from exrwatchd.sinks import SinkUnavailable
     from exrwatchd.sinks.vast import init_catalog
 
-    cfg = _load(args.config)
+    cfg = _load(args)
     vast = cfg.vast
     if not (vast.endpoint and vast.bucket and vast.access_key and vast.secret_key):
         print(f"{cfg.source}: vast: endpoint, bucket, access_key and secret_key are required "
@@ -198,6 +245,25 @@ def cmd_vast_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _command(
+    sub: Any, name: str, help_text: str, description: str, full_name: str | None = None
+) -> argparse.ArgumentParser:
+    """A command parser with its description, example and exit codes (cli/_help.py)."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help_text, description=description, epilog=epilog(full_name or name),
+        formatter_class=Formatter,
+    )  # fmt: skip
+    return parser
+
+
+def _config_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+
+
+def _json_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--json", action="store_true", help=what)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="exrwatchd",
@@ -206,47 +272,71 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"exrwatchd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("inspect", help="inspect EXR files (directories are walked)")
-    p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--json", action="store_true", help="one JSON object per file per line")
-    p.add_argument("--embeddings", action="store_true", help="add the structural vectors")
+    p = _command(sub, "inspect", "inspect EXR files (directories are walked)",
+                 "Read the headers of EXR files and check that they are whole. Directories are "
+                 "walked in name order for *.exr (hidden and temporary names skipped); a file "
+                 "named on the command line is read whatever its name.")  # fmt: skip
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files and directories to inspect")
+    _json_option(p, "one JSON object per file per line")
+    p.add_argument("--embeddings", action="store_true", help="add the structural vectors "
+                   "(implies --json)")  # fmt: skip
     p.add_argument("--strict", action="store_true", help="exit 1 for incomplete files too")
     p.add_argument("--pixels", action="store_true", help="also read the pixels: per-channel "
                    "min/max/mean, NaN and Inf counts, constant frames")  # fmt: skip
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("check-config", help="validate a config and print the effective values")
-    p.add_argument("config", metavar="PATH")
+    p = _command(sub, "check-config", "validate a config: OK only when `run` would start",
+                 "Validate the config as `run` does and print the effective values (secrets "
+                 "masked). Watch paths that do not exist are warnings. --connect also checks "
+                 "the state dir and the sink, changing nothing.")  # fmt: skip
+    p.add_argument("config_positional", nargs="?", metavar="PATH",
+                   help="the config file (the same as --config PATH)")  # fmt: skip
+    _config_option(p)
+    p.add_argument("--connect", action="store_true", help="also check that the state dir is "
+                   "writable and the sink usable: the local catalog opens at a supported "
+                   "version; VAST is reachable, takes the credentials, and has the bucket, "
+                   "schema and tables with compatible columns")  # fmt: skip
     p.set_defaults(func=cmd_check_config)
 
-    p = sub.add_parser("run", help="run the daemon in the foreground")
-    p.add_argument("--config", required=True, metavar="PATH")
+    p = _command(sub, "run", "run the daemon in the foreground",
+                 "Watch, inspect and catalog until SIGTERM or SIGINT; SIGHUP reloads the "
+                 "config.")  # fmt: skip
+    _config_option(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("scan", help="one-shot: reconcile, inspect and persist, then exit")
-    p.add_argument("--config", required=True, metavar="PATH")
+    p = _command(sub, "scan", "one-shot: reconcile, inspect and persist, then exit",
+                 "Compare the trees with the journal, inspect and persist what changed, "
+                 "then exit. A progress line on a terminal.")  # fmt: skip
+    _config_option(p)
     p.add_argument("paths", nargs="*", metavar="PATH", help="trees to scan (default: all watches)")
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("vast", help="VAST DataBase administration")
     vast = p.add_subparsers(dest="vast_command", required=True, metavar="VAST_COMMAND")
-    v = vast.add_parser("init", help="create the schema, tables and missing columns")
-    v.add_argument("--config", required=True, metavar="PATH")
+    v = _command(vast, "init", "create the schema, tables and missing columns",
+                 "Create the VAST schema and the catalog tables, or add missing columns; safe "
+                 "to run twice, or from two gateways at once.", "vast init")  # fmt: skip
+    _config_option(v)
     v.set_defaults(func=cmd_vast_init)
 
     from exrwatchd.cli.journal import register as register_journal
 
     register_journal(sub)
 
-    p = sub.add_parser("sequences", help="frame sequences: gaps, incomplete and odd frames")
-    p.add_argument("--config", required=True, metavar="PATH")
+    p = _command(sub, "sequences", "frame sequences: gaps, incomplete and odd frames",
+                 "Frame sequences the journal knows, with their missing, incomplete, "
+                 "unhealthy and odd-layout frames.")  # fmt: skip
+    _config_option(p)
     p.add_argument("--gaps", action="store_true", help="only sequences with missing frames")
-    p.add_argument("--json", action="store_true", help="one JSON object per sequence")
+    _json_option(p, "one JSON object per sequence")
     p.set_defaults(func=cmd_sequences)
 
-    p = sub.add_parser("status", help="journal counts, daemon progress and sink health")
-    p.add_argument("--config", required=True, metavar="PATH")
-    p.add_argument("--json", action="store_true")
+    p = _command(sub, "status", "is the daemon running and healthy; journal counts",
+                 "Whether the daemon runs and is healthy, what it last reported "
+                 "(status.json, rewritten every 2 s) and what the journal holds. Needs no "
+                 "VAST keys.")  # fmt: skip
+    _config_option(p)
+    _json_option(p, "one JSON object (the exit code is the same)")
     p.set_defaults(func=cmd_status)
     return parser
 

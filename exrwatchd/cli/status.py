@@ -1,4 +1,5 @@
-"""`exrwatchd status`: what the journal holds and what the running daemon last reported.
+"""`exrwatchd status`: what the journal holds and what the running daemon last reported, and
+an exit code for monitoring (`assess`).
 
 Reads only: the journal (SQLite WAL allows this next to a running daemon) and the
 `status.json` the daemon rewrites every few seconds.
@@ -9,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
+from exrwatchd.cli._journal_render import shown
 from exrwatchd.config import Config
+from exrwatchd.errors import EXIT_FAILED, EXIT_NOT_RUNNING, EXIT_OK
 from exrwatchd.journal import Journal
 from exrwatchd.telemetry import read_status_file
 
@@ -42,34 +46,88 @@ def gather_status(cfg: Config) -> dict[str, Any]:
     return out
 
 
-def render_status(status: dict[str, Any]) -> str:
-    lines = [f"state_dir: {status['state_dir']}"]
-    daemon = status["daemon"]
-    if daemon is None:
-        lines.append("daemon: no status reported yet (never started here?)")
-    else:
-        state = "running" if daemon["running"] else "not running"
-        lines.append(f"daemon: {state} (pid {daemon['pid']}, status {daemon['age_seconds']} s old)")
-        lines.append(
-            f"  pending {daemon['pending']}, queued {daemon['queue_depth']}, "
-            f"inspecting {daemon['inflight']}; inspected {daemon['inspected']}, "
-            f"incomplete {daemon['incomplete']}, failed {daemon['failed']}, "
-            f"deleted {daemon['deleted']}, persisted {daemon['persisted']}"
-        )
-        sink = "healthy" if daemon["sink_healthy"] else f"FAILING: {daemon['sink_last_error']}"
-        lines.append(f"  sink: {sink}")
-        if daemon.get("journal_disk_full"):
-            lines.append(f"  journal: DISK FULL: {daemon['journal_disk_full']}")
-        if daemon.get("health"):
-            lines.append(f"  health: {daemon['health']}")
-        if daemon.get("unreadable_count"):
+#: status.json is rewritten every 2 s: this much older while the pid lives, the daemon is stuck.
+STALE_AFTER = 60.0
+
+
+def assess(status: dict[str, Any]) -> tuple[int, list[str]]:
+    """(exit code, problems) for monitoring: 0 running and healthy, 1 running but degraded,
+    3 not running (LSB)."""
+    daemon, journal = status["daemon"], status["journal"]
+    if daemon is None or not daemon.get("running"):
+        return EXIT_NOT_RUNNING, []
+    problems = []
+    if daemon.get("sink_unhealthy_since") is not None:
+        problems.append(f"sink failing: {_one_line(daemon.get('sink_last_error')) or '-'}")
+    if daemon.get("journal_disk_full"):
+        problems.append(f"journal disk full: {_one_line(daemon['journal_disk_full'])}")
+    # health also repeats the sink and the disk, which are reported above already.
+    problems += [f"{r}" for r in str(daemon.get("health") or "").split("; ")
+                 if r.startswith("watcher for ")]  # fmt: skip
+    if daemon.get("unreadable_count"):
+        problems.append(f"{daemon['unreadable_count']} paths unreadable under the watches "
+                        "(listed below)")  # fmt: skip
+    if (daemon.get("age_seconds") or 0) > STALE_AFTER:
+        problems.append(f"status not updated for {daemon['age_seconds']:.0f} s: the daemon "
+                        "may be stuck")  # fmt: skip
+    if journal and journal.get("dead"):
+        problems.append(f"{journal['dead']} dead letters in the journal: "
+                        "`exrwatchd journal failed` lists them")  # fmt: skip
+    return (EXIT_FAILED if problems else EXIT_OK), problems
+
+
+def _one_line(text: object, limit: int = 200) -> str:
+    """An error message on one line, cut: the SDK's can run to kilobytes."""
+    if text is None:
+        return ""
+    line = shown(" ".join(str(text).split()))
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _value(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _counts(counts: Mapping[str, object]) -> str:
+    return ", ".join(f"{k} {_value(v)}" for k, v in counts.items())
+
+
+def render_status(status: dict[str, Any], code: int, problems: list[str]) -> str:
+    """For people: the verdict first, its reasons under it, then the numbers."""
+    daemon, journal = status["daemon"], status["journal"]
+    lines = [_headline(daemon, code)]
+    lines += [f"  problem: {p}" for p in problems]
+    lines.append(f"state_dir: {shown(status['state_dir'])}")
+    if daemon is not None:
+        keys = ("pending", "queue_depth", "inflight", "inspected", "incomplete", "failed",
+                "deleted", "persisted")  # fmt: skip
+        label = "files" if code != EXIT_NOT_RUNNING else "files (last reported)"
+        lines.append(f"{label}: " + _counts({k.replace("_", " "): daemon.get(k) for k in keys}))
+        if daemon.get("sink_unhealthy_since") is None:
+            lines.append("sink: healthy")
+        else:
+            lines.append(f"sink: FAILING: {_one_line(daemon.get('sink_last_error')) or '-'}")
+        for path, name in (daemon.get("unreadable") or {}).items():
             # Not deleted: the rows of what these paths hold stay in the catalog.
-            lines.append(f"  unreadable now: {daemon['unreadable_count']} (files kept)")
-            for path, name in daemon["unreadable"].items():
-                lines.append(f"    unreadable: {path} ({name})")
-    journal = status["journal"]
+            lines.append(f"  unreadable: {shown(path)} ({name}; its files are kept)")
     if journal is None:
         lines.append("journal: none yet")
     else:
-        lines.append("journal: " + ", ".join(f"{k} {v}" for k, v in journal.items()))
+        outbox = {k: journal.get(k) for k in ("ready", "inflight", "dead")}
+        lines.append(f"journal outbox: {_counts(outbox)}")
+        lines.append(f"journal paths: {_counts(journal.get('paths_by_status') or {})}")
+        if journal.get("oldest_ready_age") is not None:
+            lines.append(f"oldest ready: {journal['oldest_ready_age']:.0f} s")
+        if journal.get("last_error"):
+            lines.append(f"last error: {_one_line(journal['last_error'])}")
     return "\n".join(lines)
+
+
+def _headline(daemon: dict[str, Any] | None, code: int) -> str:
+    if daemon is None:
+        return "exrwatchd: not running (no status reported yet: never started with this state_dir?)"
+    age = f"status {_value(daemon.get('age_seconds'))} s old"
+    if code == EXIT_NOT_RUNNING:
+        return f"exrwatchd: not running (last pid {_value(daemon.get('pid'))}, {age})"
+    verdict = "healthy" if code == EXIT_OK else "DEGRADED"
+    return f"exrwatchd: running, {verdict} (pid {_value(daemon.get('pid'))}, {age})"

@@ -1,6 +1,6 @@
 """The TOML configuration, parsed and validated once into a frozen `Config` (model.py), and
 its plain-data view for `check-config` (dump.py), and the bytes that hand it to a child
-process (handoff.py)."""
+process (handoff.py); where the file is (paths.py)."""
 
 from exrwatchd.config.dump import config_to_dict
 from exrwatchd.config.handoff import config_from_bytes, config_to_bytes
@@ -18,8 +18,11 @@ from exrwatchd.config.model import (
     WatchConfig,
     load_config,
 )
+from exrwatchd.config.paths import CONFIG_ENV, DEFAULT_CONFIG_PATH, config_path
 
 __all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_PATH",
     "DEFAULT_EXCLUDE",
     "DEFAULT_INCLUDE",
     "Config",
@@ -32,6 +35,7 @@ __all__ = [
     "VastConfig",
     "WatchConfig",
     "config_from_bytes",
+    "config_path",
     "config_to_bytes",
     "config_to_dict",
     "load_config",

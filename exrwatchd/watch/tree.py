@@ -28,8 +28,11 @@ def walk_files(
     recursive: bool = True,
     follow_symlinks: bool = False,
     on_error: Callable[[str, OSError], None] | None = None,
+    ordered: bool = False,
 ) -> Iterator[FoundFile]:
-    """Accepted regular files under `root` (or `root` itself when it is a file)."""
+    """Accepted regular files under `root` (or `root` itself when it is a file). `ordered`:
+    each directory's files by name, then its subdirectories by name, depth first (`inspect`);
+    the daemon takes them as they come, which costs no sort of a huge directory."""
     try:
         top = os.stat(root, follow_symlinks=True)
     except OSError as exc:
@@ -46,7 +49,7 @@ def walk_files(
         try:
             with os.scandir(directory) as entries:
                 subdirs = []
-                for entry in entries:
+                for entry in sorted(entries, key=lambda e: e.name) if ordered else entries:
                     try:
                         if entry.is_dir(follow_symlinks=follow_symlinks):
                             if recursive:
