@@ -116,7 +116,7 @@ class TestAssess:
         journal = {"dead": 0}
         assert assess({"daemon": self.HEALTHY, "journal": journal}) == (0, [])
         for change, words in [
-            ({"journal_disk_full": "No space left on device"}, "journal disk full"),
+            ({"journal_disk_full": "No space left on device"}, "journal: DISK FULL"),
             ({"health": "watcher for /srv is dead"}, "watcher for /srv is dead"),
             ({"unreadable_count": 2}, "2 paths unreadable"),
             ({"age_seconds": 600.0}, "not updated for 600 s"),

@@ -25,13 +25,17 @@ def check_config(path: Path, *, connect: bool) -> int:
     """Print the effective config on stdout, warnings and problems on stderr; the exit code."""
     try:
         cfg = load_config(path)
-        cfg.require_watches()  # what `run` refuses, refused here by the same function
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
     for warning in (*cfg.warnings, *_missing_watch_roots(cfg)):
         print(f"warning: {warning}", file=sys.stderr)
-    print(json.dumps(config_to_dict(cfg), indent=2))
+    print(json.dumps(config_to_dict(cfg), indent=2))  # what was read, even if `run` refuses it
+    try:
+        cfg.require_watches()  # what `run` refuses, refused here by the same function
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
     if connect:
         code, problems = connect_problems(cfg)
         for problem in problems:

@@ -60,13 +60,13 @@ def assess(status: dict[str, Any]) -> tuple[int, list[str]]:
     if daemon.get("sink_unhealthy_since") is not None:
         problems.append(f"sink failing: {_one_line(daemon.get('sink_last_error')) or '-'}")
     if daemon.get("journal_disk_full"):
-        problems.append(f"journal disk full: {_one_line(daemon['journal_disk_full'])}")
+        problems.append(f"journal: DISK FULL: {_one_line(daemon['journal_disk_full'])}")
     # health also repeats the sink and the disk, which are reported above already.
     problems += [f"{r}" for r in str(daemon.get("health") or "").split("; ")
                  if r.startswith("watcher for ")]  # fmt: skip
     if daemon.get("unreadable_count"):
         problems.append(f"{daemon['unreadable_count']} paths unreadable under the watches "
-                        "(listed below)")  # fmt: skip
+                        "(listed below; their files stay in the catalog)")  # fmt: skip
     if (daemon.get("age_seconds") or 0) > STALE_AFTER:
         problems.append(f"status not updated for {daemon['age_seconds']:.0f} s: the daemon "
                         "may be stuck")  # fmt: skip
@@ -92,8 +92,13 @@ def _counts(counts: Mapping[str, object]) -> str:
     return ", ".join(f"{k} {_value(v)}" for k, v in counts.items())
 
 
-def render_status(status: dict[str, Any], code: int, problems: list[str]) -> str:
-    """For people: the verdict first, its reasons under it, then the numbers."""
+def render_status(
+    status: dict[str, Any], code: int | None = None, problems: list[str] | None = None
+) -> str:
+    """For people: the verdict first, its reasons under it, then the numbers. `code` and
+    `problems` are assess(status)'s, computed when not given."""
+    if code is None or problems is None:
+        code, problems = assess(status)
     daemon, journal = status["daemon"], status["journal"]
     lines = [_headline(daemon, code)]
     lines += [f"  problem: {p}" for p in problems]
@@ -108,8 +113,7 @@ def render_status(status: dict[str, Any], code: int, problems: list[str]) -> str
         else:
             lines.append(f"sink: FAILING: {_one_line(daemon.get('sink_last_error')) or '-'}")
         for path, name in (daemon.get("unreadable") or {}).items():
-            # Not deleted: the rows of what these paths hold stay in the catalog.
-            lines.append(f"  unreadable: {shown(path)} ({name}; its files are kept)")
+            lines.append(f"  unreadable: {shown(path)} ({name})")
     if journal is None:
         lines.append("journal: none yet")
     else:
