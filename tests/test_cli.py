@@ -99,7 +99,7 @@ class TestInspect:
                          "sh100/x.exr"]  # fmt: skip
 
     def test_a_file_gone_during_the_walk_stays_vanished(self, tmp_path: Path) -> None:
-        from exrwatchd.cli.main import inspect_results
+        from exrwatchd.cli.inspect import inspect_results
 
         for name in ("a.exr", "b.exr"):
             write_scanline(tmp_path / "d" / name)
@@ -109,6 +109,27 @@ class TestInspect:
         gone = next(results)
         assert gone.path == str(tmp_path / "d" / "b.exr")
         assert gone.error is not None and gone.error.kind == "vanished"
+
+
+    def test_many_files_are_read_by_several_processes_with_the_same_output(
+        self, tmp_path: Path
+    ) -> None:
+        # Past SERIAL_LIMIT files, --jobs 2 shares the files out to two processes: the lines
+        # must be the very ones, in the very order, one process gives, failures counted.
+        from exrwatchd.cli._inspect_pool import SERIAL_LIMIT
+
+        root = tmp_path / "many"
+        frames = [write_scanline(root / f"sh{i % 3}" / f"beauty.{i:04d}.exr")
+                  for i in range(SERIAL_LIMIT + 60)]  # fmt: skip
+        frames[7].write_bytes(frames[7].read_bytes()[:200])  # one bad file among them
+        serial = run("inspect", "--json", "--jobs", "1", str(root), str(tmp_path / "nope"))
+        shared = run("inspect", "--json", "--jobs", "2", str(root), str(tmp_path / "nope"))
+        assert shared.returncode == serial.returncode == 1, shared.stderr
+        assert shared.stdout == serial.stdout
+        records = [json.loads(line) for line in shared.stdout.splitlines()]
+        assert len(records) == SERIAL_LIMIT + 61
+        assert records[-1]["error"]["kind"] == "not_found"
+        assert sum(r["error"] is not None for r in records) == 2
 
 
 class TestCheckConfig:

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 __all__ = ["SERIAL_LIMIT", "default_jobs", "in_order"]
 
+A = TypeVar("A")
 T = TypeVar("T")
 
 #: Up to this many files, no worker processes: forking and feeding them costs more (~20 ms).
@@ -31,13 +32,14 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def in_order(work: Callable[[str], T], paths: Iterable[str], jobs: int) -> Iterator[T]:
-    """`work(path)` for each path, in order; in `jobs` forked processes when there are more
-    than SERIAL_LIMIT paths. `work` must be a module-level function (or a partial of one)."""
-    paths = iter(paths)
-    head = list(itertools.islice(paths, SERIAL_LIMIT + 1))
+def in_order(work: Callable[[A], T], items: Iterable[A], jobs: int) -> Iterator[T]:
+    """`work(item)` for each item, in order; in `jobs` forked processes when there are more
+    than SERIAL_LIMIT items. `work` must be a module-level function (or a partial of one),
+    and items and results must pickle."""
+    rest = iter(items)
+    head = list(itertools.islice(rest, SERIAL_LIMIT + 1))
     if jobs <= 1 or len(head) <= SERIAL_LIMIT:
-        yield from map(work, itertools.chain(head, paths))
+        yield from map(work, itertools.chain(head, rest))
         return
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
-        yield from pool.imap(work, itertools.chain(head, paths), chunksize=CHUNK)
+        yield from pool.imap(work, itertools.chain(head, rest), chunksize=CHUNK)

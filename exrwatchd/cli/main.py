@@ -8,17 +8,17 @@ listed in each command's `--help` (cli/_help.py); 2 is usage (argparse's own con
 from __future__ import annotations
 
 import argparse
-import errno
-import functools
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from exrwatchd import __version__
 from exrwatchd.cli._help import CONFIG_HELP, Formatter, epilog
-from exrwatchd.cli._output import flush_out, json_line, write_out
+from exrwatchd.cli._inspect_pool import default_jobs
+from exrwatchd.cli._output import json_line, write_out
+from exrwatchd.cli.inspect import cmd_inspect
 from exrwatchd.errors import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -27,87 +27,6 @@ from exrwatchd.errors import (
     EXIT_USAGE,
     ConfigError,
 )
-
-if TYPE_CHECKING:
-    from exrwatchd.exr import Inspection
-
-
-def inspect_results(paths: Sequence[str]) -> Iterator[Inspection]:
-    """What `inspect` reports, in order: each PATH, a directory walked in name order."""
-    from exrwatchd.exr import inspect_path
-    from exrwatchd.watch import NameFilter
-    from exrwatchd.watch.tree import walk_files
-
-    accept = NameFilter()
-    for path in paths:
-        if os.path.isdir(path):
-            # A directory is walked for included names; a named file is inspected whatever
-            # its name, because the user asked for it explicitly.
-            missed: list[tuple[str, OSError]] = []
-            on_error = functools.partial(_note, missed)
-            for found in walk_files(path, accept.accepts, ordered=True, on_error=on_error):
-                yield from _walk_errors(missed)
-                yield inspect_path(found.path)  # gone since the walk listed it: vanished
-            yield from _walk_errors(missed)
-        elif not os.path.exists(path):
-            # Named by the user but never there: not "vanished", which says it was seen.
-            yield _error_record(path, "not_found", "no such file or directory")
-        else:
-            yield inspect_path(path)
-
-
-def _note(missed: list[tuple[str, OSError]], path: str, exc: OSError) -> None:
-    missed.append((path, exc))
-
-
-def _walk_errors(missed: list[tuple[str, OSError]]) -> Iterator[Inspection]:
-    """What the walk listed but could not read: a file gone since (vanished), a directory
-    it cannot list (unreadable)."""
-    for path, exc in missed:
-        gone = exc.errno in (errno.ENOENT, errno.ENOTDIR)
-        yield _error_record(path, "vanished" if gone else "unreadable",
-                            f"cannot read: {exc.strerror}")  # fmt: skip
-    missed.clear()
-
-
-def _error_record(path: str, kind: str, message: str) -> Inspection:
-    from exrwatchd.exr import InspectError, inspect_path
-
-    # inspect_path fails on it too, and its error record has the right shape.
-    return inspect_path(path)._replace(error=InspectError(kind, message))
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    from exrwatchd.exr.report import inspection_to_dict, pixel_summary, summary_line
-
-    if args.pixels:
-        # Only now: importing it loads OpenImageIO and sets its thread count.
-        from exrwatchd.exr.pixels import pixel_health
-        from exrwatchd.exr.report import pixel_stats_to_dict
-
-    failed = incomplete = 0
-    for result in inspect_results(args.paths):
-        path = result.path
-        failed += result.error is not None
-        incomplete += result.error is None and not result.complete
-        # As the daemon does: pixels of whole files only (a partial file's would mislead).
-        stats = None
-        if args.pixels and result.error is None and result.complete:
-            stats = pixel_stats_to_dict(pixel_health(path))
-        if args.json:
-            record = inspection_to_dict(result, embeddings=args.embeddings)
-            if args.pixels:
-                record["pixel_stats"] = stats
-            write_out(json_line(record), flush=False)
-        else:
-            text = summary_line(result)
-            if args.pixels and result.error is None:
-                text += "\n" + pixel_summary(stats)
-            write_out(text.encode("utf-8", errors="backslashreplace") + b"\n", flush=False)
-    flush_out()
-    if failed or (args.strict and incomplete):
-        return EXIT_FAILED
-    return EXIT_OK
 
 
 def _config_file(args: argparse.Namespace) -> Path:
@@ -283,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 for incomplete files too")
     p.add_argument("--pixels", action="store_true", help="also read the pixels: per-channel "
                    "min/max/mean, NaN and Inf counts, constant frames")  # fmt: skip
+    p.add_argument("--jobs", "-j", type=int, default=default_jobs(), metavar="N",
+                   help="processes that read headers (default: one per core; more than 200 "
+                   "files only; 1 with --pixels, which OpenImageIO spreads over the cores)")
     p.set_defaults(func=cmd_inspect)
 
     p = _command(sub, "check-config", "validate a config: OK only when `run` would start",
