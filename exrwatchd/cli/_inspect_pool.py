@@ -15,16 +15,16 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-__all__ = ["SERIAL_LIMIT", "default_jobs", "in_order"]
+__all__ = ["CHUNK", "SERIAL_LIMIT", "batches", "default_jobs", "in_order"]
 
 A = TypeVar("A")
 T = TypeVar("T")
 
 #: Up to this many files, no worker processes: forking and feeding them costs more (~20 ms).
 SERIAL_LIMIT = 200
-#: Paths handed to a worker at a time: large enough that the hand-off is cheap per file,
+#: Files handed to a worker at a time: large enough that the hand-off is cheap per file,
 #: small enough that the first lines come out at once.
-CHUNK = 64
+CHUNK = 128
 
 
 def default_jobs() -> int:
@@ -32,14 +32,23 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def in_order(work: Callable[[A], T], items: Iterable[A], jobs: int) -> Iterator[T]:
-    """`work(item)` for each item, in order; in `jobs` forked processes when there are more
-    than SERIAL_LIMIT items. `work` must be a module-level function (or a partial of one),
-    and items and results must pickle."""
+def batches(items: Iterable[A], size: int) -> Iterator[list[A]]:
+    """`items` in lists of `size` (the last one shorter); itertools.batched from 3.12 on."""
+    rest = iter(items)
+    while batch := list(itertools.islice(rest, size)):
+        yield batch
+
+
+def in_order(work: Callable[[list[A]], T], items: Iterable[A], jobs: int) -> Iterator[T]:
+    """`work(batch)` for each batch of up to CHUNK items, in order; in `jobs` forked processes
+    when there are more than SERIAL_LIMIT items. Batches, not items, travel between the
+    processes, so the hand-off costs little per file. `work` must be a module-level function
+    (or a partial of one), and batches and results must pickle."""
     rest = iter(items)
     head = list(itertools.islice(rest, SERIAL_LIMIT + 1))
+    everything = batches(itertools.chain(head, rest), CHUNK)
     if jobs <= 1 or len(head) <= SERIAL_LIMIT:
-        yield from map(work, itertools.chain(head, rest))
+        yield from map(work, everything)
         return
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
-        yield from pool.imap(work, itertools.chain(head, rest), chunksize=CHUNK)
+        yield from pool.imap(work, everything)

@@ -29,9 +29,11 @@ class _Options(NamedTuple):
 
 
 class _Rendered(NamedTuple):
+    """The output of one file, or of a batch of them (with how many failed, are incomplete)."""
+
     line: bytes
-    failed: bool
-    incomplete: bool
+    failed: int
+    incomplete: int
 
 
 def inspect_targets(paths: Sequence[str]) -> Iterator[str | Inspection]:
@@ -106,8 +108,15 @@ def _render(options: _Options, target: str | Inspection) -> _Rendered:
         if options.pixels and result.error is None:
             text += "\n" + pixel_summary(stats)
         line = text.encode("utf-8", errors="backslashreplace") + b"\n"
-    return _Rendered(line, result.error is not None,
-                     result.error is None and not result.complete)  # fmt: skip
+    return _Rendered(line, int(result.error is not None),
+                     int(result.error is None and not result.complete))  # fmt: skip
+
+
+def _render_batch(options: _Options, targets: list[str | Inspection]) -> _Rendered:
+    """The lines of a batch of files as one piece of output, with its counts."""
+    rendered = [_render(options, target) for target in targets]
+    return _Rendered(b"".join(r.line for r in rendered), sum(r.failed for r in rendered),
+                     sum(r.incomplete for r in rendered))  # fmt: skip
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -115,7 +124,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     # Pixel reading is OpenImageIO's, which uses every core for one file already.
     jobs = 1 if args.pixels else args.jobs
     failed = incomplete = 0
-    render = functools.partial(_render, options)
+    render = functools.partial(_render_batch, options)
     for rendered in in_order(render, inspect_targets(args.paths), jobs):
         failed += rendered.failed
         incomplete += rendered.incomplete
