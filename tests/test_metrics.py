@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import inspect
 import socket
 import threading
@@ -13,6 +14,9 @@ from dataclasses import replace
 
 import pytest
 from prometheus_client import REGISTRY
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from exrwatchd.telemetry import (
@@ -40,6 +44,14 @@ def fetch(url: str, method: str = "GET") -> tuple[int, str, dict[str, str]]:
     except urllib.error.HTTPError as exc:
         with exc:
             return exc.code, exc.read().decode(), dict(exc.headers)
+
+
+def fetch_bytes(url: str, **headers: str) -> tuple[int, bytes, dict[str, str]]:
+    """GET with these request headers; the body as sent (never decompressed)."""
+    request = urllib.request.Request(url, headers={k.replace("_", "-"): v
+                                                   for k, v in headers.items()})  # fmt: skip
+    with _OPENER.open(request, timeout=5) as response:
+        return response.status, response.read(), dict(response.headers)
 
 
 def parse(text: str) -> Samples:
@@ -164,9 +176,10 @@ def test_counters_with_labels(metrics: Metrics, server: str) -> None:
     assert value(s, "exrwatchd_scan_found_total", kind="gone") == 1
     assert value(s, "exrwatchd_scan_seconds_count") == 1
     assert value(s, "exrwatchd_scans_skipped_total") == 1
-    # Never a path or a message in a label value; every series is prefixed.
+    # Never a path or a message in a label value; every series is prefixed (but for the
+    # standard process_* series that stock dashboards query).
     for name, labels in s:
-        assert name.startswith("exrwatchd_"), name
+        assert name.startswith(("exrwatchd_", "process_")), name
         for _, label_value in labels:
             assert "/" not in label_value and " " not in label_value, (name, label_value)
 
@@ -272,6 +285,8 @@ def test_gauges_come_from_the_snapshot_at_scrape_time(server: str, fake: Fake) -
     assert value(s, "exrwatchd_oldest_pending_age_seconds") == 0
     assert value(s, "exrwatchd_sink_healthy") == 1
     assert value(s, "exrwatchd_sink_unhealthy_seconds") == 0
+    assert value(s, "exrwatchd_journal_disk_full_seconds") == 0
+    assert value(s, "exrwatchd_healthy") == 1
     assert value(s, "exrwatchd_watches", backend="inotify") == 1
     assert value(s, "exrwatchd_watches", backend="poll") == 1
     assert value(s, "exrwatchd_watch_up", watch="0", backend="inotify") == 1
@@ -285,6 +300,7 @@ def test_gauges_come_from_the_snapshot_at_scrape_time(server: str, fake: Fake) -
         SNAP, queue_depth=0, pending=1, outbox_ready=2, outbox_dead=9, outbox_inflight=4,
         oldest_pending_age_seconds=612.5, sink_healthy=False, sink_unhealthy_seconds=612.0,
         journal_queue=17, watches=(WatchState("/mnt/a", "inotify", 130, alive=False),),
+        journal_disk_full_seconds=42.5, healthy=False,
     )  # fmt: skip
     s = scrape(server)
     assert fake.snapshots_taken == 2
@@ -297,6 +313,8 @@ def test_gauges_come_from_the_snapshot_at_scrape_time(server: str, fake: Fake) -
     assert value(s, "exrwatchd_oldest_pending_age_seconds") == 612.5
     assert value(s, "exrwatchd_sink_healthy") == 0
     assert value(s, "exrwatchd_sink_unhealthy_seconds") == 612.0
+    assert value(s, "exrwatchd_journal_disk_full_seconds") == 42.5
+    assert value(s, "exrwatchd_healthy") == 0
     assert value(s, "exrwatchd_watch_up", watch="0", backend="inotify") == 0
     assert value(s, "exrwatchd_watched_directories", watch="0", backend="inotify") == 130
     assert ("exrwatchd_watches", frozenset({("backend", "poll")})) not in s
@@ -327,6 +345,86 @@ def test_no_snapshot_no_gauges() -> None:
 
 
 # ---- HTTP ---------------------------------------------------------------------------------
+
+
+# Prometheus 3's Accept header, as it sends it (scrape_protocols at their default).
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+    "application/openmetrics-text;version=0.0.1;q=0.4,"
+    "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,"
+    "text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+)
+
+
+def test_plain_text_without_accept(metrics: Metrics, server: str) -> None:
+    metrics.persisted(2)
+    status, body, headers = fetch_bytes(server + "/metrics")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain; version=")
+    assert "Content-Encoding" not in headers
+    assert int(headers["Content-Length"]) == len(body)
+    assert value(parse(body.decode()), "exrwatchd_persisted_total") == 2
+
+
+@pytest.mark.parametrize("accept", ["application/openmetrics-text", PROMETHEUS_ACCEPT])
+def test_openmetrics_when_the_scraper_asks(metrics: Metrics, server: str, accept: str) -> None:
+    metrics.persisted(2)
+    metrics.inspection_seconds(0.003)
+    status, body, headers = fetch_bytes(server + "/metrics", Accept=accept)
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert "Accept" in headers["Vary"]
+    text = body.decode()
+    assert text.endswith("# EOF\n")
+    s = {(x.name, frozenset(x.labels.items())): x.value
+         for f in openmetrics_families(text) for x in f.samples}  # fmt: skip
+    assert value(s, "exrwatchd_persisted_total") == 2
+    assert value(s, "exrwatchd_inspection_seconds_count") == 1
+    assert value(s, "exrwatchd_queue_depth") == 3
+    assert value(s, "process_cpu_seconds_total") > 0
+
+
+def test_gzip_when_the_scraper_accepts_it(metrics: Metrics, server: str) -> None:
+    metrics.persisted(4)
+    status, body, headers = fetch_bytes(server + "/metrics", Accept_Encoding="gzip, deflate")
+    assert status == 200
+    assert headers["Content-Encoding"] == "gzip"
+    assert int(headers["Content-Length"]) == len(body)
+    assert headers["Content-Type"].startswith("text/plain; version=")
+    plain = gzip.decompress(body)
+    assert len(body) < len(plain) / 3
+    assert value(parse(plain.decode()), "exrwatchd_persisted_total") == 4
+    # Both at once: OpenMetrics, gzipped.
+    _, body, headers = fetch_bytes(server + "/metrics", Accept=PROMETHEUS_ACCEPT,
+                                   Accept_Encoding="gzip")  # fmt: skip
+    assert headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body).endswith(b"# EOF\n")
+    # HEAD tells the length of what GET would send, and sends nothing.
+    status, body, headers = fetch_bytes(server + "/metrics", Accept_Encoding="gzip")
+    request = urllib.request.Request(server + "/metrics", method="HEAD",
+                                     headers={"Accept-Encoding": "gzip"})  # fmt: skip
+    with _OPENER.open(request, timeout=5) as response:
+        assert response.read() == b""
+        assert response.headers["Content-Encoding"] == "gzip"
+
+
+def test_name_query_restricts_the_answer(metrics: Metrics, server: str) -> None:
+    metrics.persisted(1)
+    url = server + "/metrics?name[]=exrwatchd_persisted_total&name[]=exrwatchd_queue_depth"
+    s = parse(fetch_bytes(url)[1].decode())
+    assert set(s) == {("exrwatchd_persisted_total", frozenset()),
+                      ("exrwatchd_queue_depth", frozenset())}  # fmt: skip
+
+
+def test_standard_process_metrics(server: str) -> None:
+    # Stock dashboards (node/process, Grafana's Prometheus-client ones) query these names.
+    s = scrape(server)
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes",
+                 "process_virtual_memory_bytes", "process_open_fds", "process_max_fds",
+                 "process_start_time_seconds"):  # fmt: skip
+        assert value(s, name) > 0, name
+    assert value(s, "process_start_time_seconds") <= time.time()
+    assert not [n for n, _ in s if n.startswith("exrwatchd_process_")]
 
 
 def test_healthz_follows_health(server: str, fake: Fake) -> None:

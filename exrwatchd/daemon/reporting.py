@@ -135,6 +135,7 @@ class Telemetry:
         p, sink, journal = d.pipeline, d.sink_loop, d.journal
         stats = journal.stats(paths=False) if journal is not None else None
         unhealthy = sink.unhealthy_since if sink is not None else None
+        full_since = d.writer.disk_full_since if d.writer is not None else None
         return Snapshot(
             queue_depth=p.work.qsize() if p else 0,
             pending=len(d.settler),
@@ -150,6 +151,8 @@ class Telemetry:
             outbox_inflight=stats.inflight if stats else 0,
             journal_queue=d.writer.pending() if d.writer else 0,
             pixel_queue=p.lane.depth() if p and p.lane else 0,
+            journal_disk_full_seconds=None if full_since is None else time.time() - full_since,
+            healthy=self.health() is None,
         )  # fmt: skip
 
     def health(self) -> str | None:

@@ -55,6 +55,8 @@ class Snapshot:
     outbox_inflight: int = 0  # claimed by the sink loop, not yet acknowledged
     journal_queue: int = 0  # verdicts waiting for the journal writer
     pixel_queue: int = 0  # complete files waiting for the pixel lane
+    journal_disk_full_seconds: float | None = None  # None while the journal can be written
+    healthy: bool = True  # what /healthz says: False when it answers 503
 
 
 class _SnapshotCollector(Collector):
@@ -123,6 +125,11 @@ _SCALARS: tuple[tuple[str, str, Callable[[Snapshot], float]], ...] = (
      lambda s: 1 if s.sink_healthy else 0),
     ("exrwatchd_sink_unhealthy_seconds", "How long the sink has been failing; 0 when healthy.",
      lambda s: 0.0 if s.sink_healthy else s.sink_unhealthy_seconds or 0.0),
+    ("exrwatchd_journal_disk_full_seconds", "How long the journal has been unwritable for "
+     "lack of disk space; 0 while it can be written.",
+     lambda s: s.journal_disk_full_seconds or 0.0),
+    ("exrwatchd_healthy", "1 while /healthz answers 200, 0 while it answers 503.",
+     lambda s: 1 if s.healthy else 0),
 )  # fmt: skip
 
 _LABELLED: tuple[tuple[str, str, tuple[str, ...]], ...] = (

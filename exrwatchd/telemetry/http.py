@@ -1,14 +1,17 @@
 """The HTTP side of the metrics: `/metrics` and `/healthz` on a daemon thread.
 
-`MetricsServer` serves `/metrics` (Prometheus text format, from `Metrics.render()`) and
-`/healthz` (200 "ok", or 503 and the reason); `health_reason` builds that reason.
-exrwatchd.telemetry.metrics re-exports the public names here, so import them from there. This module
-never imports exrwatchd.telemetry.metrics: the server needs only an object with `render()`.
+`MetricsServer` serves `/metrics` (a registry, through prometheus-client's exposition:
+Prometheus text or OpenMetrics as the scraper's `Accept` asks, gzipped when it accepts gzip)
+and `/healthz` (200 "ok", or 503 and the reason); `health_reason` builds that reason.
+exrwatchd.telemetry.metrics re-exports the public names here, so import them from there. This
+module never imports exrwatchd.telemetry.metrics: the server needs only an object with a
+`registry`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import re
 import socket
@@ -18,9 +21,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.registry import Collector
 
 from exrwatchd import __version__
 from exrwatchd.logs import get_logger
@@ -29,10 +33,11 @@ from exrwatchd.logs import get_logger
 log = get_logger("exrwatchd.metrics")
 
 
-class Renderer(Protocol):
+class Exposed(Protocol):
     """What the server serves at /metrics: `Metrics` (exrwatchd.telemetry.metrics) is one."""
 
-    def render(self) -> bytes: ...
+    @property
+    def registry(self) -> Collector: ...
 
 
 # ---- health ---------------------------------------------------------------------------
@@ -83,7 +88,7 @@ class _Server(ThreadingHTTPServer):
     cap gets a 503 and is closed at once, so slow clients cannot pile threads up."""
 
     daemon_threads = True
-    metrics: Renderer
+    metrics: Exposed
     health: Callable[[], str | None]
     request_timeout: float
     slots: threading.BoundedSemaphore
@@ -144,10 +149,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(body=False)
 
     def _serve(self, *, body: bool) -> None:
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path = url.path
+        headers: dict[str, str] = {}
         if path == "/metrics":
             try:
-                status, data, ctype = 200, self.server.metrics.render(), CONTENT_TYPE_LATEST
+                data, headers = self._exposition(parse_qs(url.query).get("name[]"))
+                status, ctype = 200, headers.pop("Content-Type")
             except Exception as exc:
                 log.error("metrics.render_failed", error=str(exc), error_type=type(exc).__name__)
                 status, data, ctype = 500, b"metrics failed\n", "text/plain; charset=utf-8"
@@ -166,9 +174,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
+        for name, header_value in headers.items():
+            self.send_header(name, header_value)
         self.end_headers()
         if body:
             self.wfile.write(data)
+
+    def _exposition(self, names: list[str] | None) -> tuple[bytes, dict[str, str]]:
+        """The body and headers of /metrics, made as prometheus-client's own MetricsHandler
+        makes them (its private `_bake_output`): the format the `Accept` header asks for
+        (OpenMetrics or the text format), only the `name[]` series when the query names
+        some, gzipped when `Accept-Encoding` allows it."""
+        registry: Any = self.server.metrics.registry
+        if names:
+            registry = registry.restricted_registry(names)
+        encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
+        data = encoder(registry)
+        headers = {"Content-Type": ctype, "Vary": "Accept, Accept-Encoding"}
+        if gzip_accepted(self.headers.get("Accept-Encoding", "")):
+            data = gzip.compress(data)
+            headers["Content-Encoding"] = "gzip"
+        return data, headers
 
     def log_message(self, format: str, *args: object) -> None:  # no access log on stderr
         pass
@@ -199,7 +225,7 @@ class MetricsServer:
     however slowly its client sends)."""
 
     listen: str
-    metrics: Renderer
+    metrics: Exposed
     health: Callable[[], str | None] = lambda: None
     max_connections: int = 8
     request_timeout: float = 10.0

@@ -11,11 +11,11 @@ anything else is counted as "other", so a caller passing an error message or a p
 mistake cannot grow the series count. Metric names, labels and sample queries are in
 docs/metrics.md.
 
-`MetricsServer` serves `/metrics` (Prometheus text format) and `/healthz` (200 "ok", or
-503 and the reason) on a daemon thread; `health_reason` builds that reason. They live in
-http.py, the label vocabularies and buckets in _labels.py, the scrape-time gauges
-(`Snapshot`, `WatchState` and their collector) in _snapshot.py; import them from
-exrwatchd.telemetry.
+`MetricsServer` serves `/metrics` (the registry, as Prometheus text or OpenMetrics) and
+`/healthz` (200 "ok", or 503 and the reason) on a daemon thread; `health_reason` builds
+that reason. They live in http.py, the label vocabularies and buckets in _labels.py, the
+scrape-time gauges (`Snapshot`, `WatchState` and their collector) in _snapshot.py; import
+them from exrwatchd.telemetry.
 """
 
 from __future__ import annotations
@@ -280,7 +280,8 @@ class Metrics(NullMetrics):
         )  # fmt: skip
         r.register(_SnapshotCollector(snapshot))
         if process:
-            ProcessCollector(namespace="exrwatchd", registry=r)
+            # Unprefixed (process_cpu_seconds_total, ...), the names stock dashboards query.
+            ProcessCollector(registry=r)
 
     # -- watch inbox drain (settle loop) --------------------------------------------------
 
@@ -379,5 +380,6 @@ class Metrics(NullMetrics):
     # -- output ---------------------------------------------------------------------------
 
     def render(self) -> bytes:
-        """Everything, in the Prometheus text format (what /metrics serves)."""
+        """Everything, in the Prometheus text format (what /metrics serves to a scraper that
+        asks for no other format)."""
         return generate_latest(self.registry)
