@@ -252,9 +252,9 @@ def _check_env_name(value: str) -> str | None:
 def _check_listen(value: str) -> str | None:
     host, sep, port = value.rpartition(":")
     if not sep or not host:
-        return f'must be "host:port", e.g. "127.0.0.1:9100", got {_q(value)}'
+        return f'must be "host:port", e.g. "127.0.0.1:9109", got {_q(value)}'
     if ":" in host and not (host.startswith("[") and host.endswith("]")):
-        return f'must put an IPv6 address in brackets, e.g. "[::1]:9100", got {_q(value)}'
+        return f'must put an IPv6 address in brackets, e.g. "[::1]:9109", got {_q(value)}'
     # Port 0 asks the kernel for a free port (the daemon logs the one it got).
     if not (port.isascii() and port.isdigit() and 0 <= int(port) <= 65535):
         return f"port must be a number from 0 to 65535, got {_q(port)}"
