@@ -74,13 +74,13 @@ def _load(args: argparse.Namespace, *, credentials: bool = True) -> Any:
 def _run_daemon(cfg: Any, *, once: bool) -> int:
     """Run the daemon (or, with `once`, the one-shot scan) and map start errors to 78."""
     from exrwatchd.cli.progress import Progress
-    from exrwatchd.daemon import Daemon
+    from exrwatchd.daemon import Daemon, install_signal_handlers
     from exrwatchd.daemon.lifecycle import StartupError
 
     try:
         cfg.require_watches()  # check-config applies the same rule
         daemon = Daemon(cfg)
-        daemon.install_signal_handlers()
+        install_signal_handlers(daemon)
         progress = Progress(sys.stderr) if once and sys.stderr.isatty() else None
         code = daemon.run(once=once, progress=progress)
         if progress:

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from types import FrameType
 
 from exrwatchd.config import Config, load_config
 from exrwatchd.daemon import components
@@ -391,18 +389,3 @@ class Daemon:
             self.journal.close()
         log.info("daemon.stopped", unfinished_inspections=len(p.inflight) if p else 0,
                  left_settling=len(self.settler))  # fmt: skip
-
-    def install_signal_handlers(self) -> None:
-        # Plain attributes, read by the main loop each turn (<= 0.5 s): an Event's lock, held
-        # by the main thread when a (second) signal lands, would deadlock it.
-        def stop(signum: int, frame: FrameType | None) -> None:
-            if self.stop_requested and signum == signal.SIGINT:
-                self.force = True  # a second Ctrl-C: stop waiting for in-flight work
-            self.stop_requested = True
-
-        def hangup(signum: int, frame: FrameType | None) -> None:
-            self.reload_requested = True
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGHUP, hangup)
