@@ -7,13 +7,15 @@ nothing else, the same call is right after a restart or a reconciliation (compar
 stored summary, not with an empty one) and can be debounced (compare with an older summary).
 
 Naming (see `parse_frame_path`): the frame number is the last run of digits before `.exr`,
-after a `.` or `_`, exactly as `exrwatchd.exr.naming.frame_number` reads it. The padding is
-the number of digits written, so `beauty.1.exr` (`beauty.%01d.exr`) and `beauty.0001.exr`
-(`beauty.%04d.exr`) are two sequences: a padded writer never writes "1" and an unpadded one
-never writes "0001", so two spellings of frame 1 are two different outputs. `1001` is read as
-`%04d`, the VFX convention. The price: a sequence that outgrows its padding (unpadded 9 -> 10,
-`%04d` 9999 -> 10000) splits in two. Deciding from one name keeps the key a function of the
-path alone, so a file never changes sequence when its neighbours come and go.
+after a `.` or `_`, exactly as `exrwatchd.exr.naming.frame_number` reads it. Padding is a
+minimum width, as fileseq and renderers read it (`group_frames`): `comp.101.exr`,
+`comp.102.exr` and `comp.1000.exr` are one 3-padded sequence (`comp.%03d.exr`), so a render
+crossing frame 999 or 9999 does not split; `a.99.exr` and `a.100.exr` are one unpadded one.
+Only a zero-padded spelling wider than the narrowest one starts another sequence
+(`a.1.exr` and `a.0001.exr` are two). Same grouping as fileseq.findSequencesOnDisk except:
+negative frames and names without a `.` or `_` before the frame are not frames here, and
+among frames of one width the zero-padded ones decide first (fileseq leaves that order to
+chance). Printed in fileseq's notation by `notation`: `beauty.1001-1040,1042-1100#.exr`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,13 +62,32 @@ class SequenceKey:
         return os.path.join(self.directory, self.pattern % frame)
 
 
+def frame_pattern(head: str, width: int, tail: str) -> str:
+    """The printf pattern of frames `head` + number padded to `width` + `tail`."""
+    return f"{head.replace('%', '%%')}%0{width}d{tail.replace('%', '%%')}"
+
+
+_PATTERN = re.compile(r"\A((?:[^%]|%%)*)%0(\d+)d((?:[^%]|%%)*)\Z", re.DOTALL)
+
+
+def split_pattern(pattern: str) -> tuple[str, int, str]:
+    """`(head, width, tail)` of a pattern made by `frame_pattern`; ValueError otherwise."""
+    match = _PATTERN.match(pattern)
+    if match is None:
+        raise ValueError(f"{pattern!r} is not a frame pattern such as name.%04d.exr")
+    head, width, tail = match.groups()
+    return head.replace("%%", "%"), int(width), tail.replace("%%", "%")
+
+
 class FrameName(NamedTuple):
     key: SequenceKey
     frame: int
 
 
 def parse_frame_path(path: str | os.PathLike[str]) -> FrameName | None:
-    """Sequence and frame number of `path`, or None when it is not a frame of a sequence.
+    """Frame number of `path` and the sequence its own spelling names (padding = digits
+    written), or None when it is not a frame. Which sequence it joins depends on its
+    neighbours too (a 4-digit unpadded frame joins a 3-padded sequence): `group_frames`.
 
     None also for non-ASCII digits (`key.path` could not rebuild the name) and for frames
     beyond 64 bits (the catalog stores those as null). Negative frames (`beauty.-001.exr`)
@@ -83,8 +105,7 @@ def parse_frame_path(path: str | os.PathLike[str]) -> FrameName | None:
     frame = int(digits)
     if frame > _MAX_FRAME:
         return None
-    pattern = f"{head.replace('%', '%%')}%0{len(digits)}d{tail.replace('%', '%%')}"
-    return FrameName(SequenceKey(directory, pattern), frame)
+    return FrameName(SequenceKey(directory, frame_pattern(head, len(digits), tail)), frame)
 
 
 class FrameStatus(StrEnum):
@@ -92,6 +113,7 @@ class FrameStatus(StrEnum):
     INCOMPLETE = "incomplete"  # recorded before it was whole (journal status "incomplete")
     ERROR = "error"  # could not be read (journal status "failed")
     UNHEALTHY = "unhealthy"  # readable and whole, but a check flagged it
+    IN_PROGRESS = "in_progress"  # found incomplete, the daemon waits for the rest to land
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +122,42 @@ class Frame:
     path: str
     status: FrameStatus
     layout: str | None = None  # layout_key of its parts; None when unknown (unreadable)
+
+
+def group_frames(frames: Iterable[Frame]) -> dict[SequenceKey, list[Frame]]:
+    """The sequences `frames` (any directories and names, distinct paths) make.
+
+    fileseq's rule: frames of one directory and name (head and tail around the number), in
+    order of width, join the sequence of the narrowest width seen so far unless they are
+    zero-padded and wider, which starts a sequence of their width. So an unpadded frame
+    (`1000`) joins a 3-padded sequence, a zero-padded one (`0100`) never does. Raises
+    ValueError for a path that is not a frame.
+    """
+    families: dict[tuple[str, str, str], list[tuple[str, Frame]]] = {}
+    for frame in frames:
+        directory, basename = os.path.split(frame.path)
+        split = split_frame_name(basename)
+        if split is None:
+            raise ValueError(f"{frame.path!r} is not a frame of a sequence")
+        head, digits, tail = split
+        families.setdefault((directory, head, tail), []).append((digits, frame))
+    out: dict[SequenceKey, list[Frame]] = {}
+    for (directory, head, tail), members in families.items():
+        # Within a width, zero-padded first: a deterministic answer where fileseq's
+        # depends on set order (`01`, `001`, `100`: `100` goes with `001`).
+        members.sort(key=lambda m: (len(m[0]), not _zero_padded(m[0]), m[1].number))
+        width, current = 0, None
+        for digits, frame in members:
+            if current is None or (len(digits) != width and _zero_padded(digits)):
+                width = len(digits)
+                key = SequenceKey(directory, frame_pattern(head, width, tail))
+                current = out.setdefault(key, [])
+            current.append(frame)
+    return out
+
+
+def _zero_padded(digits: str) -> bool:
+    return len(digits) > 1 and digits[0] == "0"
 
 
 def layout_key(parts: Sequence[Part]) -> str | None:
@@ -151,6 +209,7 @@ class SequenceSummary:
     structure_consistent: bool  # every frame with a known layout has the same one
     layout: str | None  # the majority layout (ties: the one of the lowest frame)
     odd_layout: tuple[int, ...]  # frames whose known layout is not the majority's
+    in_progress: tuple[int, ...] = ()  # present but still being written (re-checked)
 
     @property
     def key(self) -> SequenceKey:
@@ -162,8 +221,9 @@ class SequenceSummary:
 
     @property
     def is_whole(self) -> bool:
-        """No frame missing, incomplete, unusable or of another layout."""
-        return not (self.missing or self.incomplete or self.unhealthy or self.odd_layout)
+        """No frame missing, incomplete, unusable, of another layout or still being written."""
+        return not (self.missing or self.incomplete or self.unhealthy or self.odd_layout
+                    or self.in_progress)  # fmt: skip
 
 
 def summarize(key: SequenceKey, frames: Iterable[Frame]) -> SequenceSummary:
@@ -194,7 +254,33 @@ def summarize(key: SequenceKey, frames: Iterable[Frame]) -> SequenceSummary:
         unhealthy=tuple(f.number for f in ordered if f.status in _UNUSABLE),
         structure_consistent=len(counts) <= 1, layout=majority,
         odd_layout=tuple(f.number for f in ordered if f.layout not in (None, majority)),
+        in_progress=tuple(f.number for f in ordered if f.status == FrameStatus.IN_PROGRESS),
     )  # fmt: skip
+
+
+def padding_chars(width: int) -> str:
+    """fileseq's padding characters (its default style): `#` per 4 digits, else `@` each."""
+    width = max(1, width)
+    return "#" * (width // 4) if width % 4 == 0 else "@" * width
+
+
+def frame_set(ranges: Iterable[Range]) -> str:
+    """Inclusive ranges as a frame set VFX tools parse: `1001-1040,1042,1044-1100`."""
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+def present_ranges(summary: SequenceSummary) -> tuple[Range, ...]:
+    """The frames of `summary` that exist, as ranges: first to last minus the missing."""
+    return _subtract(((summary.first, summary.last),), summary.missing)
+
+
+def notation(summary: SequenceSummary) -> str:
+    """The sequence as fileseq, Nuke and RV write it: `beauty.1001-1040,1042-1100#.exr`.
+
+    The frame set lists the frames present; the padding characters give the width.
+    """
+    head, width, tail = split_pattern(summary.pattern)
+    return f"{head}{frame_set(present_ranges(summary))}{padding_chars(width)}{tail}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +331,7 @@ def changes(before: SequenceSummary | None, after: SequenceSummary | None) -> li
     events: list[SequenceEvent] = []
     if gaps := _subtract(after.missing, old_missing):
         events.append(event("sequence.gap", "warning", gaps))
-    if odd := _compress([n for n in after.odd_layout if n not in old_odd]):
+    if odd := compress_frames([n for n in after.odd_layout if n not in old_odd]):
         events.append(event("sequence.changed_layout", "warning", odd))
     if before is not None:
         gone = _subtract(before.missing, after.missing)
@@ -263,7 +349,7 @@ def _number(frame: Frame) -> int:
     return frame.number
 
 
-def _compress(numbers: Sequence[int]) -> tuple[Range, ...]:
+def compress_frames(numbers: Sequence[int]) -> tuple[Range, ...]:
     """Sorted distinct numbers -> ranges."""
     out: list[Range] = []
     for n in numbers:
@@ -309,7 +395,7 @@ def sequence_path(directory: str, pattern: str) -> str:
 
 
 def summary_record(summary: SequenceSummary, updated_at: datetime) -> dict[str, Any]:
-    """The journal record of a sequence (JSON-ready)."""
+    """The journal record of a sequence (JSON-ready), `notation` included."""
     return {
         "directory": summary.directory,
         "pattern": summary.pattern,
@@ -322,6 +408,8 @@ def summary_record(summary: SequenceSummary, updated_at: datetime) -> dict[str, 
         "structure_consistent": summary.structure_consistent,
         "layout": summary.layout,
         "odd_layout": list(summary.odd_layout),
+        "in_progress": list(summary.in_progress),
+        "notation": notation(summary),
         "updated_at": updated_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }
 
@@ -335,4 +423,5 @@ def summary_from_record(record: Mapping[str, Any]) -> SequenceSummary:
         incomplete=tuple(record["incomplete"]), unhealthy=tuple(record["unhealthy"]),
         structure_consistent=record["structure_consistent"], layout=record["layout"],
         odd_layout=tuple(record["odd_layout"]),
+        in_progress=tuple(record.get("in_progress", ())),  # absent from older records
     )  # fmt: skip

@@ -109,7 +109,7 @@ def events(
         ("diffuse_0042.exr", "diffuse_%04d.exr", 42),
         ("beauty.1.exr", "beauty.%01d.exr", 1),
         ("beauty.1001.exr", "beauty.%04d.exr", 1001),  # no leading zero: still 4 digits
-        ("beauty.10000.exr", "beauty.%05d.exr", 10000),  # outgrew %04d: its own sequence
+        ("beauty.10000.exr", "beauty.%05d.exr", 10000),  # alone; group_frames may widen it
         ("beauty.0.exr", "beauty.%01d.exr", 0),
         ("beauty.000000.exr", "beauty.%06d.exr", 0),
         ("Beauty.0007.EXR", "Beauty.%04d.EXR", 7),  # case kept, in the name and extension
@@ -129,7 +129,7 @@ def test_pattern_and_frame_come_from_the_name(basename: str, pattern: str, frame
     assert parse_frame_path(Path(path)) == name  # a Path reads as its text
 
 
-def test_padded_and_unpadded_spellings_of_a_frame_are_two_sequences() -> None:
+def test_padded_and_unpadded_spellings_of_a_frame_name_two_sequences() -> None:
     unpadded = parse_frame_path(f"{DIR}/beauty.1.exr")
     padded = parse_frame_path(f"{DIR}/beauty.0001.exr")
     assert unpadded is not None and padded is not None

@@ -139,6 +139,45 @@ class TestJournalTracking:
             j.write([persist("/r/s/beauty.0003.exr")])
             assert by_pattern(j)["beauty.%04d.exr"]["missing"] == []
 
+    def test_a_3_padded_render_crossing_999_stays_one_sequence(self, journal: Journal) -> None:
+        journal.write([persist(f"/r/s/c.{n}.exr") for n in (1000, 1001)])
+        assert set(by_pattern(journal)) == {"c.%04d.exr"}
+        journal.write([persist("/r/s/c.998.exr")])
+        s = by_pattern(journal)["c.%03d.exr"]
+        assert set(by_pattern(journal)) == {"c.%03d.exr"}
+        assert (s["first"], s["last"], s["missing"]) == (998, 1001, [[999, 999]])
+        assert s["notation"] == "c.998,1000-1001@@@.exr"
+        # the sinks drop the 4-padded row and store the 3-padded one
+        entries = dict(sequence_entries(journal))
+        assert entries["sequence:/r/s/c.%04d.exr"] is None
+        assert json.loads(entries["sequence:/r/s/c.%03d.exr"] or "{}")["count"] == 3
+        journal.write([Delete("/r/s/c.998.exr")])  # and back
+        assert set(by_pattern(journal)) == {"c.%04d.exr"}
+        assert by_pattern(journal)["c.%04d.exr"]["notation"] == "c.1000-1001#.exr"
+
+    def test_older_summaries_are_regrouped_at_start(self, tmp_path: Path) -> None:
+        """A journal of the version that split `%03d` from `%04d`: at start the family is
+        summarized again and the stale 4-padded sequence goes away."""
+        with Journal.open(tmp_path) as j:
+            j.write([persist(f"/r/s/c.{n}.exr") for n in (998, 999, 1000)])
+            by_pattern(j)
+        old = {"c.%03d.exr": (998, 999), "c.%04d.exr": (1000, 1000)}
+        with sqlite3.connect(tmp_path / "journal.db") as conn:
+            conn.execute("DELETE FROM sequences")
+            for pattern, (first, last) in old.items():
+                record = {"directory": "/r/s", "pattern": pattern, "first": first, "last": last,
+                          "count": last - first + 1, "missing": [], "incomplete": [],
+                          "unhealthy": [], "structure_consistent": True, "layout": "1:aaaa",
+                          "odd_layout": [], "updated_at": "2024-01-01T00:00:00.000000Z"}
+                conn.execute("INSERT INTO sequences VALUES (?, ?)",
+                             (os.fsencode(f"sequence:/r/s/{pattern}"), json.dumps(record)))
+        with Journal.open(tmp_path) as j:
+            j.reset_inflight()  # what the daemon does at start
+            assert [s["pattern"] for s in j.sequences()] == ["c.%03d.exr", "c.%04d.exr"]
+            found = by_pattern(j)
+            assert list(found) == ["c.%03d.exr"] and found["c.%03d.exr"]["last"] == 1000
+            assert dict(sequence_entries(j))["sequence:/r/s/c.%04d.exr"] is None
+
 
 # --------------------------------------------------------------------------- the daemon
 
@@ -206,12 +245,21 @@ def test_daemon_tracks_a_sequence_end_to_end(tmp_path: Path, frames: dict[str, b
                               str(config), "--json"], capture_output=True, text=True,
                              check=True)  # fmt: skip
         listed = [json.loads(line) for line in out.stdout.splitlines()]
-        assert [(s["pattern"], s["first"], s["last"]) for s in listed] == [
-            ("beauty.%04d.exr", 1, 5)
+        assert [(s["pattern"], s["notation"], s["first"], s["last"]) for s in listed] == [
+            ("beauty.%04d.exr", "beauty.1-5#.exr", 1, 5)
         ]
         command = [sys.executable, "-m", "exrwatchd", "sequences", "--config", str(config)]
         readable = subprocess.run(command, capture_output=True, text=True, check=True)
-        assert "beauty.%04d.exr  frames 1-5, 5 present, whole" in readable.stdout
+        assert f"{shot}/beauty.1-5#.exr  5 frames, whole" in readable.stdout
+
+        # filtered by directory: the shot's own, one above it, a sibling that shares a prefix
+        def listing(*paths: Path) -> str:
+            run = subprocess.run([*command, *map(str, paths)], capture_output=True, text=True,
+                                 check=True, cwd=tmp_path)  # fmt: skip
+            return run.stdout
+        assert "beauty.1-5#.exr" in listing(shot)
+        assert "beauty.1-5#.exr" in listing(Path("renders"), tmp_path / "elsewhere")
+        assert listing(tmp_path / "renders" / "shot01").strip() == "no frame sequences"
         assert daemon.stop() == 0
     finally:
         daemon.kill()

@@ -135,7 +135,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_sequences(args: argparse.Namespace) -> int:
     from exrwatchd.cli.sequences import gather, render
 
-    found = gather(_load(args, credentials=False), gaps_only=args.gaps)
+    found = gather(_load(args, credentials=False), gaps_only=args.gaps, paths=args.paths)
     if args.json:
         for sequence in found:
             write_out(json_line(sequence))
@@ -251,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(p)
     p.add_argument("--gaps", action="store_true", help="only sequences with missing frames")
     _json_option(p, "one JSON object per sequence")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="only sequences in these directories or below them")
     p.set_defaults(func=cmd_sequences)
 
     p = _command(sub, "status", "is the daemon running and healthy; journal counts",

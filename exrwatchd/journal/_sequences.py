@@ -10,6 +10,14 @@ Summaries are refreshed at most once per REFRESH_DELAY per sequence, not per bat
 10,000-frame sequence landing in 500-file batches would otherwise be re-read 20 times
 (measured: 125 us per file of journal writer time for 20 such sequences), and frames a farm
 writes slightly out of order would log gaps that the next batch fills.
+
+Keys: a frame row's `seq` is the sequence its own spelling names (`b.%04d.exr` for
+b.1000.exr), a function of the path alone. Which sequence it joins also depends on its
+neighbours (b.999.exr makes it a frame of `b.%03d.exr`), so a refresh regroups the whole
+family (same directory, head and tail; every width) of each due key, and `sequences` and the
+outbox are keyed by the grouped sequence. Family members are found by a range scan: every
+key of a family starts with `sequence:<dir>/<head>%0`, and a head's own `%` are doubled, so
+no other head's key can start with that.
 """
 
 from __future__ import annotations
@@ -30,10 +38,12 @@ from exrwatchd.sequences import (
     FrameStatus,
     SequenceEvent,
     SequenceKey,
-    SequenceSummary,
     changes,
+    frame_pattern,
+    group_frames,
     parse_frame_path,
     sequence_path,
+    split_pattern,
     summarize,
     summary_from_record,
     summary_record,
@@ -57,8 +67,14 @@ SELECT_DUE = "SELECT seq FROM sequences_due WHERE due_at <= ? LIMIT ?"
 COUNT_DUE = "SELECT count(*) FROM sequences_due"
 DELETE_DUE = "DELETE FROM sequences_due WHERE seq = ?"
 DUE_NOW_IF_FAR = "UPDATE sequences_due SET due_at = ? WHERE due_at > ?"
-SELECT_FRAMES = "SELECT frame, path, status, layout FROM frames WHERE seq = ?"
-SELECT_SUMMARY = "SELECT summary FROM sequences WHERE seq = ?"
+SELECT_FRAMES = "SELECT frame, path, status, layout FROM frames WHERE seq >= ? AND seq < ?"
+SELECT_SUMMARIES = "SELECT seq, summary FROM sequences WHERE seq >= ? AND seq < ?"
+# Summaries from before the notation field (and before padding was a minimum width): due now.
+MARK_OLD_DUE = """
+    INSERT INTO sequences_due (seq, due_at)
+    SELECT seq, ? FROM sequences WHERE summary NOT LIKE '%"notation":%'
+    ON CONFLICT (seq) DO NOTHING
+"""
 UPSERT_SUMMARY = """
     INSERT INTO sequences (seq, summary) VALUES (?, ?)
     ON CONFLICT (seq) DO UPDATE SET summary = excluded.summary
@@ -127,20 +143,30 @@ def refresh(
     entries: list[tuple[Any, ...]] = []
     events: list[SequenceEvent] = []
     moment = datetime.fromtimestamp(now, tz=UTC)
+    families: dict[tuple[bytes, bytes], SequenceKey] = {}
     for seq in seqs:
         conn.execute(DELETE_DUE, (seq,))
-        before = _stored(conn, seq)
-        after = _summary(conn, seq)
-        if after == before:
-            continue
-        if after is None:
-            conn.execute(DELETE_SUMMARY, (seq,))
-            record_text = None
-        else:
-            record_text = _json.dumps(summary_record(after, moment))
-            conn.execute(UPSERT_SUMMARY, (seq, record_text))
-        entries.append((seq, "sequence", due_now, now, now, record_text))
-        events += changes(before, after)
+        family = _family(seq)
+        if family is not None:
+            families.setdefault(_bounds(family), family)
+    for bounds, family in families.items():
+        stored = _stored(conn, bounds, family)
+        grouped = _grouped(conn, bounds, family)
+        for key in sorted(stored.keys() | grouped.keys(), key=_sort_key):
+            record = stored.get(key)
+            before = None if record is None else summary_from_record(record)
+            after = summarize(key, grouped[key]) if key in grouped else None
+            if after == before and (record is None or "notation" in record):
+                continue
+            seq = os.fsencode(sequence_path(key.directory, key.pattern))
+            if after is None:
+                conn.execute(DELETE_SUMMARY, (seq,))
+                record_text = None
+            else:
+                record_text = _json.dumps(summary_record(after, moment))
+                conn.execute(UPSERT_SUMMARY, (seq, record_text))
+            entries.append((seq, "sequence", due_now, now, now, record_text))
+            events += changes(before, after)
     return entries, events
 
 
@@ -152,8 +178,10 @@ def due(conn: sqlite3.Connection, now: float, *, force: bool = False) -> bool:
 
 def due_now_if_far(conn: sqlite3.Connection, now: float) -> None:
     """At start: refreshes due further ahead than REFRESH_DELAY are due now (their times
-    come from before a reboot, or from the wall clock of an earlier version)."""
+    come from before a reboot, or from the wall clock of an earlier version), and so are
+    summaries an earlier version wrote (no notation; padding read as an exact width)."""
     conn.execute(DUE_NOW_IF_FAR, (now, now + REFRESH_DELAY))
+    conn.execute(MARK_OLD_DUE, (now,))
 
 
 def pending(conn: sqlite3.Connection) -> int:
@@ -166,15 +194,52 @@ def _key(seq: bytes) -> SequenceKey:
     return SequenceKey(directory, pattern)
 
 
-def _stored(conn: sqlite3.Connection, seq: bytes) -> SequenceSummary | None:
-    row = conn.execute(SELECT_SUMMARY, (seq,)).fetchone()
-    return None if row is None else summary_from_record(_json.loads(row[0]))
+def _family(seq: bytes) -> SequenceKey | None:
+    """The family of a key: its directory and pattern with the width left out (`%0`)."""
+    key = _key(seq)
+    try:
+        head, _, tail = split_pattern(key.pattern)
+    except ValueError:
+        return None  # not written by this module: nothing to regroup
+    return SequenceKey(key.directory, frame_pattern(head, 0, tail))
 
 
-def _summary(conn: sqlite3.Connection, seq: bytes) -> SequenceSummary | None:
+def _in_family(key: SequenceKey, family: SequenceKey) -> bool:
+    head, _, tail = split_pattern(key.pattern)
+    return key.directory == family.directory and frame_pattern(head, 0, tail) == family.pattern
+
+
+def _bounds(family: SequenceKey) -> tuple[bytes, bytes]:
+    """Keys from `lo` (included) to `hi` (excluded): those of `family`, and of others the
+    range cannot tell apart (a subdirectory named like a pattern; another tail)."""
+    head, _, _ = split_pattern(family.pattern)
+    lo = os.fsencode(sequence_path(family.directory, head.replace("%", "%%") + "%0"))
+    return lo, lo[:-1] + b"1"
+
+
+def _sort_key(key: SequenceKey) -> tuple[str, str]:
+    return key.directory, key.pattern
+
+
+def _stored(
+    conn: sqlite3.Connection, bounds: tuple[bytes, bytes], family: SequenceKey
+) -> dict[SequenceKey, dict[str, Any]]:
+    """The stored records of the sequences of `family`."""
+    out = {}
+    for seq, text in conn.execute(SELECT_SUMMARIES, bounds):
+        key = _key(seq)
+        if _in_family(key, family):
+            out[key] = _json.loads(text)
+    return out
+
+
+def _grouped(
+    conn: sqlite3.Connection, bounds: tuple[bytes, bytes], family: SequenceKey
+) -> dict[SequenceKey, list[Frame]]:
+    """The frames of `family`, grouped into sequences (see sequences.group_frames)."""
     frames = [Frame(number, os.fsdecode(path), FrameStatus(status), layout)
-              for number, path, status, layout in conn.execute(SELECT_FRAMES, (seq,))]  # fmt: skip
-    return summarize(_key(seq), frames) if frames else None
+              for number, path, status, layout in conn.execute(SELECT_FRAMES, bounds)]  # fmt: skip
+    return {key: found for key, found in group_frames(frames).items() if _in_family(key, family)}
 
 
 def summaries(conn: sqlite3.Connection) -> list[dict[str, Any]]:
