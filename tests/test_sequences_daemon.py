@@ -22,6 +22,7 @@ from exrwatchd.journal import (
     Delete,
     Journal,
     Persist,
+    Rechecking,
     RefreshSequences,
 )
 from exrwatchd.journal import _schema as _journal_schema
@@ -178,6 +179,23 @@ class TestJournalTracking:
             assert list(found) == ["c.%03d.exr"] and found["c.%03d.exr"]["last"] == 1000
             assert dict(sequence_entries(j))["sequence:/r/s/c.%04d.exr"] is None
 
+    def test_frames_being_rechecked_are_in_progress(self, tmp_path: Path) -> None:
+        with Journal.open(tmp_path) as j:
+            j.write([persist(f"/r/s/b.{n:04d}.exr") for n in (1, 2, 3)])
+            j.write([Rechecking("/r/s/b.0005.exr"), Rechecking("/r/s/b.0002.exr"),
+                     Rechecking("/r/s/notes.exr")])  # fmt: skip
+            s = by_pattern(j)["b.%04d.exr"]
+            assert (s["in_progress"], s["count"], s["missing"]) == ([2, 5], 4, [[4, 4]])
+            assert j.path_state("/r/s/b.0005.exr") is None  # a frame mark, not a verdict
+            assert [p for p, _ in sequence_entries(j)] == ["sequence:/r/s/b.%04d.exr"]
+            j.write([persist("/r/s/b.0002.exr")])
+            assert by_pattern(j)["b.%04d.exr"]["in_progress"] == [5]
+            j.write([Rechecking("/r/s/b.0003.exr")])
+        with Journal.open(tmp_path) as j:  # a restart waits for nothing: the rescan decides
+            j.reset_inflight()
+            s = by_pattern(j)["b.%04d.exr"]
+            assert (s["in_progress"], s["first"], s["last"], s["count"]) == ([], 1, 3, 3)
+
 
 # --------------------------------------------------------------------------- the daemon
 
@@ -297,6 +315,44 @@ def test_renamed_and_moved_frames_update_their_sequences(
         moved = [str(watch / "shot021")]
         wait_for(lambda: [r[0] for r in catalog.query("SELECT directory FROM sequences")] == moved,
                  20, "the sequence under its new directory")  # fmt: skip
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+
+
+def test_a_frame_still_being_written_shows_in_progress(
+    tmp_path: Path, frames: dict[str, bytes]
+) -> None:
+    """Found incomplete and waited for: `exrwatchd sequences` says so long before
+    max_wait_seconds, and the sequence is whole once the frame is."""
+    shot = tmp_path / "renders" / "sh010"
+    shot.mkdir(parents=True)
+    state = tmp_path / "state"
+    config = write_config(tmp_path / "c.toml", state, [{"path": str(tmp_path / "renders")}],
+                          settle={"quiet_seconds": 0.2, "max_wait_seconds": 120.0})  # fmt: skip
+    daemon = DaemonProcess(config, state)
+    try:
+        daemon.wait_event("daemon.ready")
+        for n in (1, 2):
+            (shot / f"beauty.{n:04d}.exr").write_bytes(frames["rgba"])
+        data = frames["rgba"]
+        (shot / "beauty.0003.exr").write_bytes(data[: len(data) // 2])  # the farm is writing
+        command = [sys.executable, "-m", "exrwatchd", "sequences", "--config", str(config)]
+
+        def listed() -> dict:
+            run = subprocess.run([*command, "--json"], capture_output=True, text=True, check=True)
+            found = [json.loads(line) for line in run.stdout.splitlines()]
+            return found[0] if found else {}
+
+        wait_for(lambda: listed().get("in_progress") == [3], 20, "frame 3 in progress")
+        readable = subprocess.run([*command, str(shot)], capture_output=True, text=True,
+                                  check=True).stdout  # fmt: skip
+        assert f"{shot}/beauty.1-3#.exr  3 frames, IN PROGRESS" in readable
+        assert "    in progress (being written): 3" in readable
+
+        (shot / "beauty.0003.exr").write_bytes(data)  # the rest lands
+        wait_for(lambda: listed().get("in_progress") == [] and listed()["count"] == 3, 20,
+                 "frame 3 complete")  # fmt: skip
         assert daemon.stop() == 0
     finally:
         daemon.kill()

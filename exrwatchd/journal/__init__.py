@@ -14,6 +14,7 @@ from exrwatchd.journal.types import (
     PathState,
     PathStatus,
     Persist,
+    Rechecking,
     RefreshSequences,
 )
 
@@ -28,5 +29,6 @@ __all__ = [
     "PathState",
     "PathStatus",
     "Persist",
+    "Rechecking",
     "RefreshSequences",
 ]

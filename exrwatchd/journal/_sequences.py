@@ -31,7 +31,7 @@ from typing import Any
 
 from exrwatchd import _json
 from exrwatchd.journal._sql import DROP_SUPERSEDED, INSERT_OUTBOX
-from exrwatchd.journal.types import Delete, Persist
+from exrwatchd.journal.types import Delete, Persist, Rechecking
 from exrwatchd.sequences import (
     SEQUENCE_KEY_PREFIX,
     Frame,
@@ -60,6 +60,11 @@ UPSERT_FRAME = """
         seq = excluded.seq, frame = excluded.frame, status = excluded.status,
         layout = excluded.layout
 """
+# Being written: the frame keeps its layout (a re-render's old one) until its verdict.
+MARK_IN_PROGRESS = """
+    INSERT INTO frames (path, seq, frame, status, layout) VALUES (?, ?, ?, 'in_progress', NULL)
+    ON CONFLICT (path) DO UPDATE SET status = 'in_progress'
+"""
 DELETE_FRAME = "DELETE FROM frames WHERE path = ?"
 # The first change sets the due time; later ones within the delay do not push it back.
 MARK_DUE = "INSERT INTO sequences_due (seq, due_at) VALUES (?, ?) ON CONFLICT (seq) DO NOTHING"
@@ -69,6 +74,24 @@ DELETE_DUE = "DELETE FROM sequences_due WHERE seq = ?"
 DUE_NOW_IF_FAR = "UPDATE sequences_due SET due_at = ? WHERE due_at > ?"
 SELECT_FRAMES = "SELECT frame, path, status, layout FROM frames WHERE seq >= ? AND seq < ?"
 SELECT_SUMMARIES = "SELECT seq, summary FROM sequences WHERE seq >= ? AND seq < ?"
+# At start nothing is waited for any more (the reconciliation finds those files again): an
+# in-progress frame goes back to what its path row says, or away without one.
+RESET_IN_PROGRESS = (
+    """
+    INSERT INTO sequences_due (seq, due_at)
+    SELECT seq, ? FROM frames WHERE status = 'in_progress' ON CONFLICT (seq) DO NOTHING
+    """,
+    """
+    DELETE FROM frames WHERE status = 'in_progress' AND NOT EXISTS (
+        SELECT 1 FROM paths AS p WHERE p.path = frames.path AND p.status <> 'deleted')
+    """,
+    """
+    UPDATE frames SET status = (
+        SELECT CASE p.status WHEN 'failed' THEN 'error' ELSE p.status END
+        FROM paths AS p WHERE p.path = frames.path)
+    WHERE status = 'in_progress'
+    """,
+)
 # Summaries from before the notation field (and before padding was a minimum width): due now.
 MARK_OLD_DUE = """
     INSERT INTO sequences_due (seq, due_at)
@@ -102,12 +125,14 @@ def frame_status(status: str, record: Mapping[str, Any] | None) -> FrameStatus:
     return frame
 
 
-def track(conn: sqlite3.Connection, items: Iterable[Persist | Delete], now: float) -> None:
+def track(
+    conn: sqlite3.Connection, items: Iterable[Persist | Delete | Rechecking], now: float
+) -> None:
     """Record the frames among `items` (one per path) and mark their sequences due.
 
     `now` is the journal's monotonic time, the clock of due times."""
     due: set[bytes] = set()
-    upserts, deletes = [], []
+    upserts, deletes, in_progress = [], [], []
     for item in items:
         name = parse_frame_path(item.path)
         if name is None:
@@ -118,11 +143,15 @@ def track(conn: sqlite3.Connection, items: Iterable[Persist | Delete], now: floa
         if isinstance(item, Delete):
             deletes.append((key,))
             continue
+        if isinstance(item, Rechecking):
+            in_progress.append((key, seq, name.frame))
+            continue
         layout = item.record.get("layout_key") if item.record else None
         status = frame_status(item.status, item.record)
         upserts.append((key, seq, name.frame, status.value, layout))
     conn.executemany(DELETE_FRAME, deletes)
     conn.executemany(UPSERT_FRAME, upserts)
+    conn.executemany(MARK_IN_PROGRESS, in_progress)
     conn.executemany(MARK_DUE, [(seq, now + REFRESH_DELAY) for seq in due])
 
 
@@ -179,9 +208,13 @@ def due(conn: sqlite3.Connection, now: float, *, force: bool = False) -> bool:
 def due_now_if_far(conn: sqlite3.Connection, now: float) -> None:
     """At start: refreshes due further ahead than REFRESH_DELAY are due now (their times
     come from before a reboot, or from the wall clock of an earlier version), and so are
-    summaries an earlier version wrote (no notation; padding read as an exact width)."""
+    summaries an earlier version wrote (no notation; padding read as an exact width). Frames
+    in progress are not any more: see RESET_IN_PROGRESS."""
     conn.execute(DUE_NOW_IF_FAR, (now, now + REFRESH_DELAY))
     conn.execute(MARK_OLD_DUE, (now,))
+    conn.execute(RESET_IN_PROGRESS[0], (now,))
+    for statement in RESET_IN_PROGRESS[1:]:
+        conn.execute(statement)
 
 
 def pending(conn: sqlite3.Connection) -> int:

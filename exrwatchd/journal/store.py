@@ -32,6 +32,7 @@ from exrwatchd.journal.types import (
     PathState,
     PathStatus,
     Persist,
+    Rechecking,
     RefreshSequences,
 )
 from exrwatchd.logs import get_logger
@@ -103,7 +104,7 @@ class Journal(JournalMaintenance, JournalStartup):
 
     # -- writer thread -------------------------------------------------------------------
 
-    def write(self, items: Sequence[Persist | Delete | RefreshSequences]) -> None:
+    def write(self, items: Sequence[Persist | Delete | Rechecking | RefreshSequences]) -> None:
         """Record a batch of inspections and deletions in ONE transaction, durable on return.
 
         Persist upserts the path's row and queues an 'upsert' entry with the record; Delete
@@ -112,6 +113,7 @@ class Journal(JournalMaintenance, JournalStartup):
         waiting 'ready' entry and its dead letter, never an 'inflight' one, which it waits
         behind. Within a batch the last item for a path wins.
 
+        Rechecking marks a frame in progress (only the frame: no path row, nothing queued).
         Frames of sequences are recorded in the same transaction, and sequences whose
         refresh is due (RefreshSequences(force=True): every changed one) are summarised and
         queued as 'sequence' entries; their events are logged after the commit.
@@ -119,7 +121,7 @@ class Journal(JournalMaintenance, JournalStartup):
         Records are encoded before the transaction starts, so an unencodable record (TypeError
         or ValueError) leaves the journal untouched.
         """
-        latest: dict[str, Persist | Delete] = {}
+        latest: dict[str, Persist | Delete | Rechecking] = {}
         force = False
         for item in items:
             if isinstance(item, RefreshSequences):
@@ -130,13 +132,15 @@ class Journal(JournalMaintenance, JournalStartup):
         now, due = self._clock(), self._monotonic()
         if not latest and not self._sequences_due(due, force=force):
             return  # the daemon's periodic refresh, with nothing due: no write transaction
-        params = conv.write_params(latest.values(), now, due)
+        verdicts = [i for i in latest.values() if not isinstance(i, Rechecking)]
+        params = conv.write_params(verdicts, now, due)
         with self._transaction("write") as conn:
-            if latest:
+            if verdicts:
                 conn.executemany(sql.UPSERT_PATH, params.path_rows)
                 conn.executemany(sql.TOMBSTONE_PATH, params.tombstones)
                 conn.executemany(sql.DROP_SUPERSEDED, params.keys)
                 conn.executemany(sql.INSERT_OUTBOX, params.entries)
+            if latest:
                 frame_sequences.track(conn, latest.values(), due)
             entries, events = frame_sequences.refresh(conn, now, due, force=force)
             conn.executemany(sql.DROP_SUPERSEDED, [(e[0],) for e in entries])

@@ -41,6 +41,14 @@ class Delete:
 
 
 @dataclass(frozen=True, slots=True)
+class Rechecking:
+    """Not a verdict: `path` inspected incomplete and the daemon waits for the rest of it.
+    A frame of a sequence shows as in progress until its verdict; nothing is shipped."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
 class RefreshSequences:
     """Not a path: asks the journal writer to bring due frame sequences up to date (all of
     them with `force`), so they settle even when no new frames arrive."""

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from exrwatchd.exr import InspectError, Inspection
-from exrwatchd.journal import Delete, Persist
+from exrwatchd.journal import Delete, Persist, Rechecking
 from exrwatchd.logs import get_logger
 from exrwatchd.pipeline.inspector import Verdict, inspect_settled, make_record
 from exrwatchd.pipeline.journal_writer import JournalWriter
@@ -60,7 +60,7 @@ class Pipeline:
     dirty: set[str] = field(default_factory=set)
     # Journal writes the writer's bounded queue could not take yet, in order. While any wait
     # here, no new work is handed out: backpressure without blocking this loop.
-    unwritten: deque[Persist | Delete] = field(default_factory=deque)
+    unwritten: deque[Persist | Delete | Rechecking] = field(default_factory=deque)
     # `[inspect] pixel_stats`: complete verdicts go through this lane first (None: off).
     pixel_workers: int = 0
     pixel_queue_size: int = 64
@@ -147,7 +147,7 @@ class Pipeline:
         if self.lane is not None:
             self.lane.flush()
 
-    def _journal(self, item: Persist | Delete) -> None:
+    def _journal(self, item: Persist | Delete | Rechecking) -> None:
         self.unwritten.append(item)
         self.flush()
 
@@ -208,6 +208,8 @@ class Pipeline:
                 path, v.settled.first_seen, v.settled.attempt, v.settled.sig.mtime_ns
             ):
                 self.counters.rechecked += 1
+                if v.settled.attempt == 0:  # `exrwatchd sequences` shows it in progress
+                    self._journal(Rechecking(path))
                 log.debug("file.incomplete", path=path, reason=v.reason,
                           attempt=v.settled.attempt, will_recheck=True)  # fmt: skip
             else:
