@@ -181,7 +181,7 @@ ATTRIBUTES = _schema(
 _FRAMES_JSON = "JSON list of frame numbers"
 
 # One row per frame sequence (files of one directory named name.####.exr or name_####.exr),
-# kept up to date by the daemon as frames arrive, change or vanish (exrwatchd/sequences.py).
+# kept up to date by the daemon as frames arrive, change or vanish (exrwatchd/sequences/).
 SEQUENCES = _schema(
     "sequences",
     _f("sequence_id", pa.string(),

@@ -4,7 +4,7 @@ transaction as the paths they come from, and the sequence rows queued for the si
 Why here and not in the sinks: the journal sees every path of every sequence and commits
 them atomically, so the sequences are right after any crash, restart or reconciliation
 (a frame row lives and dies with its path row), and both sinks just store what they get.
-The pure logic (keys, summaries, events) is exrwatchd/sequences.py.
+The pure logic (keys, summaries, events) is exrwatchd/sequences/.
 
 Summaries are refreshed at most once per REFRESH_DELAY per sequence, not per batch: a
 10,000-frame sequence landing in 500-file batches would otherwise be re-read 20 times

@@ -63,7 +63,7 @@ def make_record(result: Inspection, inspected_at: datetime | None = None) -> dic
     record["inode"] = result.stat.inode if result.stat else None
     # Filled in by the pixel lane (pixel_lane.py) when [inspect] pixel_stats is on.
     record["pixel_stats"] = None
-    # The structure key frame sequences compare (exrwatchd/sequences.py): kept with the
+    # The structure key frame sequences compare (exrwatchd/sequences/): kept with the
     # record because after a restart the journal has records, not parsed headers.
     record["layout_key"] = layout_key(result.parts) if result.error is None else None
     return record
