@@ -89,7 +89,8 @@ def _exited(daemon: DaemonProcess, timeout: float, what: str) -> int:
 def _drained(daemon: DaemonProcess, state: Path, expected: dict[str, str], view: Any,
              timeout: float = 60.0, interval: float = 0.1) -> None:  # fmt: skip
     """Every expected file in the catalog exactly once, right hash, outbox empty."""
-    wait_for(lambda: not check_catalog(view(), expected) and outbox_empty(state), timeout,
+    wait_for(lambda: not check_catalog(view(), expected)
+             and outbox_empty(state, live_paths=len(expected)), timeout,
              lambda: f"catalog == expected and outbox empty: {check_catalog(view(), expected)}"
              f"; {journal_stats(state)}; last lines:\n{daemon.tail(10)}",
              interval=interval)  # fmt: skip
