@@ -1,7 +1,8 @@
 """The catalog: files, parts, channels, attributes and sequences, declared once in Arrow.
 
 `schema` declares the tables; `rows` turns a JSON record into rows and rows into Arrow
-tables. Both are pure; the sinks (exrwatchd.sinks) store the rows.
+tables; `sql_arrow` turns rows read from the SQLite catalog into Arrow batches (for
+`exrwatchd export`). All are pure; the sinks (exrwatchd.sinks) store the rows.
 """
 
 from exrwatchd.catalog.rows import (
@@ -27,6 +28,12 @@ from exrwatchd.catalog.schema import (
     SEQUENCES,
     TABLES,
 )
+from exrwatchd.catalog.sql_arrow import (
+    CatalogValueError,
+    csv_schema,
+    parquet_schema,
+    record_batch,
+)
 
 __all__ = [
     "ATTRIBUTES",
@@ -40,12 +47,16 @@ __all__ = [
     "PARTS",
     "SEQUENCES",
     "TABLES",
+    "CatalogValueError",
     "FileRows",
     "RecordError",
     "build_rows",
+    "csv_schema",
     "display_text",
     "file_id_for",
     "normalize_path",
+    "parquet_schema",
+    "record_batch",
     "table_of",
     "to_arrow",
 ]
