@@ -60,6 +60,13 @@ _HELP: dict[str, tuple[tuple[str, ...], tuple[tuple[int, str], ...]]] = {
         ("exrwatchd sequences --gaps",),
         ((0, "listed (also when there is none)"), _CONFIG_78),
     ),
+    "export": (
+        ("exrwatchd export --format parquet --where-path /renders/sh010 sh010.parquet",),
+        ((0, "exported (also when no row matched: the file then holds the columns only)"),
+         (1, "no catalog, or it cannot be read, or OUT cannot be written (the message names "
+             "the file)"),
+         (2, "usage error"), _CONFIG_78),
+    ),
     "vast init": (
         ("exrwatchd vast init --config /etc/exrwatchd/config.toml",),
         ((0, "the schema and tables are ready"),

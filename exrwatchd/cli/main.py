@@ -144,6 +144,12 @@ def cmd_sequences(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from exrwatchd.cli.export import export
+
+    return export(_load(args, credentials=False), args)
+
+
 def cmd_vast_init(args: argparse.Namespace) -> int:
     from exrwatchd.sinks import SinkUnavailable
     from exrwatchd.sinks.vast import init_catalog
@@ -254,6 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="only sequences in these directories or below them")
     p.set_defaults(func=cmd_sequences)
+
+    from exrwatchd.cli.export import DESCRIPTION, add_arguments
+
+    p = _command(sub, "export", "a catalog table as Parquet or CSV, for pandas or DuckDB",
+                 DESCRIPTION)  # fmt: skip
+    _config_option(p)
+    add_arguments(p)
+    p.set_defaults(func=cmd_export)
 
     p = _command(sub, "status", "is the daemon running and healthy; journal counts",
                  "Whether the daemon runs and is healthy, what it last reported "
