@@ -1,5 +1,5 @@
 """The command line: `exrwatchd inspect | check-config | run | scan | status | sequences |
-journal | vast init` (main.py is the console entry point)."""
+export | journal | vast init` (main.py is the console entry point)."""
 
 from exrwatchd.cli.main import main
 
