@@ -7,8 +7,10 @@ tables; `sql_arrow` turns rows read from the SQLite catalog into Arrow batches (
 
 from exrwatchd.catalog.rows import (
     FileRows,
+    FileValues,
     RecordError,
     build_rows,
+    build_values,
     display_text,
     file_id_for,
     normalize_path,
@@ -49,8 +51,10 @@ __all__ = [
     "TABLES",
     "CatalogValueError",
     "FileRows",
+    "FileValues",
     "RecordError",
     "build_rows",
+    "build_values",
     "csv_schema",
     "display_text",
     "file_id_for",

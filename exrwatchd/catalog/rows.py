@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from exrwatchd.catalog._convert import (
@@ -43,7 +44,9 @@ from exrwatchd.catalog._convert import (
 )
 from exrwatchd.catalog._pixel_values import NO_CHANNEL_STATS, ChannelValues, pixel_values
 from exrwatchd.catalog.schema import (
+    ATTRIBUTES,
     CHANNEL_DIM,
+    CHANNELS,
     FILE_TABLES,
     FILES,
     METADATA_DIM,
@@ -63,6 +66,18 @@ class FileRows:
     parts: list[dict[str, Any]]
     channels: list[dict[str, Any]]
     attributes: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class FileValues:
+    """The same rows as FileRows, as the local catalog stores them: the files row a dict
+    (its sink looks columns up by name), each child row a tuple in schema column order."""
+
+    file_id: str
+    files: dict[str, Any]
+    parts: list[tuple[Any, ...]]
+    channels: list[tuple[Any, ...]]
+    attributes: list[tuple[Any, ...]]
 
 
 # --------------------------------------------------------------------------- paths
@@ -119,7 +134,7 @@ def _part_rows(
     part: Mapping[str, Any],
     multi_view: bool,
     pixels: Mapping[tuple[int, str], ChannelValues],
-) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[tuple[Any, ...], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     where = f"parts[{index}]"
     if need(part, "index", where) != index:
         raise RecordError(f"{where} has index {part['index']!r}")
@@ -133,33 +148,30 @@ def _part_rows(
     attributes = need(part, "attributes", where)
     if not isinstance(channels, list) or not isinstance(attributes, Mapping):
         raise RecordError(f"{where}: channels must be a list and attributes an object")
-    base = {"file_id": file_id, "file_path": file_path, "part_index": index}
-    part_row = _ordered(PARTS, base | {
-        "part_name": as_str(need(part, "name", where), f"{where}.name", nullable=True),
-        "view_name": as_str(need(part, "view", where), f"{where}.view", nullable=True),
-        "multi_view": multi_view,
-        "part_type": part_type,
-        "data_window": dw,
-        "display_window": as_box(need(part, "display_window", where), f"{where}.display_window"),
-        "width": data_window[2] - data_window[0] + 1,
-        "height": data_window[3] - data_window[1] + 1,
-        "pixel_aspect_ratio": as_float(need(part, "pixel_aspect_ratio", where),
-                                        f"{where}.pixel_aspect_ratio"),
-        "line_order": as_str(need(part, "line_order", where), f"{where}.line_order"),
-        "compression": as_str(need(part, "compression", where), f"{where}.compression"),
-        "is_tiled": tiles is not None,
-        "tile_width": None if tiles is None else as_int(
-            need(tiles, "x_size", where), f"{where}.tiles.x_size"),
-        "tile_height": None if tiles is None else as_int(
-            need(tiles, "y_size", where), f"{where}.tiles.y_size"),
-        "tile_level_mode": None if tiles is None else as_str(
+    part_row = (
+        file_id, file_path, index,
+        as_str(need(part, "name", where), f"{where}.name", nullable=True),
+        as_str(need(part, "view", where), f"{where}.view", nullable=True),
+        multi_view,
+        part_type,
+        dw,
+        as_box(need(part, "display_window", where), f"{where}.display_window"),
+        data_window[2] - data_window[0] + 1,
+        data_window[3] - data_window[1] + 1,
+        as_float(need(part, "pixel_aspect_ratio", where), f"{where}.pixel_aspect_ratio"),
+        as_str(need(part, "line_order", where), f"{where}.line_order"),
+        as_str(need(part, "compression", where), f"{where}.compression"),
+        tiles is not None,
+        None if tiles is None else as_int(need(tiles, "x_size", where), f"{where}.tiles.x_size"),
+        None if tiles is None else as_int(need(tiles, "y_size", where), f"{where}.tiles.y_size"),
+        None if tiles is None else as_str(
             need(tiles, "level_mode", where), f"{where}.tiles.level_mode"),
-        "tile_rounding_mode": None if tiles is None else as_str(
+        None if tiles is None else as_str(
             need(tiles, "rounding_mode", where), f"{where}.tiles.rounding_mode"),
-        "chunk_count": as_int(need(part, "chunk_count", where), f"{where}.chunk_count"),
-        "is_deep": part_type in ("deepscanline", "deeptile"),
-        "channel_count": len(channels),
-    })  # fmt: skip
+        as_int(need(part, "chunk_count", where), f"{where}.chunk_count"),
+        part_type in ("deepscanline", "deeptile"),
+        len(channels),
+    )  # fmt: skip  (PARTS column order; test_catalog checks it)
 
     return (
         part_row,
@@ -168,74 +180,125 @@ def _part_rows(
     )
 
 
-# Child rows are dict literals in schema column order (test_catalog checks the order): there
-# are dozens per file, so no merging or re-ordering on this path. Error texts are only
-# formatted when something is wrong.
+# Child rows are tuples in schema column order (test_catalog checks the order): there are
+# dozens per file, so this is the sink's hot path. Each row is first tried with plain type
+# checks and no message built; anything unusual (a missing key, another type, a non-ASCII
+# text, an int past 64 bits, a null in JSON) goes through the checked path, which gives the
+# same values, or the RecordError naming the value.
+
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
 
 def _channel_rows(
     file_id: str, file_path: str, index: int, channels: list[Any],
     pixels: Mapping[tuple[int, str], ChannelValues], where: str,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[tuple[Any, ...]]:  # fmt: skip
     channel_rows = []
     for ci, ch in enumerate(channels):
-        cw = f"{where}.channels[{ci}]"
-        name = as_str(need(ch, "name", cw), f"{cw}.name")
-        assert name is not None
+        try:
+            name, type_, xs, ys = ch["name"], ch["type"], ch["x_sampling"], ch["y_sampling"]
+            p_linear, view = ch["p_linear"], ch.get("view")
+            fast = (type(name) is str and name.isascii() and type(type_) is str
+                    and type_.isascii() and type(xs) is int and _I64_MIN <= xs <= _I64_MAX
+                    and type(ys) is int and _I64_MIN <= ys <= _I64_MAX
+                    and type(p_linear) is bool
+                    and (view is None or (type(view) is str and view.isascii())))  # fmt: skip
+        except Exception:  # not an object, a key missing...: the checked path says which
+            fast = False
+        if not fast:
+            name, type_, xs, ys, p_linear, view = _checked_channel(ch, f"{where}.channels[{ci}]")
         layer, _, component = name.rpartition(".")
         stats = pixels.get((index, name), NO_CHANNEL_STATS) if pixels else NO_CHANNEL_STATS
-        channel_rows.append({
-            "file_id": file_id, "file_path": file_path, "part_index": index,
-            "channel_index": ci,
-            "channel_name": name,
-            "layer_name": layer,
-            "component_name": component,
-            "channel_type": as_str(need(ch, "type", cw), f"{cw}.type"),
-            "x_sampling": as_int(need(ch, "x_sampling", cw), f"{cw}.x_sampling"),
-            "y_sampling": as_int(need(ch, "y_sampling", cw), f"{cw}.y_sampling"),
-            "p_linear": as_bool(need(ch, "p_linear", cw), f"{cw}.p_linear"),
-            "view_name": as_str(ch.get("view"), f"{cw}.view", nullable=True),
-            "pixel_min": stats[0], "pixel_max": stats[1], "pixel_mean": stats[2],
-            "nan_count": stats[3], "inf_count": stats[4],
-        })  # fmt: skip
+        channel_rows.append((file_id, file_path, index, ci, name, layer, component, type_,
+                             xs, ys, p_linear, view, *stats))  # fmt: skip
     return channel_rows
+
+
+def _checked_channel(ch: Any, cw: str) -> tuple[Any, ...]:
+    name = as_str(need(ch, "name", cw), f"{cw}.name")
+    assert name is not None
+    return (
+        name,
+        as_str(need(ch, "type", cw), f"{cw}.type"),
+        as_int(need(ch, "x_sampling", cw), f"{cw}.x_sampling"),
+        as_int(need(ch, "y_sampling", cw), f"{cw}.y_sampling"),
+        as_bool(need(ch, "p_linear", cw), f"{cw}.p_linear"),
+        as_str(ch.get("view"), f"{cw}.view", nullable=True),
+    )
 
 
 def _attribute_rows(
     file_id: str, file_path: str, index: int, attributes: Mapping[Any, Any], where: str
-) -> list[dict[str, Any]]:
+) -> list[tuple[Any, ...]]:
     attribute_rows = []
     for name, attr in attributes.items():
-        if not isinstance(name, str) or not isinstance(attr, Mapping):
-            raise RecordError(f"{where}.attributes[{name!r}] is malformed")
-        type_name = attr.get("type")
-        raw = attr.get("base64")
-        if not isinstance(type_name, str) or not (raw is None or isinstance(raw, str)):
-            raise RecordError(f"{where}.attributes[{name!r}]: type must be a string and "
-                              "base64 a string or null")  # fmt: skip
-        if "value" not in attr:
-            raise RecordError(f"{where}.attributes[{name!r}] has no 'value'")
-        attribute_rows.append({
-            "file_id": file_id, "file_path": file_path, "part_index": index,
-            "attribute_name": display_text(name),
-            "attribute_type": display_text(type_name),
-            "attribute_value": as_json_text(attr["value"], f"{where}.attributes[{name!r}]"),
-            "attribute_base64": raw,
-        })  # fmt: skip
+        if type(name) is str and type(attr) is dict:
+            type_name, raw = attr.get("type"), attr.get("base64")
+            if type(type_name) is str and (raw is None or type(raw) is str) and "value" in attr:
+                try:
+                    # orjson refuses lone surrogates, so its text needs no display_text.
+                    text = orjson.dumps(attr["value"]).decode()
+                except TypeError:
+                    text = "null"
+                if "null" not in text:  # else it may stand for a NaN: as_json_text decides
+                    attribute_rows.append((file_id, file_path, index, display_text(name),
+                                           display_text(type_name), text, raw))  # fmt: skip
+                    continue
+        attribute_rows.append(_checked_attribute(file_id, file_path, index, name, attr, where))
     return attribute_rows
+
+
+def _checked_attribute(
+    file_id: str, file_path: str, index: int, name: Any, attr: Any, where: str
+) -> tuple[Any, ...]:
+    if not isinstance(name, str) or not isinstance(attr, Mapping):
+        raise RecordError(f"{where}.attributes[{name!r}] is malformed")
+    type_name = attr.get("type")
+    raw = attr.get("base64")
+    if not isinstance(type_name, str) or not (raw is None or isinstance(raw, str)):
+        raise RecordError(f"{where}.attributes[{name!r}]: type must be a string and "
+                          "base64 a string or null")  # fmt: skip
+    if "value" not in attr:
+        raise RecordError(f"{where}.attributes[{name!r}] has no 'value'")
+    return (
+        file_id, file_path, index,
+        display_text(name),
+        display_text(type_name),
+        as_json_text(attr["value"], f"{where}.attributes[{name!r}]"),
+        raw,
+    )  # fmt: skip
 
 
 def build_rows(record: Mapping[str, Any]) -> FileRows:
     """The rows of one upsert record. Raises RecordError when the record is malformed."""
+    values = build_values(record)
+    return FileRows(
+        values.file_id,
+        values.files,
+        [dict(zip(_PART_NAMES, row, strict=True)) for row in values.parts],
+        [dict(zip(_CHANNEL_NAMES, row, strict=True)) for row in values.channels],
+        [dict(zip(_ATTRIBUTE_NAMES, row, strict=True)) for row in values.attributes],
+    )
+
+
+_PART_NAMES = tuple(PARTS.names)
+_CHANNEL_NAMES = tuple(CHANNELS.names)
+_ATTRIBUTE_NAMES = tuple(ATTRIBUTES.names)
+_PART_IS_DEEP = PARTS.names.index("is_deep")
+
+
+def build_values(record: Mapping[str, Any]) -> FileValues:
+    """`build_rows` with the child rows as tuples, for the local catalog. RecordError when
+    the record is malformed."""
     try:
-        return _build_rows(record)
+        return _build_values(record)
     except RecordError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise RecordError(f"malformed record: {type(exc).__name__}: {exc}") from exc
 
 
-def _build_rows(record: Mapping[str, Any]) -> FileRows:
+def _build_values(record: Mapping[str, Any]) -> FileValues:
     if not isinstance(record, Mapping):
         raise RecordError(f"record must be an object, got {type(record).__name__}")
     raw_path = need(record, "path", "record")
@@ -274,7 +337,7 @@ def _build_rows(record: Mapping[str, Any]) -> FileRows:
         "mtime": as_time(need(record, "mtime", "record"), "mtime", nullable=True),
         "inode": as_inode(record.get("inode")),
         "multipart_count": len(parts),
-        "is_deep": any(p["is_deep"] for p in part_rows),
+        "is_deep": any(p[_PART_IS_DEEP] for p in part_rows),
         "is_complete": as_bool(need(record, "complete", "record"), "complete"),
         "incomplete_reason": as_str(need(record, "incomplete_reason", "record"),
                                      "incomplete_reason", nullable=True),
@@ -296,7 +359,7 @@ def _build_rows(record: Mapping[str, Any]) -> FileRows:
         **pixel_files,
         "file_path_bytes": path_bytes(raw_path),
     })  # fmt: skip
-    return FileRows(file_id, files_row, part_rows, channel_rows, attribute_rows)
+    return FileValues(file_id, files_row, part_rows, channel_rows, attribute_rows)
 
 
 # --------------------------------------------------------------------------- arrow

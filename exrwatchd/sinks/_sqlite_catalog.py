@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from exrwatchd.catalog import CHILD_TABLES, TABLES, FileRows
+from exrwatchd.catalog import CHILD_TABLES, TABLES, FileValues
 from exrwatchd.catalog.plan import AUDIT_COLUMNS, Action, plan, replaced_files_row
 
 #: Unique keys of the child tables; their leading file_id column also serves lookups by file.
@@ -187,7 +187,7 @@ def _stored(found: Sequence[Any]) -> dict[str, Any]:
     return stored
 
 
-def upsert(conn: sqlite3.Connection, rows: FileRows) -> None:
+def upsert(conn: sqlite3.Connection, rows: FileValues) -> None:
     """Store one file's rows: skip a replay, touch the audit columns, or replace them all."""
     new = rows.files
     found = conn.execute(
@@ -207,13 +207,16 @@ def upsert(conn: sqlite3.Connection, rows: FileRows) -> None:
         delete_file(conn, rows.file_id)
     files_row = replaced_files_row(stored, new)
     conn.execute(_INSERT["files"], sql_row("files", files_row))
+    # Child rows are tuples of SQLite values already (their bools bind as 0 and 1).
     for table, children in (("parts", rows.parts), ("channels", rows.channels),
                             ("attributes", rows.attributes)):  # fmt: skip
         if children:
-            conn.executemany(_INSERT[table], [sql_row(table, r) for r in children])
+            conn.executemany(_INSERT[table], children)
 
 
-def upsert_batch(conn: sqlite3.Connection, batch: Sequence[tuple[str, FileRows | None]]) -> None:
+def upsert_batch(
+    conn: sqlite3.Connection, batch: Sequence[tuple[str, FileValues | None]]
+) -> None:
     """Apply a whole batch at once: one lookup, then one executemany per table.
 
     `batch` holds (file_id, rows) per entry, rows None for a deletion, at most one entry
@@ -248,9 +251,9 @@ def upsert_batch(conn: sqlite3.Connection, batch: Sequence[tuple[str, FileRows |
         if old is not None:
             delete.append((file_id,))
         inserts["files"].append(sql_row("files", replaced_files_row(old, rows.files)))
-        for table, children in (("parts", rows.parts), ("channels", rows.channels),
-                                ("attributes", rows.attributes)):  # fmt: skip
-            inserts[table].extend(sql_row(table, r) for r in children)
+        inserts["parts"].extend(rows.parts)
+        inserts["channels"].extend(rows.channels)
+        inserts["attributes"].extend(rows.attributes)
     for table in ("files", *CHILD_TABLES):
         if delete:
             conn.executemany(f"DELETE FROM {table} WHERE file_id = ?", delete)

@@ -40,12 +40,12 @@ from typing import Any
 from exrwatchd.catalog import (
     CATALOG_VERSION,
     TABLES,
-    FileRows,
+    FileValues,
     RecordError,
-    build_rows,
     file_id_for,
     normalize_path,
 )
+from exrwatchd.catalog import build_values as build_rows  # this sink's builder (tuples)
 from exrwatchd.catalog.sequence_rows import sequence_id_for, sequence_row
 from exrwatchd.journal import OutboxEntry
 from exrwatchd.logs import get_logger
@@ -231,7 +231,7 @@ class LocalSink(LostCatalog, JournalRecord):
 
     def _write_fast(self, batch: Sequence[OutboxEntry]) -> list[Delivery] | None:
         outcome: dict[int, Delivery] = {}
-        work: list[tuple[str, FileRows | None]] = []
+        work: list[tuple[str, FileValues | None]] = []
         seen: set[str] = set()
         sequences: list[tuple[str, dict[str, Any] | None]] = []
         for entry in batch:
@@ -351,7 +351,7 @@ class LocalSink(LostCatalog, JournalRecord):
 # --------------------------------------------------------------------------- transactions
 
 
-def _prepare(entry: OutboxEntry) -> tuple[str, FileRows | None]:
+def _prepare(entry: OutboxEntry) -> tuple[str, FileValues | None]:
     """(file_id, rows) of an entry; rows None for a deletion. RecordError if malformed."""
     if entry.op == "delete":
         return file_id_for(entry.path), None
