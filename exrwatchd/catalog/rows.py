@@ -116,14 +116,14 @@ def _ordered(schema: pa.Schema, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _views(parts: Sequence[Mapping[str, Any]]) -> set[str]:
-    views: set[str] = set()
+    views: set[Any] = set()
     for part in parts:
-        if part.get("view") is not None:
-            views.add(part["view"])
-        views.update(c["view"] for c in part.get("channels", ()) if c.get("view") is not None)
+        views.add(part.get("view"))
+        views.update([c.get("view") for c in part.get("channels", ())])  # no generator: hot
         mv = (part.get("attributes") or {}).get("multiView")
         if isinstance(mv, dict) and isinstance(mv.get("value"), list):
             views.update(v for v in mv["value"] if isinstance(v, str))
+    views.discard(None)
     return views
 
 

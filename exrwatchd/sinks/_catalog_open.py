@@ -2,7 +2,11 @@
 older catalog in place, and refusing one this version cannot write.
 
 Every catalog version only appends (tables, nullable columns), so an older catalog is
-upgraded by creating what is missing: no copy, no rescan.
+upgraded by creating what is missing: no rescan. One change of layout, not of content, is
+made on the way: a `files` table clustered on file_id (WITHOUT ROWID, before 2026-12) is
+copied once into the rowid table `ddl()` makes now. The layout does not change the catalog
+version: the tables, columns and values are the same, and a catalog of either layout can be
+read and written by either code.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from pathlib import Path
 
 from exrwatchd.catalog import CATALOG_VERSION, TABLES
 from exrwatchd.logs import get_logger
-from exrwatchd.sinks._sqlite_catalog import ddl, sql_type
+from exrwatchd.sinks._sqlite_catalog import PATH_INDEX, ROWID_TABLES, create_table, ddl, sql_type
 from exrwatchd.sinks.base import SinkUnavailable
 
 _log = get_logger("exrwatchd.sinks.local")
@@ -39,13 +43,16 @@ def prepare_catalog(conn: sqlite3.Connection, path: Path, cache_kib: int) -> Non
         # Also at the current version when columns are missing: version 2 gained its
         # tables and columns over several commits, so a catalog made in between has
         # version 2 and only some of them.
-        if version < CATALOG_VERSION or _lacks_columns(conn):
+        clustered = _clustered_rowid_tables(conn)
+        if version < CATALOG_VERSION or clustered or _lacks_columns(conn):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 _drop_unique_path_index(conn)
                 for statement in ddl():  # CREATE ... IF NOT EXISTS: only what is missing
                     conn.execute(statement)
                 added = _add_missing_columns(conn, where)
+                for table in clustered:
+                    _rebuild_as_rowid(conn, table)
                 conn.execute(f"PRAGMA user_version = {CATALOG_VERSION}")
                 conn.execute("COMMIT")
             except BaseException:
@@ -53,10 +60,32 @@ def prepare_catalog(conn: sqlite3.Connection, path: Path, cache_kib: int) -> Non
                 raise
             if version:
                 _log.info("catalog.upgraded", path=str(path), from_version=version,
-                          to_version=CATALOG_VERSION, columns_added=added)  # fmt: skip
+                          to_version=CATALOG_VERSION, columns_added=added,
+                          tables_rebuilt=clustered)  # fmt: skip
         _check_columns(conn, where)
     except sqlite3.Error as exc:
         raise SinkUnavailable(f"{where}: {exc}") from exc
+
+
+def _clustered_rowid_tables(conn: sqlite3.Connection) -> list[str]:
+    """The tables `ddl()` makes as rowid tables that this catalog has WITHOUT ROWID."""
+    return [
+        name
+        for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+        if name in ROWID_TABLES and "WITHOUT ROWID" in " ".join(str(sql).upper().split())
+    ]
+
+
+def _rebuild_as_rowid(conn: sqlite3.Connection, table: str) -> None:
+    """Copy `table` into a rowid table of the same columns and put it in its place (its
+    indexes go with the old table; `ddl()` makes them again)."""
+    columns = ", ".join(TABLES[table].names)
+    conn.execute(create_table(table, as_name=f"{table}_rebuilt"))
+    conn.execute(f"INSERT INTO {table}_rebuilt ({columns}) SELECT {columns} FROM {table}")
+    conn.execute(f"DROP TABLE {table}")
+    conn.execute(f"ALTER TABLE {table}_rebuilt RENAME TO {table}")
+    if table == "files":
+        conn.execute(PATH_INDEX)
 
 
 def _drop_unique_path_index(conn: sqlite3.Connection) -> None:

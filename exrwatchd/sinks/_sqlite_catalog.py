@@ -57,21 +57,32 @@ def _columns(schema: pa.Schema) -> str:
     return ",\n    ".join(cols)
 
 
+#: Primary keys. Child tables are WITHOUT ROWID, clustered on their natural keys: one B-tree
+#: insert per row instead of two (table + index), which halves the cost of the ~25 child
+#: rows a file brings; deleting a file's rows is a range scan on the key's file_id prefix.
+#: `files` is a rowid table, its rows appended in insertion order, with file_id a unique
+#: index: clustered on file_id (a hash), each file's ~2.3 KB row (with the vectors) took a
+#: page at random plus an overflow page, written whole to the WAL at every commit.
+KEYS: dict[str, tuple[str, ...]] = {"files": ("file_id",), **CHILD_KEYS,
+                                    "sequences": ("sequence_id",)}  # fmt: skip
+ROWID_TABLES = frozenset({"files"})
+
+
+def create_table(name: str, *, as_name: str | None = None) -> str:
+    """The CREATE TABLE statement of catalog table `name` (called `as_name` if given)."""
+    layout = "" if name in ROWID_TABLES else " WITHOUT ROWID"
+    return (f"CREATE TABLE IF NOT EXISTS {as_name or name} (\n    {_columns(TABLES[name])},\n"
+            f"    PRIMARY KEY ({', '.join(KEYS[name])})\n){layout}")  # fmt: skip
+
+
+#: Not unique: the text form of a non-UTF-8 name can equal a real name (file_id, the key,
+#: hashes the bytes and keeps them apart); for queries by path and ORDER BY path.
+PATH_INDEX = "CREATE INDEX IF NOT EXISTS files_by_path ON files (file_path_normalized)"
+
+
 def ddl() -> list[str]:
     """CREATE statements for the catalog, derived from `TABLES`."""
-    # WITHOUT ROWID tables clustered on their natural keys: one B-tree insert per row
-    # instead of two (table + index), which halves the cost of the ~25 child rows a file
-    # brings; deleting a file's rows is a range scan on the key's file_id prefix.
-    keys = {"files": ("file_id",), **CHILD_KEYS, "sequences": ("sequence_id",)}
-    statements = [
-        f"CREATE TABLE IF NOT EXISTS {name} (\n    {_columns(schema)},\n"
-        f"    PRIMARY KEY ({', '.join(keys[name])})\n) WITHOUT ROWID"
-        for name, schema in TABLES.items()
-    ]
-    # Not unique: the text form of a non-UTF-8 name can equal a real name (file_id, the key,
-    # hashes the bytes and keeps them apart); for queries by path and ORDER BY path.
-    statements.append("CREATE INDEX IF NOT EXISTS files_by_path ON files (file_path_normalized)")
-    return statements
+    return [*(create_table(name) for name in TABLES), PATH_INDEX]
 
 
 # --------------------------------------------------------------------------- value mapping

@@ -1,0 +1,171 @@
+"""The local catalog's storage layout and the sink's row builder (issue 13, per-file cost).
+
+`build_values` checks child rows with plain type tests first and only falls back to the
+checked path (which names the bad value) when something is unusual: both must give the same
+rows. The `files` table is a rowid table now; a catalog made with it clustered on file_id is
+rebuilt in place when opened, keeping every row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import exrgen
+import pytest
+
+from exrwatchd.catalog import FILE_TABLES, TABLES, build_rows, build_values, file_id_for
+from exrwatchd.catalog import rows as rows_mod
+from exrwatchd.exr import inspect_path
+from exrwatchd.exr.report import inspection_to_dict
+from exrwatchd.journal import OutboxEntry
+from exrwatchd.sinks import LocalSink, Outcome
+from exrwatchd.sinks._sqlite_catalog import create_table
+
+
+def make_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    result = inspect_path(os.fspath(path))
+    record = inspection_to_dict(result, embeddings=True)
+    record["inspection_id"] = uuid.uuid4().hex
+    record["inspected_at"] = "2026-12-03T10:00:00.000000Z"
+    record["inode"] = result.stat.inode if result.stat else None
+    return json.loads(json.dumps(record))
+
+
+def checked_children(record: dict[str, Any]) -> tuple[list[tuple[Any, ...]], ...]:
+    """The child rows as the checked path alone builds them."""
+    file_id, file_path = file_id_for(record["path"]), record["path"]
+    channels, attributes = [], []
+    for index, part in enumerate(record["parts"]):
+        where = f"parts[{index}]"
+        for ci, ch in enumerate(part["channels"]):
+            name, *rest = rows_mod._checked_channel(ch, f"{where}.channels[{ci}]")
+            layer, _, component = name.rpartition(".")
+            channels.append((file_id, file_path, index, ci, name, layer, component, *rest,
+                             None, None, None, None, None))  # fmt: skip
+        for name, attr in part["attributes"].items():
+            attributes.append(
+                rows_mod._checked_attribute(file_id, file_path, index, name, attr, where)
+            )
+    return channels, attributes
+
+
+class TestBuilder:
+    def test_fast_rows_equal_checked_rows(self, kinds_dir: dict[str, Path]) -> None:
+        for kind, path in kinds_dir.items():
+            record = make_record(path)
+            values = build_values(record)
+            channels, attributes = checked_children(record)
+            assert values.channels == channels, kind
+            assert values.attributes == attributes, kind
+
+    def test_unusual_values_take_the_checked_path(self, tmp_path: Path) -> None:
+        record = make_record(exrgen.write_scanline(tmp_path / "a.exr"))
+        attrs = record["parts"][0]["attributes"]
+        attrs["nan"] = {"type": "float", "value": float("nan")}
+        attrs["opaque"] = {"type": "myType", "value": None, "base64": "AAE="}
+        attrs["caf\udce9"] = {"type": "string", "value": "x"}
+        record["parts"][0]["channels"][0]["name"] = "caf\udce9.R"
+        values = build_values(record)
+        by_name = {row[3]: row for row in values.attributes}
+        assert by_name["nan"][5] == '"NaN"'
+        assert by_name["opaque"][5:] == ("null", "AAE=")
+        assert "caf\\udce9" in by_name
+        assert values.channels[0][4:7] == ("caf\\udce9.R", "caf\\udce9", "R")
+        assert checked_children(record) == (values.channels, values.attributes)
+
+    def test_build_rows_is_build_values_by_name(self, kinds_dir: dict[str, Path]) -> None:
+        record = make_record(kinds_dir["multipart"])
+        rows, values = build_rows(record), build_values(record)
+        for table in ("parts", "channels", "attributes"):
+            assert [tuple(r.values()) for r in getattr(rows, table)] == getattr(values, table)
+            assert all(list(r) == TABLES[table].names for r in getattr(rows, table))
+
+    @pytest.mark.parametrize(
+        ("mutate", "match"),
+        [
+            (lambda p: p["channels"][0].update(x_sampling=2**63), "x_sampling"),
+            (lambda p: p["channels"][0].update(p_linear=1), "p_linear"),
+            (lambda p: p["channels"].append("R"), "malformed record"),
+            (lambda p: p["attributes"].update(bad={"type": 3, "value": 1}), "bad"),
+            (lambda p: p["attributes"].update(bad={"type": "int"}), "has no 'value'"),
+        ],
+    )
+    def test_bad_child_values_named(self, tmp_path: Path, mutate: Any, match: str) -> None:
+        record = make_record(exrgen.write_scanline(tmp_path / "a.exr"))
+        mutate(record["parts"][0])
+        with pytest.raises(rows_mod.RecordError, match=match):
+            build_values(record)
+
+
+def table_sql(db: Path, name: str) -> str:
+    conn = sqlite3.connect(db)
+    try:
+        return str(conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (name,))
+                   .fetchone()[0])  # fmt: skip
+    finally:
+        conn.close()
+
+
+def dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    conn = sqlite3.connect(db)
+    try:
+        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
+                for t in FILE_TABLES}  # fmt: skip
+    finally:
+        conn.close()
+
+
+def upsert(record: dict[str, Any], entry_id: int) -> OutboxEntry:
+    return OutboxEntry(entry_id, record["path"], "upsert", record, 0, 0.0)
+
+
+class TestLayout:
+    def test_files_is_a_rowid_table_keyed_by_file_id(self, tmp_path: Path) -> None:
+        frame = exrgen.write_scanline(tmp_path / "a.0001.exr")
+        with LocalSink(tmp_path) as sink:
+            assert sink.write([upsert(make_record(frame), 1)])[0].outcome is Outcome.DELIVERED
+        assert "WITHOUT ROWID" not in table_sql(tmp_path / "catalog.db", "files")
+        assert "WITHOUT ROWID" in table_sql(tmp_path / "catalog.db", "attributes")
+        conn = sqlite3.connect(tmp_path / "catalog.db")
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("INSERT INTO files SELECT * FROM files")
+        conn.close()
+
+    def test_clustered_files_table_is_rebuilt_in_place(self, tmp_path: Path) -> None:
+        frames = [exrgen.write_scanline(tmp_path / "a.0001.exr"),
+                  exrgen.write_multipart(tmp_path / "a.0002.exr")]  # fmt: skip
+        records = [make_record(p) for p in frames]
+        with LocalSink(tmp_path) as sink:
+            sink.write([upsert(r, i) for i, r in enumerate(records, 1)])
+        db = tmp_path / "catalog.db"
+        conn = sqlite3.connect(db)  # the layout before 2026-12: files clustered on file_id
+        conn.execute(create_table("files", as_name="files_old") + " WITHOUT ROWID")
+        conn.execute("INSERT INTO files_old SELECT * FROM files")
+        conn.execute("DROP TABLE files")
+        conn.execute("ALTER TABLE files_old RENAME TO files")
+        conn.execute("CREATE INDEX files_by_path ON files (file_path_normalized)")
+        conn.commit()
+        conn.close()
+        before = dump(db)
+        assert "WITHOUT ROWID" in table_sql(db, "files")
+
+        with LocalSink(tmp_path) as sink:
+            assert "WITHOUT ROWID" not in table_sql(db, "files")
+            assert dump(db) == before
+            replay = sink.write([upsert(records[0], 3)])  # same inspection_id: a no-op
+            assert replay[0].outcome is Outcome.DELIVERED and dump(db) == before
+            again = make_record(frames[1])
+            assert sink.write([upsert(again, 4)])[0].outcome is Outcome.DELIVERED
+            assert sink.count("files") == 2
+            row = sink.file_row(frames[1])
+            assert row is not None and row["inspection_count"] == 2
+        conn = sqlite3.connect(db)
+        indexes = {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'files'")}
+        conn.close()
+        assert "files_by_path" in indexes
