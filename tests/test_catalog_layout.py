@@ -2,8 +2,8 @@
 
 `build_values` checks child rows with plain type tests first and only falls back to the
 checked path (which names the bad value) when something is unusual: both must give the same
-rows. The `files` table is a rowid table now; a catalog made with it clustered on file_id is
-rebuilt in place when opened, keeping every row.
+rows. The tables of files are rowid tables now; a catalog made with them clustered on their
+keys is rebuilt in place when opened, keeping every row.
 """
 
 from __future__ import annotations
@@ -125,37 +125,40 @@ def upsert(record: dict[str, Any], entry_id: int) -> OutboxEntry:
 
 
 class TestLayout:
-    def test_files_is_a_rowid_table_keyed_by_file_id(self, tmp_path: Path) -> None:
+    def test_file_tables_are_rowid_tables_with_unique_keys(self, tmp_path: Path) -> None:
         frame = exrgen.write_scanline(tmp_path / "a.0001.exr")
         with LocalSink(tmp_path) as sink:
             assert sink.write([upsert(make_record(frame), 1)])[0].outcome is Outcome.DELIVERED
-        assert "WITHOUT ROWID" not in table_sql(tmp_path / "catalog.db", "files")
-        assert "WITHOUT ROWID" in table_sql(tmp_path / "catalog.db", "attributes")
-        conn = sqlite3.connect(tmp_path / "catalog.db")
-        with pytest.raises(sqlite3.IntegrityError):
-            conn.execute("INSERT INTO files SELECT * FROM files")
+        db = tmp_path / "catalog.db"
+        assert "WITHOUT ROWID" in table_sql(db, "sequences")
+        conn = sqlite3.connect(db)
+        for table in FILE_TABLES:
+            assert "WITHOUT ROWID" not in table_sql(db, table)
+            with pytest.raises(sqlite3.IntegrityError):
+                conn.execute(f"INSERT INTO {table} SELECT * FROM {table}")
         conn.close()
 
-    def test_clustered_files_table_is_rebuilt_in_place(self, tmp_path: Path) -> None:
+    def test_clustered_tables_are_rebuilt_in_place(self, tmp_path: Path) -> None:
         frames = [exrgen.write_scanline(tmp_path / "a.0001.exr"),
                   exrgen.write_multipart(tmp_path / "a.0002.exr")]  # fmt: skip
         records = [make_record(p) for p in frames]
         with LocalSink(tmp_path) as sink:
             sink.write([upsert(r, i) for i, r in enumerate(records, 1)])
         db = tmp_path / "catalog.db"
-        conn = sqlite3.connect(db)  # the layout before 2026-12: files clustered on file_id
-        conn.execute(create_table("files", as_name="files_old") + " WITHOUT ROWID")
-        conn.execute("INSERT INTO files_old SELECT * FROM files")
-        conn.execute("DROP TABLE files")
-        conn.execute("ALTER TABLE files_old RENAME TO files")
+        conn = sqlite3.connect(db)  # the layout before 2026-12: clustered on the keys
+        for table in FILE_TABLES:
+            conn.execute(create_table(table, as_name="old") + " WITHOUT ROWID")
+            conn.execute(f"INSERT INTO old SELECT * FROM {table}")
+            conn.execute(f"DROP TABLE {table}")
+            conn.execute(f"ALTER TABLE old RENAME TO {table}")
         conn.execute("CREATE INDEX files_by_path ON files (file_path_normalized)")
         conn.commit()
         conn.close()
         before = dump(db)
-        assert "WITHOUT ROWID" in table_sql(db, "files")
+        assert all("WITHOUT ROWID" in table_sql(db, t) for t in FILE_TABLES)
 
         with LocalSink(tmp_path) as sink:
-            assert "WITHOUT ROWID" not in table_sql(db, "files")
+            assert not any("WITHOUT ROWID" in table_sql(db, t) for t in FILE_TABLES)
             assert dump(db) == before
             replay = sink.write([upsert(records[0], 3)])  # same inspection_id: a no-op
             assert replay[0].outcome is Outcome.DELIVERED and dump(db) == before

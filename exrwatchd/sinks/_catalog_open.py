@@ -3,10 +3,10 @@ older catalog in place, and refusing one this version cannot write.
 
 Every catalog version only appends (tables, nullable columns), so an older catalog is
 upgraded by creating what is missing: no rescan. One change of layout, not of content, is
-made on the way: a `files` table clustered on file_id (WITHOUT ROWID, before 2026-12) is
-copied once into the rowid table `ddl()` makes now. The layout does not change the catalog
-version: the tables, columns and values are the same, and a catalog of either layout can be
-read and written by either code.
+made on the way: tables of files clustered on their keys (WITHOUT ROWID, before 2026-12)
+are copied once into the rowid tables `ddl()` makes now. The layout does not change the
+catalog version: the tables, columns and values are the same, and a catalog of either
+layout can be read and written by either code.
 """
 
 from __future__ import annotations

@@ -57,15 +57,16 @@ def _columns(schema: pa.Schema) -> str:
     return ",\n    ".join(cols)
 
 
-#: Primary keys. Child tables are WITHOUT ROWID, clustered on their natural keys: one B-tree
-#: insert per row instead of two (table + index), which halves the cost of the ~25 child
-#: rows a file brings; deleting a file's rows is a range scan on the key's file_id prefix.
-#: `files` is a rowid table, its rows appended in insertion order, with file_id a unique
-#: index: clustered on file_id (a hash), each file's ~2.3 KB row (with the vectors) took a
-#: page at random plus an overflow page, written whole to the WAL at every commit.
+#: Primary keys. The four tables of files are rowid tables, their rows appended in the order
+#: they are written, each with its key as a unique index. Clustered on the key instead
+#: (WITHOUT ROWID, until 2026-12), every file's rows went to a random place in each table:
+#: ~9 pages dirtied per file, 38 KB of WAL for ~6 KB of rows, mostly B-tree rebalancing
+#: of the attributes and channels pages. Appended, the rows share pages and only the
+#: small index entries land at random: 24 KB (docs/benchmarks.md, "Sink process").
+#: Deleting a file's rows is still a range scan of the index on its file_id prefix.
 KEYS: dict[str, tuple[str, ...]] = {"files": ("file_id",), **CHILD_KEYS,
                                     "sequences": ("sequence_id",)}  # fmt: skip
-ROWID_TABLES = frozenset({"files"})
+ROWID_TABLES = frozenset(("files", *CHILD_TABLES))
 
 
 def create_table(name: str, *, as_name: str | None = None) -> str:

@@ -360,7 +360,8 @@ def _prepare(entry: OutboxEntry) -> tuple[str, FileValues | None]:
     if entry.record is None:
         raise RecordError("upsert entry without a record")
     rows = build_rows(entry.record)
-    if rows.file_id != file_id_for(entry.path):
+    # The same text is the same id: hash the entry's path only when it differs.
+    if entry.path != entry.record["path"] and rows.file_id != file_id_for(entry.path):
         raise RecordError(
             f"entry path {entry.path!r} differs from record path {entry.record.get('path')!r}"
         )
