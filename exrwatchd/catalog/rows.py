@@ -48,7 +48,6 @@ from exrwatchd.catalog.schema import (
     CHANNEL_DIM,
     CHANNELS,
     FILE_TABLES,
-    FILES,
     METADATA_DIM,
     PARTS,
     TABLES,
@@ -109,10 +108,6 @@ def file_id_for(path: str | os.PathLike[str]) -> str:
 
 
 # --------------------------------------------------------------------------- rows
-
-
-def _ordered(schema: pa.Schema, row: dict[str, Any]) -> dict[str, Any]:
-    return {name: row[name] for name in schema.names}
 
 
 def _views(parts: Sequence[Mapping[str, Any]]) -> set[str]:
@@ -326,7 +321,8 @@ def _build_values(record: Mapping[str, Any]) -> FileValues:
         channel_rows.extend(cs)
         attribute_rows.extend(attrs)
 
-    files_row = _ordered(FILES, {
+    # In FILES column order, pixel columns included (test_catalog checks every key's place).
+    files_row = {
         "file_id": file_id,
         "file_path": file_path,
         "file_path_normalized": display_text(normalize_path(raw_path)),
@@ -358,7 +354,7 @@ def _build_values(record: Mapping[str, Any]) -> FileValues:
         "last_inspection_id": inspection_id,
         **pixel_files,
         "file_path_bytes": path_bytes(raw_path),
-    })  # fmt: skip
+    }  # fmt: skip
     return FileValues(file_id, files_row, part_rows, channel_rows, attribute_rows)
 
 

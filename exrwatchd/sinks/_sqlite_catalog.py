@@ -90,8 +90,11 @@ def ddl() -> list[str]:
 
 
 def _time_to_sql(value: datetime) -> str:
-    # isoformat pads the year to four digits (strftime %Y does not below 1000).
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # isoformat pads the year to four digits (strftime %Y does not below 1000); in UTC it
+    # ends with "+00:00".
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def _time_from_sql(value: str) -> datetime:
