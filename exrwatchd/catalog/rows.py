@@ -5,7 +5,8 @@ write (``inspection_count`` 1, ``inspection_timestamp`` = ``last_inspected`` = `
 a sink adjusts those audit fields against what it already holds. Row dicts have exactly the
 schema's field names, in schema order, with Python values of the column's type: ``str``,
 ``int``, ``float``, ``bool``, timezone-aware ``datetime`` for timestamps and read-only float32
-``numpy`` arrays for vectors.
+``numpy`` arrays for vectors. `build_values` gives the same rows with each child row a tuple
+in schema order, which the local catalog inserts as it is (it is the sink's hot path).
 
 Paths: the key is `normalize_path` (``os.path.normpath``: case kept, symlinks not resolved,
 no file system access). `file_id_for` hashes its raw bytes, so paths that are not valid UTF-8
