@@ -461,7 +461,7 @@ class TestFailures:
     def test_unexpected_error_retries_entry_and_holds_its_path(
         self, sink: LocalSink, frames: list[Path], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        real = local_mod.build_rows
+        real = local_mod.build_values
         poison = file_id_for(frames[0])
 
         def buggy(record: dict[str, Any]) -> Any:
@@ -470,7 +470,7 @@ class TestFailures:
                 raise RuntimeError("bug")
             return rows
 
-        monkeypatch.setattr(local_mod, "build_rows", buggy)
+        monkeypatch.setattr(local_mod, "build_values", buggy)
         batch = [upsert(make_record(frames[0])), upsert(make_record(frames[1])),
                  delete(frames[0])]  # fmt: skip
         result = sink.write(batch)

@@ -42,10 +42,10 @@ from exrwatchd.catalog import (
     TABLES,
     FileValues,
     RecordError,
+    build_values,
     file_id_for,
     normalize_path,
 )
-from exrwatchd.catalog import build_values as build_rows  # this sink's builder (tuples)
 from exrwatchd.catalog.sequence_rows import sequence_id_for, sequence_row
 from exrwatchd.journal import OutboxEntry
 from exrwatchd.logs import get_logger
@@ -359,7 +359,7 @@ def _prepare(entry: OutboxEntry) -> tuple[str, FileValues | None]:
         raise RecordError(f"unknown op {entry.op!r}")
     if entry.record is None:
         raise RecordError("upsert entry without a record")
-    rows = build_rows(entry.record)
+    rows = build_values(entry.record)
     # The same text is the same id: hash the entry's path only when it differs.
     if entry.path != entry.record["path"] and rows.file_id != file_id_for(entry.path):
         raise RecordError(
