@@ -4,6 +4,7 @@ process (handoff.py); where the file is (paths.py)."""
 
 from exrwatchd.config.dump import config_to_dict
 from exrwatchd.config.handoff import config_from_bytes, config_to_bytes
+from exrwatchd.config.hooks import HOOK_EVENTS, HookConfig
 from exrwatchd.config.model import (
     DEFAULT_EXCLUDE,
     DEFAULT_INCLUDE,
@@ -26,7 +27,9 @@ __all__ = [
     "DEFAULT_EXCLUDE",
     "DEFAULT_INCLUDE",
     "Config",
+    "HOOK_EVENTS",
     "DaemonConfig",
+    "HookConfig",
     "InspectConfig",
     "LogConfig",
     "MetricsConfig",

@@ -22,8 +22,9 @@ _KEYS = ("access_key", "secret_key")
 def config_to_bytes(cfg: Config) -> bytes:
     """`cfg` as bytes for a child's pipe, the credentials included (and nowhere else)."""
     vast = cfg.vast
+    # The hooks run in the parent (their tokens stay there): the child only ships records.
     bare = dataclasses.replace(
-        cfg, vast=dataclasses.replace(vast, access_key=None, secret_key=None)
+        cfg, vast=dataclasses.replace(vast, access_key=None, secret_key=None), hook=()
     )
     keys = {name: (s.reveal(), s.source) for name in _KEYS if (s := getattr(vast, name))}
     return pickle.dumps((bare, keys), protocol=pickle.HIGHEST_PROTOCOL)

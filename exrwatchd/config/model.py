@@ -29,6 +29,7 @@ from exrwatchd.config._fields import (
     _table,
     _unknown_keys,
 )
+from exrwatchd.config.hooks import HookConfig, read_hooks
 from exrwatchd.errors import ConfigError
 from exrwatchd.secrets import (
     MASK,
@@ -155,6 +156,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     inspect: InspectConfig = field(default_factory=InspectConfig)
+    hook: tuple[HookConfig, ...] = ()
     warnings: tuple[str, ...] = ()
 
     def require_watches(self) -> None:
@@ -164,11 +166,12 @@ class Config:
 
     def secrets(self) -> tuple[str, ...]:
         """The revealed secret values, for the log redactor."""
-        return _revealed(self.vast)
+        return _revealed(self.vast, self.hook)
 
 
-def _revealed(vast: VastConfig) -> tuple[str, ...]:
-    return tuple(s.reveal() for s in (vast.access_key, vast.secret_key) if s)
+def _revealed(vast: VastConfig, hooks: Sequence[HookConfig] = ()) -> tuple[str, ...]:
+    found = (vast.access_key, vast.secret_key, *(h.token for h in hooks))
+    return tuple(s.reveal() for s in found if s)
 
 
 def _check_url(value: str) -> str | None:
@@ -252,7 +255,7 @@ _INSPECT = (
 )
 
 #: The top-level tables, in the order check-config prints them.
-SECTIONS = ("daemon", "watch", "settle", "sink", "vast", "log", "metrics", "inspect")
+SECTIONS = ("daemon", "watch", "settle", "sink", "vast", "log", "metrics", "inspect", "hook")
 _ENDPOINT_ENV = "VAST_DB_ENDPOINT"
 _CREDENTIAL_ENV = {"access_key": "VAST_DB_ACCESS_KEY", "secret_key": "VAST_DB_SECRET_KEY"}
 
@@ -368,8 +371,9 @@ def load_config(
     log = _read_section(LogConfig, data, "log", _LOG, ctx)
     metrics = _read_section(MetricsConfig, data, "metrics", _METRICS, ctx)
     inspect = _read_section(InspectConfig, data, "inspect", _INSPECT, ctx)
+    hooks, hook_warnings = read_hooks(data, ctx)
 
-    secrets = _revealed(vast)
+    secrets = _revealed(vast, hooks)
     if ctx.errors:
         # Last line of defence: a secret pasted into the wrong key must not be echoed.
         lines = (_scrub(f"{name}: {e}", secrets) for e in ctx.errors)
@@ -384,7 +388,8 @@ def load_config(
         log=log,
         metrics=metrics,
         inspect=inspect,
-        warnings=tuple(_scrub(w, secrets) for w in warnings),
+        hook=hooks,
+        warnings=tuple(_scrub(w, secrets) for w in [*warnings, *hook_warnings]),
     )
 
 

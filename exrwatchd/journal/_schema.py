@@ -7,7 +7,7 @@ Paths are BLOBs (`os.fsencode`); see _sql.py.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # One tuple of statements per version: MIGRATIONS[v] takes a journal from v - 1 to v.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -137,4 +137,29 @@ MIGRATIONS[3] = (
         deaths      INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID
     """,
+)
+
+# Version 4 (issue 15, hooks): `hook_outbox`, one row per (hook, event), written in the same
+# transaction as the path or sequence change that caused the event (Journal.write) and
+# delivered by the hook loop. Apart from the outbox: events are not the state of a path,
+# nothing supersedes them, and each must reach its hook. `hook` is the hook's name, `subject`
+# the file path or sequence the event is about, `payload` the event as sent (JSON, with its
+# id). Due times on the monotonic clock, like the outbox's.
+MIGRATIONS[4] = (
+    """
+    CREATE TABLE hook_outbox (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        hook            TEXT NOT NULL,
+        event           TEXT NOT NULL,
+        subject         BLOB NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('ready', 'inflight', 'dead')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error      TEXT,
+        created_at      REAL NOT NULL,
+        updated_at      REAL NOT NULL,
+        payload         TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX hook_outbox_due ON hook_outbox (state, next_attempt_at)",
 )

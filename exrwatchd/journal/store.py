@@ -18,10 +18,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from exrwatchd.journal import _hooks as hooks
 from exrwatchd.journal import _sequences as frame_sequences
 from exrwatchd.journal import _sql as sql
 from exrwatchd.journal import types as conv
 from exrwatchd.journal._conn import make_state_dir, unusable_as_journal_error
+from exrwatchd.journal._hooks import JournalHooks
 from exrwatchd.journal._maintenance import JournalMaintenance
 from exrwatchd.journal._rows import clean_text, dir_key
 from exrwatchd.journal._startup import JournalStartup
@@ -44,7 +46,7 @@ __all__ = ["Journal"]
 _KNOWN_DIRS_PAGE = 1000
 
 
-class Journal(JournalMaintenance, JournalStartup):
+class Journal(JournalMaintenance, JournalStartup, JournalHooks):
     """The daemon's durable state: one SQLite file in WAL mode, safe to share between threads.
 
     Every public method takes one lock around one connection, so the writer, the sink and the
@@ -116,7 +118,8 @@ class Journal(JournalMaintenance, JournalStartup):
         Rechecking marks a frame in progress (only the frame: no path row, nothing queued).
         Frames of sequences are recorded in the same transaction, and sequences whose
         refresh is due (RefreshSequences(force=True): every changed one) are summarised and
-        queued as 'sequence' entries; their events are logged after the commit.
+        queued as 'sequence' entries; their events are logged after the commit. The events
+        the [[hook]]s set by set_hooks want are queued for them in the same transaction.
 
         Records are encoded before the transaction starts, so an unencodable record (TypeError
         or ValueError) leaves the journal untouched.
@@ -145,6 +148,7 @@ class Journal(JournalMaintenance, JournalStartup):
             entries, events = frame_sequences.refresh(conn, now, due, force=force)
             conn.executemany(sql.DROP_SUPERSEDED, [(e[0],) for e in entries])
             conn.executemany(sql.INSERT_OUTBOX, entries)
+            hooks.queue(conn, self._hooks, latest.values(), events, now, due)
         for event in events:  # after the commit: they describe what is now durable
             getattr(log, event.level)(event.event, **event.fields())
 
@@ -274,6 +278,7 @@ class Journal(JournalMaintenance, JournalStartup):
             reset = conn.execute(sql.RESET_INFLIGHT, (due, now)).rowcount
             conn.execute(sql.DUE_NOW_IF_FAR, (due, due + self.backoff_max))
             frame_sequences.due_now_if_far(conn, due)
+            hooks.reset(conn, now, due, due + self.backoff_max)
         return dropped + reset
 
     def defer_all(self, seconds: float) -> int:

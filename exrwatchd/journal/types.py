@@ -97,10 +97,11 @@ class DeadLetter:
 
     id: int
     path: str
-    op: Op
+    op: Op | Literal["hook"]  # "hook": an event for a [[hook]] (journal/_hooks.py)
     attempts: int
     last_error: str | None
     updated_at: float
+    hook: str | None = None  # for op "hook": the hook's name and the event
 
 
 # -- values -> statement parameters ---------------------------------------------------------
