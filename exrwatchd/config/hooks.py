@@ -144,8 +144,13 @@ def _headers(raw: Any, where: str, ctx: _Context) -> dict[str, str]:
 
 
 def _hook(
-    v: dict[str, Any], headers: dict[str, str], where: str, ctx: _Context, warnings: list[str],
-    before: int, given: set[str],
+    v: dict[str, Any],
+    headers: dict[str, str],
+    where: str,
+    ctx: _Context,
+    warnings: list[str],
+    before: int,
+    given: set[str],
 ) -> HookConfig | None:
     argv, url = v.pop("exec", None), v.get("url")
     if len(given) != 1:

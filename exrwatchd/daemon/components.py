@@ -1,5 +1,5 @@
 """The daemon's durable parts, built from the config: the journal and the sink, and what is
-checked between them at start: whose journal this is.
+checked between them at start: whose journal this is; and the hook loop.
 
 Shared by the daemon and the sink process (sink_process.py), which builds its own.
 """
@@ -14,7 +14,7 @@ from exrwatchd.config import Config
 from exrwatchd.errors import StartupError
 from exrwatchd.journal import Journal, JournalError
 from exrwatchd.logs import get_logger
-from exrwatchd.pipeline import full_reason
+from exrwatchd.pipeline import HookLoop, full_reason
 from exrwatchd.sinks import Sink, SinkUnavailable
 from exrwatchd.telemetry import read_status_file
 from exrwatchd.watch.mounts import is_network_fs, mount_fstype
@@ -139,3 +139,24 @@ def _rebuild(cfg: Config, journal: Journal, sink: Sink, strangers: dict[str, str
         action="the journal was empty or missing: every cataloged file is checked against "
         "the disk, inspected again if it is there, deleted from the catalog if it is gone",
     )  # fmt: skip
+
+
+# ---- [[hook]]s ----------------------------------------------------------------------------
+
+
+def start_hooks(cfg: Config, journal: Journal) -> HookLoop:
+    """Tell the journal which hooks to queue events for, and start the loop that delivers
+    them (also the rows a previous run left: it runs with no hook configured, too, and
+    dead-letters rows of hooks removed since)."""
+    journal.set_hooks(cfg.hook)
+    loop = HookLoop(journal, cfg.hook)
+    loop.start()
+    return loop
+
+
+def apply_hooks(cfg: Config, journal: Journal | None, loop: HookLoop | None) -> None:
+    """A reload: events from the next journal write on go to the hooks of `cfg`."""
+    if journal is not None:
+        journal.set_hooks(cfg.hook)
+    if loop is not None:
+        loop.set_hooks(cfg.hook)

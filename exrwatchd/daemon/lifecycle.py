@@ -10,7 +10,8 @@ Threads, and what each owns:
   processes).
 - pixels-N (only with `[inspect] pixel_stats`): the pixel lane, pixel health of complete
   files before they are journaled (pipeline/pixel_lane.py).
-- journal writer, sink loop: see pipeline/journal_writer.py and pipeline/sink_loop.py.
+- journal writer, sink loop, hook loop: see pipeline/journal_writer.py, sink_loop.py and
+  hook_loop.py.
 Signal handlers only set flags; the main loop does the work.
 """
 
@@ -32,7 +33,7 @@ from exrwatchd.daemon.sink_process import SinkProcess
 from exrwatchd.errors import EXIT_FAILED, EXIT_OK, ConfigError, StartupError
 from exrwatchd.journal import Journal, JournalError, RefreshSequences
 from exrwatchd.logs import apply_logging, get_logger
-from exrwatchd.pipeline import JournalWriter, Pipeline, SinkLoop, resend_if_lost
+from exrwatchd.pipeline import HookLoop, JournalWriter, Pipeline, SinkLoop, resend_if_lost
 from exrwatchd.secrets import withdraw_from_environ
 from exrwatchd.sinks import SinkUnavailable
 from exrwatchd.watch import Inbox, Reconciler, Settler, Watches
@@ -67,6 +68,7 @@ class Daemon:
         self.journal: Journal | None = None
         self.writer: JournalWriter | None = None
         self.sink_loop: SinkLoop | SinkProcess | None = None
+        self.hooks: HookLoop | None = None
         self.pipeline: Pipeline | None = None
         self._workers: list[threading.Thread] = []
         self._exit_now = False  # a pixel-lane thread is still inside OpenImageIO
@@ -90,6 +92,7 @@ class Daemon:
         reset = self.journal.reset_inflight()
         if reset:
             log.info("journal.resumed", inflight_reset=reset)
+        self.hooks = components.start_hooks(self.cfg, self.journal)
         self.sink_loop = self._new_sink_loop()
         self.writer = JournalWriter(self.journal, on_commit=self._wake_sink,
                                     metrics=self.telemetry.metrics)  # fmt: skip
@@ -211,6 +214,7 @@ class Daemon:
             recheck_initial=settle.recheck_initial_seconds, recheck_max=settle.recheck_max_seconds,
         )  # fmt: skip
         added, removed, changed = self.watches.replace(cfg.watch)
+        components.apply_hooks(cfg, self.journal, self.hooks)
         self.cfg = cfg
         if plan.sink_changed:
             self._restart_sink_later(old)
@@ -272,6 +276,8 @@ class Daemon:
                     return f"sink loop died: {self.sink_loop.error}"
             finally:
                 self._sink_swap.release()
+        if self.hooks is not None and not self.hooks.alive():
+            return f"hook loop died: {self.hooks.error}"
         if not all(w.is_alive() for w in self._workers):
             return "a worker thread died"
         return None
@@ -385,6 +391,8 @@ class Daemon:
             # A swap in progress (reload) ends first; after it none starts (stopping is set).
             with self._sink_swap:
                 self.sink_loop.stop(timeout=max(1.0, deadline - time.monotonic()))
+        if self.hooks is not None:  # rows it did not get to stay in the journal
+            self.hooks.stop(timeout=max(1.0, deadline - time.monotonic()))
         if self.journal is not None:
             self.journal.close()
         log.info("daemon.stopped", unfinished_inspections=len(p.inflight) if p else 0,

@@ -3,10 +3,12 @@
 `plan_reload(old, new)` is a pure function of the two configurations; `Daemon.reload`
 (lifecycle.py) loads the file and applies the plan. Applied in place: log format/level/file
 (the file is reopened, for logrotate), settle timings, rescan interval, watches (added ones
-start with a reconciliation, removed ones stop, changed ones restart), and the sink (the loop
-is restarted; the outbox is on disk, so nothing in flight is lost). State directory, workers,
-queue size, the sink-process choice, the metrics address and the [inspect] pixel-lane keys
-need a restart: the plan names them and keeps the running values.
+start with a reconciliation, removed ones stop, changed ones restart), the sink (the loop
+is restarted; the outbox is on disk, so nothing in flight is lost) and the [[hook]]s (events
+of the next journal write on; queued rows go out with the new settings, rows of a removed
+hook become dead letters). State directory, workers, queue size, the sink-process choice,
+the metrics address and the [inspect] pixel-lane keys need a restart: the plan names them
+and keeps the running values.
 """
 
 from __future__ import annotations

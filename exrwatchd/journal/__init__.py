@@ -4,6 +4,7 @@ sees it and leaves only when the sink acknowledges it (`Journal` in store.py; th
 cross its boundary in types.py)."""
 
 from exrwatchd.journal._conn import JournalError
+from exrwatchd.journal._hooks import HookDelivery
 from exrwatchd.journal.store import Journal
 from exrwatchd.journal.types import (
     DeadLetter,
@@ -21,6 +22,7 @@ from exrwatchd.journal.types import (
 __all__ = [
     "DeadLetter",
     "Delete",
+    "HookDelivery",
     "Journal",
     "JournalError",
     "JournalStats",
