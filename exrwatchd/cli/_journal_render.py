@@ -151,7 +151,8 @@ def _section(kind: str, entries: Sequence[Any], total: int) -> list[str]:
 
 def _dead_row(entry: DeadLetter) -> tuple[str, ...]:
     error = _error_cell(entry.last_error)
-    return (_when(entry.updated_at), str(entry.attempts), entry.op, shown(entry.path), error)
+    op = entry.op if entry.hook is None else f"hook {shown(entry.hook)}"
+    return (_when(entry.updated_at), str(entry.attempts), op, shown(entry.path), error)
 
 
 def _path_row(state: PathState) -> tuple[str, ...]:

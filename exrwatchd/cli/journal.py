@@ -76,7 +76,9 @@ The outbox holds only what has not reached the sink yet: 'ready' entries wait fo
 (next) attempt, 'inflight' ones are being delivered, 'dead' ones failed for good (rejected
 by the sink, or out of attempts) and wait for an operator: `retry` them once the cause is
 fixed. A file that could not be read (not an EXR, truncated, unreadable) is not a dead
-letter: it is recorded, with status 'failed', and `failed` lists it as broken."""
+letter: it is recorded, with status 'failed', and `failed` lists it as broken. Events for
+[[hook]]s wait in a table of their own; a hook's dead letters (op "hook NAME EVENT") are
+listed and retried with the outbox's."""
 
 _PURGE_DESCRIPTION = """\
 Remove what the journal no longer needs: tombstones of deleted files whose deletion has
@@ -182,8 +184,8 @@ def _add_retry(command: Command) -> None:
         help="put dead letters back in the outbox",
         description="Put dead letters back in the outbox, due now with their attempts reset; "
         "the daemon delivers them with its next batch. PATH is the file's path as the daemon "
-        "saw it (a relative one is taken from the current directory). Exits 1 when PATH has "
-        "no dead letter.",
+        "saw it (a relative one is taken from the current directory), or a sequence as "
+        "`sequences` prints it (a hook's event). Exits 1 when PATH has no dead letter.",
     )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("path", nargs="?", metavar="PATH", help="the dead letter of this path")
@@ -344,12 +346,16 @@ def cmd_stats(args: argparse.Namespace, journal: Journal) -> int:
 def cmd_failed(args: argparse.Namespace, journal: Journal) -> int:
     kinds = [k for k in KINDS if k in (args.kind or DEFAULT_KINDS)]
     stats = journal.stats()
-    totals = {"dead": stats.dead, **{k: stats.paths_by_status[s] for k, s in KINDS.items() if s}}
+    hooks_dead = journal.hook_counts()["dead"]
+    totals = {"dead": stats.dead + hooks_dead,
+              **{k: stats.paths_by_status[s] for k, s in KINDS.items() if s}}  # fmt: skip
     listed: dict[str, list[Any]] = {}
     for kind in kinds:
         status = KINDS[kind]
-        if status is None:
-            listed[kind] = journal.dead_letters(args.limit)
+        if status is None:  # the outbox's and the hooks' dead letters, most recent first
+            both = [*journal.dead_letters(args.limit), *journal.hook_dead_letters(args.limit)]
+            both.sort(key=lambda e: e.updated_at, reverse=True)
+            listed[kind] = both[: args.limit]
         else:
             listed[kind] = journal.paths_with_status(cast("PathStatus", status), args.limit)
     if args.json:
@@ -363,11 +369,11 @@ def cmd_failed(args: argparse.Namespace, journal: Journal) -> int:
 def cmd_retry(args: argparse.Namespace, journal: Journal) -> int:
 
     if args.all:
-        out(requeued_text(journal.requeue_dead(), None))
+        out(requeued_text(journal.requeue_dead() + journal.requeue_dead_hooks(), None))
         return 0
     # Journal keys are the absolute paths the daemon saw; a relative PATH means from here.
     path = args.path if os.path.isabs(args.path) else os.path.abspath(args.path)
-    count = journal.requeue_dead(path)
+    count = journal.requeue_dead(path) + journal.requeue_dead_hooks(path)
     if count:
         out(requeued_text(count, path))
         return 0
