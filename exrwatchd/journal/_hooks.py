@@ -155,10 +155,10 @@ class JournalHooks(SharedConnection):
             conn.executemany(MARK_INFLIGHT, [(now, row[0]) for row in rows])
         return [HookDelivery(*row) for row in rows]
 
-    def hook_ack(self, ids: Sequence[int]) -> None:
-        """The hook took them: delete the rows."""
+    def hook_ack(self, ids: Sequence[int]) -> int:
+        """The hook took them: delete the rows. Returns how many were there."""
         with self._transaction("hook_ack") as conn:
-            conn.executemany(DELETE, [(i,) for i in ids])
+            return conn.executemany(DELETE, [(i,) for i in ids]).rowcount
 
     def hook_fail(self, id_: int, error: str, *, max_attempts: int, permanent: bool) -> bool:
         """A failed delivery: 'ready' again after a jittered exponential backoff, or 'dead'

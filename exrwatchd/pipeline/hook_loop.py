@@ -103,7 +103,10 @@ class HookLoop:
             max_attempts = 1
         else:
             started = time.monotonic()
-            outcome = deliver(hook, row.payload.encode("utf-8"))
+            try:
+                outcome = deliver(hook, row.payload.encode("utf-8"))
+            except Exception as exc:  # a bug in one delivery must not stop every hook
+                outcome = Outcome("retry", f"{type(exc).__name__}: {exc}")
             fields["seconds"] = round(time.monotonic() - started, 3)
             max_attempts = hook.max_attempts
         if outcome.status is not None:
@@ -137,7 +140,7 @@ def _about(row: HookDelivery) -> dict[str, object]:
         event = _json.loads(row.payload)
     except ValueError:
         event = {}
-    fields: dict[str, object] = {"hook": row.hook, "event": event.get("event"),
+    fields: dict[str, object] = {"hook": row.hook, "hook_event": event.get("event"),
                                  "event_id": event.get("id")}  # fmt: skip
     for key in ("path", "sequence"):
         if key in event:
