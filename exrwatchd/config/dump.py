@@ -19,6 +19,8 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in SECTIONS:
         section = getattr(cfg, name)
+        if section == ():  # no [[hook]]: left out, like an unset key
+            continue
         out[name] = [_plain(s) for s in section] if isinstance(section, tuple) else _plain(section)
     return out
 
