@@ -262,11 +262,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.server.auth.append(self.headers.get("Authorization"))
         if behaviour == "hang":
             time.sleep(2.0)  # past the hook's timeout
-        status = {"ok": 200, "fail": 500, "hang": 200, "gone": 404}[behaviour]
+        status = {"ok": 200, "fail": 500, "hang": 200, "gone": 404, "echo": 500}[behaviour]
+        body = b"nope" if status >= 400 else b"thanks"
+        if behaviour == "echo":  # a careless receiver: its error page shows our headers
+            body = str(self.headers).encode()
         try:
             self.send_response(status)
             self.end_headers()
-            self.wfile.write(b"nope" if status >= 400 else b"thanks")
+            self.wfile.write(body)
         except BrokenPipeError:  # the client gave up on a "hang"
             pass
 
@@ -393,7 +396,7 @@ def run_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)  # fmt: skip
 
 
-def test_daemon_delivers_every_event_across_kill_9(tmp_path: Path) -> None:
+def test_daemon_delivers_every_event_across_kill_9(tmp_path: Path, receiver: Receiver) -> None:
     """Events journaled while the hook fails are all delivered after a kill -9 and a
     restart; a url hook's token never reaches the log; dead letters show in the CLI."""
     renders, state = tmp_path / "renders", tmp_path / "state"
@@ -432,13 +435,14 @@ max_attempts = 1000
 [[hook]]
 name = "nobody"
 on = ["file.incomplete"]
-url = "http://127.0.0.1:9/hooks"
+url = "{receiver.url}"
 token_file = "{tmp_path / "token"}"
 timeout_seconds = 1
 max_attempts = 2
 """)
     frame = write_scanline(tmp_path / "frame.exr").read_bytes()
     cut = frame[: truncation_points(tmp_path / "frame.exr")["mid_data"]]
+    receiver.script[:] = ["echo", "echo"]
     daemon = DaemonProcess(config, state)
     try:
         daemon.wait_event("daemon.ready")
@@ -449,7 +453,8 @@ max_attempts = 2
         (shot / "beauty.0003.exr").write_bytes(frame)
         daemon.wait_event("sequence.completed")
         daemon.wait_event("file.incomplete", path=str(shot / "broken.exr"), will_recheck=False)
-        daemon.wait_event("hook.failed", hook="nobody", dead_letter=True)
+        echoed = daemon.wait_event("hook.failed", hook="nobody", dead_letter=True)
+        assert "Bearer ********" in echoed["output"]  # the redactor masked what came back
         daemon.kill()  # kill -9, with every event still waiting for the exec hook
         first = daemon
         with sqlite3.connect(state / "journal.db") as conn:
