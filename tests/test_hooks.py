@@ -219,6 +219,18 @@ class TestJournal:
         assert journal.requeue_dead_hooks("/r/x.exr") == 1
         assert journal.hook_claim(10)[0].payload == row.payload  # the same id again
 
+    def test_a_version_3_journal_gains_the_hook_table(self, tmp_path: Path) -> None:
+        with Journal.open(tmp_path / "s") as j:
+            j.write([persist("/r/x.exr")])
+        with sqlite3.connect(tmp_path / "s" / "journal.db") as conn:
+            conn.execute("DROP TABLE hook_outbox")
+            conn.execute("PRAGMA user_version = 3")
+        with Journal.open(tmp_path / "s") as j:
+            j.set_hooks([HookConfig("a", ALL)])
+            j.write([persist("/r/y.exr", "incomplete")])
+            assert [e["path"] for _, _, e in rows(j)] == ["/r/y.exr"]
+            assert j.path_state("/r/x.exr") is not None
+
     def test_rows_in_flight_at_a_crash_are_due_at_the_next_start(self, tmp_path: Path) -> None:
         with Journal.open(tmp_path / "s") as j:
             j.set_hooks([HookConfig("a", ALL)])
