@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from exrwatchd import _json
 from exrwatchd.config import HookConfig
-from exrwatchd.journal import HookDelivery, Journal
+from exrwatchd.journal import HookDelivery, Journal, JournalError
 from exrwatchd.logs import get_logger
 from exrwatchd.pipeline.diskfull import STOPPED, DiskFull, durably
 from exrwatchd.pipeline.hook_delivery import Outcome, deliver
@@ -84,6 +84,8 @@ class HookLoop:
                         break  # the rest stay in flight: due again at the next start
                     self._deliver(row)
         except BaseException as exc:
+            if isinstance(exc, JournalError) and self._stop.is_set():
+                return  # closed under a delivery that outlived shutdown: its row goes again
             self.error = exc
             log.critical("hook.loop_failed", error=str(exc), error_type=type(exc).__name__)
             raise
