@@ -67,6 +67,13 @@ _HELP: dict[str, tuple[tuple[str, ...], tuple[tuple[int, str], ...]]] = {
              "the file)"),
          (2, "usage error"), _CONFIG_78),
     ),
+    "similar": (
+        ("exrwatchd similar --layout /renders/sh010/hero.1001.exr",
+         "exrwatchd similar --within /renders/sh010 --lowest sh010/beauty.1001.exr"),
+        ((0, "ranked (also when the catalog holds nothing comparable)"),
+         (1, "PATH cannot be read and is not in the catalog, or the catalog cannot be read"),
+         (2, "usage error"), _CONFIG_78),
+    ),
     "vast init": (
         ("exrwatchd vast init --config /etc/exrwatchd/config.toml",),
         ((0, "the schema and tables are ready"),

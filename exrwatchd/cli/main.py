@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from exrwatchd import __version__
+from exrwatchd.cli import export, similar
 from exrwatchd.cli._help import CONFIG_HELP, Formatter, epilog
 from exrwatchd.cli._inspect_pool import default_jobs
 from exrwatchd.cli._output import json_line, write_out
@@ -145,9 +146,11 @@ def cmd_sequences(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from exrwatchd.cli.export import export
+    return export.export(_load(args, credentials=False), args)
 
-    return export(_load(args, credentials=False), args)
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    return similar.run_similar(args, _load(args))
 
 
 def cmd_vast_init(args: argparse.Namespace) -> int:
@@ -261,13 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only sequences in these directories or below them")
     p.set_defaults(func=cmd_sequences)
 
-    from exrwatchd.cli.export import DESCRIPTION, add_arguments
-
     p = _command(sub, "export", "a catalog table as Parquet or CSV, for pandas or DuckDB",
-                 DESCRIPTION)  # fmt: skip
+                 export.DESCRIPTION)  # fmt: skip
     _config_option(p)
-    add_arguments(p)
+    export.add_arguments(p)
     p.set_defaults(func=cmd_export)
+
+    p = _command(sub, "similar", "catalogued files ranked by how alike their layout is",
+                 similar.DESCRIPTION)  # fmt: skip
+    similar.add_arguments(p)
+    _config_option(p)
+    _json_option(p, "one JSON object per file: path, score, differences")
+    p.set_defaults(func=cmd_similar)
 
     p = _command(sub, "status", "is the daemon running and healthy; journal counts",
                  "Whether the daemon runs and is healthy, what it last reported "
