@@ -32,6 +32,9 @@ __all__ = ["CHUNK_ROWS", "LocalVectors"]
 
 #: Rows per chunk: 50,000 metadata vectors are 77 MB of float32.
 CHUNK_ROWS = 50_000
+#: Rows per fetch from SQLite, where each row also costs a Python bytes object and the join
+#: copies it: 16,384 keeps the peak under 200 MB (docs/benchmarks.md).
+SQLITE_ROWS = 16_384
 
 
 class LocalVectors:
@@ -106,7 +109,7 @@ class LocalVectors:
             args = within_range(within)
         cursor = self._sql(sql, args)
         size = dim * 4
-        while rows := cursor.fetchmany(chunk_rows):
+        while rows := cursor.fetchmany(min(chunk_rows, SQLITE_ROWS)):
             keys, blobs = [], []
             for file_id, blob, row_version in rows:
                 if row_version != version or len(blob) != size:
