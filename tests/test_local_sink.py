@@ -226,10 +226,12 @@ class TestUpsert:
 
     def test_new_embedding_version_rewrites(self, sink: LocalSink, frames: list[Path]) -> None:
         sink.write([upsert(make_record(frames[0]))])
-        newer = make_record(frames[0], embedding_version=2)
+        from exrwatchd.exr.embed import EMBEDDING_VERSION
+
+        newer = make_record(frames[0], embedding_version=EMBEDDING_VERSION + 1)
         sink.write([upsert(newer)])
         row = sink.file_row(frames[0])
-        assert row is not None and row["embedding_version"] == 2
+        assert row is not None and row["embedding_version"] == EMBEDDING_VERSION + 1
         assert row["inspection_timestamp"] == datetime.fromisoformat(newer["inspected_at"])
         assert row["inspection_count"] == 2
 
@@ -457,6 +459,22 @@ class TestFailures:
             sink.write([upsert(make_record(frames[0]))])
         assert sink.count("files") == 0
         assert "channels" in str(sink.health())
+
+    def test_unexpected_error_in_a_batch_statement_falls_back_to_entries_one_by_one(
+        self, sink: LocalSink, frames: list[Path], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A value the rows let through but sqlite3 cannot bind (a text with a lone surrogate
+        # raises UnicodeEncodeError, not an sqlite3.Error) made the whole-batch statement
+        # fail; that must not escape write() and kill the sink loop, but go entry by entry,
+        # where the culprit is isolated. (It happened: a sequence column made outside the
+        # record checks.)
+        def unbindable(*args: Any) -> None:
+            raise UnicodeEncodeError("utf-8", "caf\udce9", 3, 4, "surrogates not allowed")
+
+        monkeypatch.setattr(local_mod, "upsert_batch", unbindable)
+        result = sink.write([upsert(make_record(f)) for f in frames])
+        assert outcomes(result) == [Outcome.DELIVERED] * len(frames)
+        assert sink.count("files") == len(frames)
 
     def test_unexpected_error_retries_entry_and_holds_its_path(
         self, sink: LocalSink, frames: list[Path], monkeypatch: pytest.MonkeyPatch

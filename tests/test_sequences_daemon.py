@@ -242,6 +242,10 @@ def test_daemon_tracks_a_sequence_end_to_end(tmp_path: Path, frames: dict[str, b
                  20, "four frames in the sequences table")  # fmt: skip
         row = sequences_rows(catalog)["beauty.%04d.exr"]
         assert row[:4] == (1, 5, 4, "[[4,4]]") and row[6] == 0  # not whole
+        # catalog version 4: the notation people read, and the frames still awaited
+        assert catalog.query("SELECT notation, in_progress_frames FROM sequences") == [
+            ("beauty.1-3,5#.exr", "[]")
+        ]
         gap = daemon.wait_event("sequence.gap")
         assert gap["pattern"] == "beauty.%04d.exr" and gap["ranges"] == [[4, 4]]
         assert gap["directory"] == str(shot)
@@ -353,6 +357,33 @@ def test_a_frame_still_being_written_shows_in_progress(
         (shot / "beauty.0003.exr").write_bytes(data)  # the rest lands
         wait_for(lambda: listed().get("in_progress") == [] and listed()["count"] == 3, 20,
                  "frame 3 complete")  # fmt: skip
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+
+
+def test_a_version_3_catalog_gains_the_sequence_notation_columns(
+    tmp_path: Path, frames: dict[str, bytes]
+) -> None:
+    shot = tmp_path / "renders" / "shot010"
+    shot.mkdir(parents=True)
+    daemon, catalog, _config = daemon_on(tmp_path)
+    assert daemon.stop() == 0
+    conn = sqlite3.connect(catalog.path)
+    conn.execute("ALTER TABLE sequences DROP COLUMN notation")
+    conn.execute("ALTER TABLE sequences DROP COLUMN in_progress_frames")
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    daemon, catalog, _config = daemon_on(tmp_path)
+    try:
+        upgraded = daemon.wait_event("catalog.upgraded")
+        assert upgraded["from_version"] == 3 and upgraded["to_version"] == 4
+        assert upgraded["columns_added"] == ["sequences.notation", "sequences.in_progress_frames"]
+        for n in (1, 2):
+            (shot / f"beauty.{n:04d}.exr").write_bytes(frames["rgba"])
+        wait_for(lambda: catalog.query("SELECT notation FROM sequences") == [("beauty.1-2#.exr",)],
+                 20, lambda: f"the notation column: {catalog.query('SELECT * FROM sequences')}")
         assert daemon.stop() == 0
     finally:
         daemon.kill()

@@ -24,7 +24,7 @@ from harness import ROOT, DaemonEnv, DaemonProcess, wait_for, write_config
 from vast_emulator import VastEmulator
 from vast_emulator.store import EmulatorError
 
-from exrwatchd.catalog import TABLES
+from exrwatchd.catalog import CATALOG_VERSION, TABLES
 
 BUCKET, SCHEMA = "exrwatch", "exr_metadata"
 MAX_ATTEMPTS = 3  # short, so a batch that is never split dead-letters within seconds
@@ -242,7 +242,7 @@ def test_older_local_catalog_gains_file_path_bytes(tmp_path: Path) -> None:
         rows = dict(env.catalog.query("SELECT file_path_bytes, file_path FROM files"))
         assert rows == {None: str(old), raw[0]: os.fsdecode(env.watch) + "/" + BAD_TEXT[1],
                         raw[1]: os.fsdecode(env.watch) + "/" + BAD_TEXT[1]}  # fmt: skip
-        assert env.catalog.query("PRAGMA user_version") == [(3,)]
+        assert env.catalog.query("PRAGMA user_version") == [(CATALOG_VERSION,)]
     finally:
         assert daemon.stop() == 0
 

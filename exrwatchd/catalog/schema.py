@@ -23,7 +23,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 #: Bumped whenever a table, column or a column's meaning changes.
-CATALOG_VERSION = 3
+CATALOG_VERSION = 4
 
 METADATA_DIM = 384  # length of files.metadata_embedding (exrwatchd.exr.embed.METADATA_DIM)
 CHANNEL_DIM = 128  # length of files.channel_fingerprint (exrwatchd.exr.embed.CHANNEL_DIM)
@@ -204,8 +204,15 @@ SEQUENCES = _schema(
     _f("odd_layout_frames", pa.string(),
        _FRAMES_JSON + " whose layout differs from layout_key (e.g. a missing AOV)"),
     _f("is_whole", pa.bool_(),
-       "nothing missing, incomplete, unhealthy or of another layout"),
+       "nothing missing, incomplete, in progress, unhealthy or of another layout"),
     _f("last_update", TIMESTAMP, "when the daemon last changed this row"),
+    # Catalog version 4 (appended, as every version only appends):
+    _f("notation", pa.string(),
+       "the frames present in fileseq's notation, e.g. beauty.1001-1040,1042-1100#.exr; "
+       "null in rows written before catalog version 4", nullable=True),
+    _f("in_progress_frames", pa.string(),
+       _FRAMES_JSON + " found incomplete that the daemon is still waiting for; null in rows "
+       "written before catalog version 4", nullable=True),
 )  # fmt: skip
 
 #: Table name -> schema, in the order tables are created and listed.

@@ -14,9 +14,17 @@ from typing import Any
 
 import orjson
 
-from exrwatchd.catalog._convert import RecordError, as_bool, as_int, as_str, as_time, need
+from exrwatchd.catalog._convert import (
+    RecordError,
+    as_bool,
+    as_int,
+    as_str,
+    as_time,
+    display_text,
+    need,
+)
 from exrwatchd.catalog.rows import normalize_path, path_bytes
-from exrwatchd.sequences import SEQUENCE_KEY_PREFIX
+from exrwatchd.sequences import SEQUENCE_KEY_PREFIX, notation, summary_from_record
 
 
 def sequence_id_for(key_path: str) -> str:
@@ -38,6 +46,13 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _notation(record: Mapping[str, Any]) -> str:
+    try:
+        return display_text(notation(summary_from_record(record)))  # as directory/pattern
+    except (ValueError, TypeError, KeyError) as exc:  # a pattern that is not one, a bad range
+        raise RecordError(f"sequence record cannot be written as a notation: {exc}") from None
+
+
 def sequence_row(key_path: str, record: Mapping[str, Any]) -> dict[str, Any]:
     """The `sequences` row of a record queued under `key_path`. RecordError if malformed."""
     if not isinstance(record, Mapping):
@@ -49,6 +64,8 @@ def sequence_row(key_path: str, record: Mapping[str, Any]) -> dict[str, Any]:
         raise RecordError("sequence missing must be a list of [first, last] pairs")
     incomplete, unhealthy = _frames(record, "incomplete"), _frames(record, "unhealthy")
     odd_layout = _frames(record, "odd_layout")
+    # Absent from records queued before frames in progress were tracked.
+    in_progress = _frames(record, "in_progress") if "in_progress" in record else []
     # In the column order of SEQUENCES, so sql_row takes the values as they are.
     return {
         "sequence_id": sequence_id_for(key_path),
@@ -66,6 +83,9 @@ def sequence_row(key_path: str, record: Mapping[str, Any]) -> dict[str, Any]:
         ),
         "layout_key": as_str(need(record, "layout", "sequence"), "sequence layout", nullable=True),
         "odd_layout_frames": _json(odd_layout),
-        "is_whole": not (missing or incomplete or unhealthy or odd_layout),
+        "is_whole": not (missing or incomplete or unhealthy or odd_layout or in_progress),
         "last_update": as_time(need(record, "updated_at", "sequence"), "sequence updated_at"),
+        # Made here, not taken from the record: records queued before it existed lack it.
+        "notation": _notation(record),
+        "in_progress_frames": _json(in_progress),
     }

@@ -266,6 +266,11 @@ class LocalSink(LostCatalog, JournalRecord):
                 reason = f"transient: {_describe(exc)}"
                 return [outcome.get(e.id) or Delivery(e.id, Outcome.RETRY, reason)
                         for e in batch]  # fmt: skip
+            except Exception:
+                # Not SQLite's: a value it cannot bind (UnicodeEncodeError, OverflowError) or
+                # a bug. Entry by entry, the culprit is found and isolated.
+                _rollback(conn)
+                return None
             except BaseException:
                 _rollback(conn)
                 raise
