@@ -405,3 +405,76 @@ def test_file_deep_stereo_vs_scanline_rgb(tmp_path: Path) -> None:
     assert [(p.type, p.view) for p in deep_parts] == [("deepscanline", "left"),
                                                       ("deepscanline", "right")]  # fmt: skip
     assert cosine(metadata_embedding(deep_parts), metadata_embedding(rgb_parts)) <= 0.5
+
+
+# --- structure dominates, also between the files of one writer (issue 15) ----------------
+
+SEQ_AOVS = ("R", "G", "B", "A", "diffuse.R", "diffuse.G", "diffuse.B", "Z")
+# Pairs a TD calls unrelated although a writer gave them the same compression and size, so
+# that compression, storage and geometry match: only the structure tells them apart.
+WRITER_UNRELATED = (("frame1001", "ten_part_rgb"), ("frame1001", "deep_az"),
+                    ("frame1001", "three_part"), ("frame1001", "deep_stereo"),
+                    ("ten_part_rgb", "deep_az"))  # fmt: skip
+
+
+def _one_writer(tmp_path: Path) -> dict[str, tuple[Part, ...]]:
+    """Files as one renderer writes them: zips, 64x32, no optional attributes."""
+    exrgen = pytest.importorskip("exrgen", reason="the openexr binding is not installed")
+    spec, same = exrgen.PartSpec, {"compression": "zips", "size": (64, 32)}
+    paths = {f"frame{n}": exrgen.write_scanline(tmp_path / f"beauty.{n}.exr", channels=SEQ_AOVS,
+                                                data_window_origin=(1 + n % 3, 1 + n % 2), **same)
+             for n in (1001, 1002, 1003)}  # fmt: skip
+    # the same render setup with the diffuse AOV switched off; and one only recompressed
+    paths["missing_aov"] = exrgen.write_scanline(
+        tmp_path / "no_diffuse.exr", channels=("R", "G", "B", "A", "Z"), **same)
+    paths["piz"] = exrgen.write_scanline(tmp_path / "piz.exr", channels=SEQ_AOVS,
+                                         compression="piz", size=(64, 32))  # fmt: skip
+    paths["ten_part_rgb"] = exrgen.write_multipart(tmp_path / "ten.exr", [
+        spec(f"layer{i}", channels=("R", "G", "B"), **same) for i in range(10)])  # fmt: skip
+    paths["deep_az"] = exrgen.write_deep_scanline(tmp_path / "deep.exr", **same)
+    paths["three_part"] = exrgen.write_multipart(tmp_path / "three.exr", [
+        spec("beauty", **same), spec("depth", "tiled", ("Z",), "float", **same),
+        spec("ids", channels=("id",), pixel_type="uint", **same)])  # fmt: skip
+    paths["deep_stereo"] = exrgen.write_multipart(tmp_path / "stereo.exr", [
+        spec(v, "deepscanline", ("R", "G", "B", "A", "Z"), "float", view=v, **same)
+        for v in ("left", "right")])  # fmt: skip
+    return {key: _inspect(path) for key, path in paths.items()}
+
+
+def test_one_writer_structure_dominates(tmp_path: Path) -> None:
+    vectors = {k: metadata_embedding(p) for k, p in _one_writer(tmp_path).items()}
+    score = {(a, b): cosine(vectors[a], vectors[b]) for a in vectors for b in vectors}
+    unrelated = {pair: score[pair] for pair in WRITER_UNRELATED}
+    assert all(s <= 0.5 for s in unrelated.values()), unrelated
+    frames = ("frame1001", "frame1002", "frame1003")
+    for frame in frames:  # the other frames of the sequence first, nearly identical
+        ranked = sorted((k for k in vectors if k != frame), key=lambda k: -score[frame, k])
+        assert set(ranked[:2]) == set(frames) - {frame}, ranked
+        assert min(score[frame, k] for k in ranked[:2]) >= 0.99
+    worst = max(unrelated.values())
+    # One AOV missing and a compression change alone are the same setup: clearly related.
+    assert score["frame1001", "missing_aov"] >= worst + 0.3
+    assert score["frame1001", "piz"] >= worst + 0.3
+
+
+@pytest.mark.corpus
+def test_corpus_unrelated_layouts_score_at_most_half() -> None:
+    corpus = _corpus()
+    pairs = [  # both files of a pair often share a compression, so structure must decide
+        ("Beachball/multipart.0001.exr", "DisplayWindow/t01.exr"),  # 10 flat parts, 1 RGB
+        ("Beachball/multipart.0001.exr", "ScanLines/Carrots.exr"),  # 1 RGBA part
+        ("Beachball/multipart.0001.exr", "v2/Stereo/Trunks.exr"),  # 2 deep parts, zips both
+        ("Beachball/multipart.0001.exr", "v2/LowResLeftView/Balls.exr"),  # 1 deep, zips both
+        ("Beachball/multipart.0001.exr", "LuminanceChroma/Garden.exr"),  # tiled luminance
+        ("v2/LowResLeftView/Balls.exr", "v2/LowResLeftView/composited.exr"),  # deep vs flat
+        ("v2/LeftView/Trunks.exr", "ScanLines/CandleGlass.exr"),  # deep RGBAZ vs flat RGBA
+        ("v2/Stereo/Trunks.exr", "v2/LowResLeftView/composited.exr"),  # deep stereo vs flat
+        ("v2/Stereo/Trunks.exr", "ScanLines/Carrots.exr"),
+    ]  # fmt: skip
+    missing = sorted({n for pair in pairs for n in pair if not (corpus / n).is_file()})
+    if missing:
+        pytest.skip(f"reference corpus not found at {corpus} (lacks {missing[0]}; "
+                    "set EXRWATCHD_CORPUS)")  # fmt: skip
+    scores = {pair: cosine(*(metadata_embedding(_inspect(corpus / n)) for n in pair))
+              for pair in pairs}  # fmt: skip
+    assert {p: round(s, 3) for p, s in scores.items() if s > 0.5} == {}
