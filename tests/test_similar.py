@@ -15,14 +15,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from exrgen import PartSpec, write_multipart, write_scanline
+from exrgen import PartSpec, write_deep_scanline, write_multipart, write_scanline
 from harness import ROOT, Catalog, DaemonProcess, write_config
 
 from exrwatchd.catalog.similar import Layout, TopK, VectorChunk, differences
 
 AOVS = ("R", "G", "B", "A", "diffuse.R", "diffuse.G", "diffuse.B", "Z")
-# An unrelated layout: deep stereo, two parts (a 10-part RGB file from the same writer, with
-# the same compression and size, still scores 0.60: see docs/embeddings.md).
+# An unrelated layout: deep stereo, two parts.
 DEEP_STEREO = tuple(PartSpec(v, kind="deepscanline", channels=("R", "G", "B", "A", "Z"),
                              pixel_type="float", compression="zips", view=v)
                     for v in ("left", "right"))  # fmt: skip
@@ -187,6 +186,32 @@ def test_local_no_catalog_yet(tmp_path: Path) -> None:
     config = write_config(tmp_path / "c.toml", tmp_path / "state", [{"path": str(tmp_path)}])
     good = write_scanline(tmp_path / "good.exr")
     assert "catalog.db: not found" in similar(config, str(good), code=1).stderr
+
+
+def test_local_one_writer_frames_then_same_setup_then_unrelated(tmp_path: Path) -> None:
+    # One writer: same compression and size everywhere, so only structure separates layouts.
+    renders, same = tmp_path / "renders", {"compression": "zips", "size": (64, 32)}
+    frames = [write_scanline(renders / f"beauty.{n}.exr", channels=AOVS,
+                             data_window_origin=(1 + n % 3, 1 + n % 2), **same)
+              for n in (1001, 1002, 1003)]  # fmt: skip
+    setup = {  # the same render setup with one AOV off; the same frame recompressed
+        write_scanline(renders / "no_diffuse.exr", channels=("R", "G", "B", "A", "Z"), **same),
+        write_scanline(renders / "piz.exr", channels=AOVS, compression="piz", size=(64, 32)),
+    }
+    unrelated = {
+        write_multipart(renders / "ten.exr", [PartSpec(f"layer{i}", channels=("R", "G", "B"),
+                                                       **same) for i in range(10)]),
+        write_deep_scanline(renders / "deep.exr", **same),
+        write_multipart(renders / "stereo.exr", DEEP_STEREO),
+    }  # fmt: skip
+    config, _ = fill_local(tmp_path, renders)
+    result = rows(similar(config, str(frames[0]), "--json", "--top", "20"))
+    paths = [Path(r["path"]) for r in result]
+    assert set(paths[:2]) == set(frames[1:]) and set(paths[2:4]) == setup, result
+    assert set(paths[4:]) == unrelated
+    assert min(r["score"] for r in result[:2]) >= 0.99
+    assert max(r["score"] for r in result[4:]) <= 0.5
+    assert min(r["score"] for r in result[2:4]) >= 0.9
 
 
 @pytest.mark.corpus

@@ -39,20 +39,20 @@ _CHANNEL_FAMILIES = {
     "t": (16, 0.15),  # pixel type, sampling, pLinear
     "k": (8, 0.10),  # channel count, log2 scale
 }
-# Structure (L: how the file is split into parts; the channels) holds 0.61 of the weight so
-# that it dominates: with version 1's 0.52, a 10-part render and a plain RGB plate scored 0.52.
+# Structure (P and L: how the file is split into parts; the channels) holds 0.83 of the
+# weight, so that files of one writer (same compression, storage and size) with unrelated
+# structures still score <= 0.5 (docs/embeddings.md).
 _META_FAMILIES = {
-    "L": (64, 0.30),  # part count, part types, deep, views, part names
-    "C": (20, 0.12),  # compression: one-hot + lossless/lossy class
-    "S": (28, 0.08),  # part type (deep or not), tile size and levels, line order
-    "G": (32, 0.06),  # display window size and aspect, pixel aspect, dataWindow==display
-    "D": (16, 0.03),  # data window size: follows the content, so coarse and light
-    "A": (96, 0.10),  # optional attribute names with their types, never values
+    "P": (32, 0.40),  # the shape: part count and deep or not, one-hot (never collides)
+    "L": (32, 0.12),  # multipart, deep, multiview; per part: type, view, part name
+    "C": (20, 0.05),  # compression: one-hot + lossless/lossy class
+    "S": (28, 0.04),  # part type (deep or not), tile size and levels, line order
+    "G": (32, 0.03),  # display window size and aspect, pixel aspect, dataWindow==display
+    "D": (16, 0.02),  # data window size: follows the content, so coarse and light
+    "A": (96, 0.03),  # optional attribute names with their types, never values
 }
 _META_CHANNEL_SHARE = 0.31  # the channel fingerprint fills the last CHANNEL_DIM dims
-# Weight of the part-count tokens (count, multipart) within family L, against 1 for the
-# other file-level tokens (multiview, deep), which two unrelated files often share.
-_PART_COUNT_WEIGHT = 2.0
+_SHAPE_MAX_PARTS = _META_FAMILIES["P"][0] // 2  # 16: more parts share the last slot pair
 
 # A closed vocabulary gets one-hot dims so two compressions can never collide in the hash.
 _COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab",
@@ -193,10 +193,14 @@ def _static_meta(keys: tuple[tuple[Any, ...], ...]) -> tuple[np.ndarray, float]:
     w = 1.0 / n  # per-part tokens are averaged so file-level tokens keep their weight
     views = {k[1] for k in keys} | {ch.view for k in keys for ch in k[9]}
     views.discard(None)
-    _add(acc, f"Lparts={min(n, 16)}", _PART_COUNT_WEIGHT)
-    _add(acc, f"Lmultipart={n > 1}", _PART_COUNT_WEIGHT)
-    _add(acc, f"Lmultiview={len(views) > 1}")
-    _add(acc, f"Ldeep={any(k[0] in ('deepscanline', 'deeptile') for k in keys)}")
+    deep, multiview = any(k[0] in ("deepscanline", "deeptile") for k in keys), len(views) > 1
+    # The shape as one one-hot slot: two files share family P only when part count and deep
+    # both agree, so what nearly every file has (flat, one view) cannot make them alike, and
+    # no hash collision can make two shapes alike either.
+    acc[_BLOCKS["P"][0] + 2 * (min(n, _SHAPE_MAX_PARTS) - 1) + deep] = 1.0
+    _add(acc, f"Lmultipart={n > 1}")
+    _add(acc, f"Lmultiview={multiview}")
+    _add(acc, f"Ldeep={deep}")
     for ptype, view, name, comp, tiles, order, disp, dw_is_disp, par, _, attrs in keys:
         _add(acc, f"Ltype={ptype}", w)
         _add(acc, f"Lview={view}", w)
