@@ -27,6 +27,7 @@ from exrwatchd.journal import (
     JournalError,
     OutboxEntry,
     Persist,
+    Rechecking,
 )
 
 T0 = 1_700_000_000.0
@@ -512,6 +513,29 @@ class TestStats:
             "/srv/1.exr",
             T0 + 15,
         )
+        assert (stats.frames_in_progress, stats.hooks) == (0, {"ready": 0, "inflight": 0,
+                                                               "dead": 0})  # fmt: skip
+
+    def test_frames_in_progress_and_hook_rows(self, journal: Journal) -> None:
+        from exrwatchd.config import HookConfig
+
+        journal.write([persist(f"/srv/s/b.{n:04d}.exr") for n in (1, 2)])
+        # notes.exr is not a frame: not counted
+        rechecked = ("/srv/s/b.0003.exr", "/srv/s/b.0004.exr", "/srv/s/notes.exr")
+        journal.write([Rechecking(path) for path in rechecked])
+        assert journal.stats().frames_in_progress == 2
+        # The daemon's own periodic stats skip the frames' scan, as they skip the paths'.
+        assert journal.stats(paths=False).frames_in_progress == 0
+        journal.write([persist("/srv/s/b.0003.exr")])
+        assert journal.stats().frames_in_progress == 1
+
+        journal.set_hooks([HookConfig("a", ("file.incomplete",))])
+        journal.write([Persist(f"/srv/{n}.exr", None, None, "incomplete", {"error": None})
+                       for n in ("x", "y", "z")])  # fmt: skip
+        first, _ = journal.hook_claim(2)
+        assert journal.hook_fail(first.id, "exit 1", max_attempts=1, permanent=False)
+        for stats in (journal.stats(), journal.stats(paths=False)):
+            assert stats.hooks == {"ready": 1, "inflight": 1, "dead": 1}
 
 
 class TestConcurrency:

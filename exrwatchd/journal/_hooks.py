@@ -64,6 +64,7 @@ REQUEUE_DEAD = """
     WHERE state = 'dead' AND (:path IS NULL OR subject = :path)
 """
 COUNT = "SELECT state, count(*) FROM hook_outbox GROUP BY state"
+STATES = ("ready", "inflight", "dead")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +128,13 @@ def queue(
     conn.executemany(INSERT, rows)
 
 
+def counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """Rows by state: ready, inflight, dead (every key present). One pass over the
+    (state, next_attempt_at) index."""
+    found = dict(conn.execute(COUNT).fetchall())
+    return {state: int(found.get(state, 0)) for state in STATES}
+
+
 def reset(conn: sqlite3.Connection, now: float, due: float, far: float) -> None:
     """At start: rows left in flight by a crash are due now, and so are due times further
     ahead than `far` (from before a reboot, which restarts the monotonic clock)."""
@@ -179,8 +187,7 @@ class JournalHooks(SharedConnection):
     def hook_counts(self) -> dict[str, int]:
         """Rows by state: ready, inflight, dead (every key present)."""
         with self._reading("hook_counts") as conn:
-            found = dict(conn.execute(COUNT).fetchall())
-        return {state: int(found.get(state, 0)) for state in ("ready", "inflight", "dead")}
+            return counts(conn)
 
     def hook_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """Dead hook rows, most recently failed first (op 'hook', `hook` naming hook and

@@ -137,6 +137,8 @@ SUBDIRS = """
 
 COUNT_OUTBOX = "SELECT state, count(*) FROM outbox GROUP BY state"
 COUNT_PATHS = "SELECT status, count(*) FROM paths GROUP BY status"
+# A scan of `frames` (no index on status), so only where COUNT_PATHS runs too (Journal.stats).
+COUNT_FRAMES_IN_PROGRESS = "SELECT count(*) FROM frames WHERE status = 'in_progress'"
 # Ids grow with time, so the lowest ready id is the oldest ready entry; walking the rowid
 # order stops at the first ready row, where an index would visit every ready entry.
 OLDEST_READY = "SELECT created_at FROM outbox NOT INDEXED WHERE state = 'ready' ORDER BY id LIMIT 1"

@@ -308,9 +308,10 @@ class Journal(JournalMaintenance, JournalStartup, JournalHooks):
     def stats(self, *, paths: bool = True) -> JournalStats:
         """Counts and ages, all read from one snapshot.
 
-        `paths=False` skips counting the paths table (a full scan: ~0.3 s at a million
-        files, under the lock the writer needs), for the daemon's own periodic status,
-        which only needs the outbox; its paths_by_status then reads all zeros.
+        `paths=False` skips counting the paths and frames tables (full scans: ~0.3 s at a
+        million files, under the lock the writer needs), for the daemon's own periodic
+        status, which only needs the outbox and the hooks; its paths_by_status and
+        frames_in_progress then read zero.
         """
         now = self._clock()
         with self._reading("stats", snapshot=True) as conn:
@@ -318,7 +319,9 @@ class Journal(JournalMaintenance, JournalStartup, JournalHooks):
             by_status = dict(conn.execute(sql.COUNT_PATHS).fetchall()) if paths else {}
             oldest = conn.execute(sql.OLDEST_READY).fetchone()
             error = conn.execute(sql.LAST_ERROR).fetchone()
-        return conv.journal_stats(now, by_state, by_status, oldest, error)
+            frames = conn.execute(sql.COUNT_FRAMES_IN_PROGRESS).fetchone()[0] if paths else 0
+            hook_rows = hooks.counts(conn)
+        return conv.journal_stats(now, by_state, by_status, oldest, error, frames, hook_rows)
 
     def sequences(self) -> list[dict[str, Any]]:
         """The last summary of every frame sequence (sequence records), by directory."""

@@ -89,6 +89,10 @@ class JournalStats:
     last_error: str | None  # most recent delivery error still on an outbox entry
     last_error_path: str | None
     last_error_at: float | None
+    # Frames inspected incomplete that the daemon waits for (Rechecking): normal while a
+    # farm writes, and `exrwatchd sequences` lists them.
+    frames_in_progress: int
+    hooks: dict[str, int]  # hook deliveries by state: ready, inflight, dead (every key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +191,11 @@ def journal_stats(
     by_status: dict[str, int],
     oldest: tuple[Any, ...] | None,
     error: tuple[Any, ...] | None,
+    frames_in_progress: int = 0,
+    hooks: dict[str, int] | None = None,
 ) -> JournalStats:
-    """JournalStats from the COUNT_OUTBOX, COUNT_PATHS, OLDEST_READY and LAST_ERROR rows."""
+    """JournalStats from the COUNT_OUTBOX, COUNT_PATHS, OLDEST_READY and LAST_ERROR rows,
+    the COUNT_FRAMES_IN_PROGRESS count and the hook rows by state (journal/_hooks.py)."""
     return JournalStats(
         ready=by_state.get("ready", 0),
         inflight=by_state.get("inflight", 0),
@@ -199,4 +206,6 @@ def journal_stats(
         last_error=None if error is None else error[1],
         last_error_path=None if error is None else os.fsdecode(error[0]),
         last_error_at=None if error is None else error[2],
+        frames_in_progress=frames_in_progress,
+        hooks={state: (hooks or {}).get(state, 0) for state in ("ready", "inflight", "dead")},
     )
