@@ -73,6 +73,10 @@ def assess(status: dict[str, Any]) -> tuple[int, list[str]]:
     if journal and journal.get("dead"):
         problems.append(f"{journal['dead']} dead letters in the journal: "
                         "`exrwatchd journal failed` lists them")  # fmt: skip
+    hooks_dead = ((journal or {}).get("hooks") or {}).get("dead")
+    if hooks_dead:  # an event a pipeline never got, as an outbox dead letter is a lost record
+        problems.append(f"{hooks_dead} hook dead letters in the journal: "
+                        "`exrwatchd journal failed` lists them")  # fmt: skip
     return (EXIT_FAILED if problems else EXIT_OK), problems
 
 
@@ -120,6 +124,11 @@ def render_status(
         outbox = {k: journal.get(k) for k in ("ready", "inflight", "dead")}
         lines.append(f"journal outbox: {_counts(outbox)}")
         lines.append(f"journal paths: {_counts(journal.get('paths_by_status') or {})}")
+        if journal.get("frames_in_progress"):
+            lines.append(f"frames in progress: {journal['frames_in_progress']} "
+                         "(exrwatchd sequences lists them)")  # fmt: skip
+        if journal.get("hooks") is not None:
+            lines.append(f"journal hooks: {_counts(journal['hooks'])}")
         if journal.get("oldest_ready_age") is not None:
             lines.append(f"oldest ready: {journal['oldest_ready_age']:.0f} s")
         if journal.get("last_error"):
