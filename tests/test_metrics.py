@@ -148,6 +148,10 @@ def test_counters_with_labels(metrics: Metrics, server: str) -> None:
     metrics.journal_commit(0.004, 250)
     metrics.scanned(1.5, changed=4, gone=1)
     metrics.scan_skipped()
+    metrics.hook_outcome("delivered", 3)
+    metrics.hook_outcome("retried")
+    metrics.hook_outcome("dead_lettered")
+    metrics.hook_outcome("dead_lettered", 0)
 
     s = scrape(server)
     assert value(s, "exrwatchd_events_total", kind="changed") == 2
@@ -176,6 +180,9 @@ def test_counters_with_labels(metrics: Metrics, server: str) -> None:
     assert value(s, "exrwatchd_scan_found_total", kind="gone") == 1
     assert value(s, "exrwatchd_scan_seconds_count") == 1
     assert value(s, "exrwatchd_scans_skipped_total") == 1
+    assert value(s, "exrwatchd_hook_deliveries_total", outcome="delivered") == 3
+    assert value(s, "exrwatchd_hook_deliveries_total", outcome="retried") == 1
+    assert value(s, "exrwatchd_hook_deliveries_total", outcome="dead_lettered") == 1
     # Never a path or a message in a label value; every series is prefixed (but for the
     # standard process_* series that stock dashboards query).
     for name, labels in s:
@@ -282,6 +289,8 @@ def test_gauges_come_from_the_snapshot_at_scrape_time(server: str, fake: Fake) -
     assert value(s, "exrwatchd_inflight_files") == 2
     assert value(s, "exrwatchd_outbox_entries", state="ready") == 11
     assert value(s, "exrwatchd_outbox_entries", state="dead") == 0
+    assert value(s, "exrwatchd_hook_entries", state="ready") == 0
+    assert value(s, "exrwatchd_hook_entries", state="dead") == 0
     assert value(s, "exrwatchd_oldest_pending_age_seconds") == 0
     assert value(s, "exrwatchd_sink_healthy") == 1
     assert value(s, "exrwatchd_sink_unhealthy_seconds") == 0
@@ -300,7 +309,8 @@ def test_gauges_come_from_the_snapshot_at_scrape_time(server: str, fake: Fake) -
         SNAP, queue_depth=0, pending=1, outbox_ready=2, outbox_dead=9, outbox_inflight=4,
         oldest_pending_age_seconds=612.5, sink_healthy=False, sink_unhealthy_seconds=612.0,
         journal_queue=17, watches=(WatchState("/mnt/a", "inotify", 130, alive=False),),
-        journal_disk_full_seconds=42.5, healthy=False,
+        journal_disk_full_seconds=42.5, healthy=False, hooks_ready=3, hooks_inflight=1,
+        hooks_dead=2,
     )  # fmt: skip
     s = scrape(server)
     assert fake.snapshots_taken == 2
@@ -310,6 +320,9 @@ def test_gauges_come_from_the_snapshot_at_scrape_time(server: str, fake: Fake) -
     assert value(s, "exrwatchd_outbox_entries", state="ready") == 2
     assert value(s, "exrwatchd_outbox_entries", state="inflight") == 4
     assert value(s, "exrwatchd_outbox_entries", state="dead") == 9
+    assert value(s, "exrwatchd_hook_entries", state="ready") == 3
+    assert value(s, "exrwatchd_hook_entries", state="inflight") == 1
+    assert value(s, "exrwatchd_hook_entries", state="dead") == 2
     assert value(s, "exrwatchd_oldest_pending_age_seconds") == 612.5
     assert value(s, "exrwatchd_sink_healthy") == 0
     assert value(s, "exrwatchd_sink_unhealthy_seconds") == 612.0

@@ -157,6 +157,7 @@ def test_the_alert_rules_load_and_cover_what_operators_page_on() -> None:
         "ExrwatchdJournalDiskFull": "exrwatchd_journal_disk_full_seconds",
         "ExrwatchdEventsLost": "exrwatchd_events_lost_total",
         "ExrwatchdBacklogGrowing": "exrwatchd_outbox_entries",
+        "ExrwatchdHookDeadLetters": "exrwatchd_hook_entries",
     }
     by_name = {r["alert"]: r for r in rules}
     for alert, metric in expected.items():

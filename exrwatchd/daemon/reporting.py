@@ -15,7 +15,7 @@ from exrwatchd.config import Config
 from exrwatchd.daemon.sink_process import SinkProcess
 from exrwatchd.journal import Journal
 from exrwatchd.logs import get_logger
-from exrwatchd.pipeline import BatchReport, JournalWriter, Pipeline, SinkLoop, report_to
+from exrwatchd.pipeline import BatchReport, HookLoop, JournalWriter, Pipeline, SinkLoop, report_to
 from exrwatchd.telemetry import (
     Metrics,
     MetricsServer,
@@ -61,6 +61,8 @@ class DaemonState(Protocol):
     def sink_loop(self) -> SinkLoop | SinkProcess | None: ...
     @property
     def pipeline(self) -> Pipeline | None: ...
+    @property
+    def hooks(self) -> HookLoop | None: ...
 
 
 class Telemetry:
@@ -71,6 +73,7 @@ class Telemetry:
         self._persisted_seen = 0
         self._status_error: str | None = None  # logged once until status.json works again
         self._last_persisted: float | None = None
+        self._hook_outcomes: dict[str, int] = {}  # the hook loop's counts already counted
         listen = daemon.cfg.metrics.listen
         self.metrics: NullMetrics = Metrics(self.snapshot) if listen else NullMetrics()
         self._server: MetricsServer | None = None
@@ -124,11 +127,20 @@ class Telemetry:
         report_to(self.metrics, report)
 
     def pump(self) -> None:
-        """Move the sink process's batch reports into the metrics (main loop, each turn)."""
+        """Move the sink process's batch reports and what the hook loop did since the last
+        turn into the metrics (main loop, each turn)."""
         sink = self._daemon.sink_loop
         if isinstance(sink, SinkProcess):
             for report in sink.reports():
                 report_to(self.metrics, report)
+        hooks = self._daemon.hooks
+        if hooks is not None:
+            # The hook thread only ever adds to its counts; reading them here needs no lock.
+            for outcome, total in list(hooks.counts.items()):
+                seen = self._hook_outcomes.get(outcome, 0)
+                if total != seen:
+                    self.metrics.hook_outcome(outcome, max(0, total - seen))
+                    self._hook_outcomes[outcome] = total
 
     def snapshot(self) -> Snapshot:
         d = self._daemon
@@ -153,6 +165,9 @@ class Telemetry:
             pixel_queue=p.lane.depth() if p and p.lane else 0,
             journal_disk_full_seconds=None if full_since is None else time.time() - full_since,
             healthy=self.health() is None,
+            hooks_ready=stats.hooks["ready"] if stats else 0,
+            hooks_inflight=stats.hooks["inflight"] if stats else 0,
+            hooks_dead=stats.hooks["dead"] if stats else 0,
         )  # fmt: skip
 
     def health(self) -> str | None:

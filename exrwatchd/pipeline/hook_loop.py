@@ -49,6 +49,8 @@ class HookLoop:
         self._thread = threading.Thread(target=self._run, name="hooks", daemon=True)
         self._full = DiskFull(journal.path, writer="hooks")
         self.error: BaseException | None = None
+        # Only ever added to, by this thread; the daemon's telemetry (daemon/reporting.py)
+        # reads them into exrwatchd_hook_deliveries_total, whose outcomes these keys are.
         self.counts = {"delivered": 0, "retried": 0, "dead_lettered": 0}
 
     def start(self) -> None:

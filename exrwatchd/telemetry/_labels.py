@@ -27,6 +27,8 @@ LOST_REASONS = ("inotify_overflow", "inotify_error", "poller_died")
 RESCAN_TRIGGERS = ("start", "interval", "lost_events", "subtree", "watcher_restart",
                    "catalog_lost")  # fmt: skip
 SCAN_FOUND_KINDS = ("changed", "gone")
+#: How a [[hook]] delivery attempt ended (pipeline/hook_loop.py).
+HOOK_OUTCOMES = ("delivered", "retried", "dead_lettered")
 #: errno names of paths found unreadable (watch.unreadable); ENODEV: an unmounted mount point.
 UNREADABLE_ERRNOS = ("EACCES", "EPERM", "EIO", "ESTALE", "ENOTCONN", "ETIMEDOUT", "ENODEV")
 # UNHEALTHY_REASONS (exrwatchd_unhealthy_files_total) comes from exr/report.py: "nan", "inf",

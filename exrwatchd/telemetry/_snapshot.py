@@ -22,7 +22,8 @@ from exrwatchd.logs import get_logger
 # The logger name of the module these lines came from, so log events keep their logger.
 log = get_logger("exrwatchd.metrics")
 
-#: Label vocabulary of exrwatchd_outbox_entries (the other vocabularies are in metrics.py).
+#: Label vocabulary of exrwatchd_outbox_entries and exrwatchd_hook_entries (the other
+#: vocabularies are in _labels.py).
 OUTBOX_STATES = ("ready", "inflight", "dead")
 
 
@@ -57,6 +58,9 @@ class Snapshot:
     pixel_queue: int = 0  # complete files waiting for the pixel lane
     journal_disk_full_seconds: float | None = None  # None while the journal can be written
     healthy: bool = True  # what /healthz says: False when it answers 503
+    hooks_ready: int = 0  # hook deliveries waiting (backing off included)
+    hooks_inflight: int = 0  # hook deliveries being made
+    hooks_dead: int = 0  # hook dead letters
 
 
 class _SnapshotCollector(Collector):
@@ -89,11 +93,14 @@ class _SnapshotCollector(Collector):
         yield GaugeMetricFamily("exrwatchd_snapshot_ok", _SNAPSHOT_OK_DOC, value=1)
         for name, doc, read in _SCALARS:
             yield GaugeMetricFamily(name, doc, value=read(snap))
-        outbox, count, up, dirs = (GaugeMetricFamily(name, doc, labels=labels)
-                                   for name, doc, labels in _LABELLED)  # fmt: skip
+        outbox, count, up, dirs, hooks = (GaugeMetricFamily(name, doc, labels=labels)
+                                          for name, doc, labels in _LABELLED)  # fmt: skip
         states = (snap.outbox_ready, snap.outbox_inflight, snap.outbox_dead)
         for state, value in zip(OUTBOX_STATES, states, strict=True):
             outbox.add_metric([state], value)
+        states = (snap.hooks_ready, snap.hooks_inflight, snap.hooks_dead)
+        for state, value in zip(OUTBOX_STATES, states, strict=True):
+            hooks.add_metric([state], value)
         backends: dict[str, int] = {}
         for index, raw in enumerate(snap.watches):
             w = WatchState(*raw)
@@ -103,7 +110,7 @@ class _SnapshotCollector(Collector):
                 dirs.add_metric([str(index), w.backend], w.watched_dirs)
         for backend, n in sorted(backends.items()):
             count.add_metric([backend], n)
-        yield from (outbox, count, up, dirs)
+        yield from (outbox, count, up, dirs, hooks)
 
 
 _BUILD_DOC = "exrwatchd version."
@@ -139,4 +146,6 @@ _LABELLED: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      "entry's index in the config file.", ("watch", "backend")),
     ("exrwatchd_watched_directories", "Directories under watch, per [[watch]] entry.",
      ("watch", "backend")),
+    ("exrwatchd_hook_entries", "[[hook]] deliveries in the journal, by state (the same "
+     "states as the outbox's).", ("state",)),
 )  # fmt: skip

@@ -38,6 +38,7 @@ from exrwatchd.telemetry._labels import (
     DEAD_LETTER_REASONS,
     ERROR_KINDS,
     EVENT_KINDS,
+    HOOK_OUTCOMES,
     INSPECTION_BUCKETS,
     INSPECTION_STATUSES,
     IO_BUCKETS,
@@ -65,6 +66,7 @@ __all__ = [
     "DEAD_LETTER_REASONS",
     "ERROR_KINDS",
     "EVENT_KINDS",
+    "HOOK_OUTCOMES",
     "INSPECTION_BUCKETS",
     "INSPECTION_STATUSES",
     "IO_BUCKETS",
@@ -164,6 +166,9 @@ class NullMetrics:
     def pixel_stats_unavailable(self) -> None:
         """OpenImageIO could not read a journaled complete file's pixels."""
 
+    def hook_outcome(self, outcome: str, n: int = 1) -> None:
+        """`n` [[hook]] delivery attempts ended `outcome`: delivered, retried, dead_lettered."""
+
 
 class Metrics(NullMetrics):
     """The daemon's metrics on a private registry. Thread-safe; every method is cheap.
@@ -227,6 +232,10 @@ class Metrics(NullMetrics):
         self._scan_found = counter(
             "exrwatchd_scan_found_total", "Paths reconciliation found changed or gone.",
             "kind", SCAN_FOUND_KINDS,
+        )  # fmt: skip
+        self._hooks = counter(
+            "exrwatchd_hook_deliveries_total", "[[hook]] delivery attempts, by outcome.",
+            "outcome", HOOK_OUTCOMES,
         )  # fmt: skip
         self._persisted = Counter(
             "exrwatchd_persisted_total", "Outbox entries delivered to the sink.", registry=r
@@ -376,6 +385,12 @@ class Metrics(NullMetrics):
 
     def pixel_stats_unavailable(self) -> None:
         self._pixel_unavailable.inc()
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    def hook_outcome(self, outcome: str, n: int = 1) -> None:
+        if n:
+            self._hooks[outcome].inc(n)
 
     # -- output ---------------------------------------------------------------------------
 
