@@ -12,8 +12,10 @@ Measurements (docs/bench-daemon.md has the numbers and the exact commands):
   round-robin into `--dirs` existing subdirectories of the watched tree, as fast as this
   process can. Time from the first write until catalog.db's `files` table holds N rows
   (`SELECT count(*)` every 0.2 s). Peak RSS is the daemon's VmHWM, read from /proc just
-  before it is stopped. settle.quiet_seconds 0.5, 2 workers, log level info.
-- latency: a steady `--latency-rate` files/s for `--latency-seconds` s, quiet_seconds 2.0.
+  before it is stopped. settle.quiet_seconds 0.5, 2 workers, log level info (as deployed:
+  per-file lines are at debug since 2026-12-03, so the per-stage table below stays empty).
+- latency: a steady `--latency-rate` files/s for `--latency-seconds` s, quiet_seconds 2.0,
+  log level debug (the per-file lines below).
   Per file: the `sink.persisted` log line's timestamp minus the wall-clock time its
   write_bytes returned. p50 / p99 / max, and the same split at `file.settled` and
   `file.inspected`.
@@ -147,9 +149,11 @@ class BenchDaemon(DaemonProcess):
 
 
 def make_config(
-    work: Path, watch_dir: Path, backend: str, args: argparse.Namespace, quiet: float
+    work: Path, watch_dir: Path, backend: str, args: argparse.Namespace, quiet: float,
+    level: str = "info",
 ) -> Path:
-    """Production defaults except what the brief fixes (quiet_seconds, workers, log level)."""
+    """Production defaults except what the brief fixes (quiet_seconds, workers, log level:
+    info for bursts, as deployed; debug for latency, which reads the per-file lines)."""
     return write_config(
         work / "exrwatchd.toml",
         work / "state",
@@ -166,7 +170,7 @@ def make_config(
             "batch_size": int(os.environ.get("BENCH_SINK_BATCH", "500")),
             "batch_wait_ms": 200,
         },
-        log={"level": "info"},
+        log={"level": level},
     )
 
 
@@ -630,7 +634,7 @@ def run_latency(
     dirs = [watch_dir / f"shot_{d:03d}" for d in range(args.dirs)]
     for d in dirs:
         d.mkdir(parents=True)
-    config = make_config(work, watch_dir, backend, args, quiet=args.latency_quiet)
+    config = make_config(work, watch_dir, backend, args, quiet=args.latency_quiet, level="debug")
     n = round(args.latency_rate * args.latency_seconds)
     result: dict[str, Any] = {
         "kind": "latency",
