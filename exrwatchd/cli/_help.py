@@ -74,6 +74,11 @@ _HELP: dict[str, tuple[tuple[str, ...], tuple[tuple[int, str], ...]]] = {
          (1, "PATH cannot be read and is not in the catalog, or the catalog cannot be read"),
          (2, "usage error"), _CONFIG_78),
     ),
+    "reembed": (
+        ("exrwatchd reembed /renders/showA",),
+        ((0, "marked (the message says how many)"),
+         (1, "no journal, or it cannot be opened"), _CONFIG_78),
+    ),
     "vast init": (
         ("exrwatchd vast init --config /etc/exrwatchd/config.toml",),
         ((0, "the schema and tables are ready"),

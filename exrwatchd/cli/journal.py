@@ -309,9 +309,10 @@ def _journal(args: argparse.Namespace) -> Iterator[Journal]:
         yield journal
 
 
-def _with_journal(
+def with_journal(
     func: Callable[[argparse.Namespace, Journal], int],
 ) -> Callable[[argparse.Namespace], int]:
+    """A command on the config's journal: exits 78 on a bad config, 1 when there is none."""
     def run(args: argparse.Namespace) -> int:
 
         try:
@@ -332,7 +333,7 @@ def _with_journal(
 # -- commands -------------------------------------------------------------------------------
 
 
-@_with_journal
+@with_journal
 def cmd_stats(args: argparse.Namespace, journal: Journal) -> int:
     stats = journal.stats()
     if args.json:
@@ -342,7 +343,7 @@ def cmd_stats(args: argparse.Namespace, journal: Journal) -> int:
     return 0
 
 
-@_with_journal
+@with_journal
 def cmd_failed(args: argparse.Namespace, journal: Journal) -> int:
     kinds = [k for k in KINDS if k in (args.kind or DEFAULT_KINDS)]
     stats = journal.stats()
@@ -365,7 +366,7 @@ def cmd_failed(args: argparse.Namespace, journal: Journal) -> int:
     return 0
 
 
-@_with_journal
+@with_journal
 def cmd_retry(args: argparse.Namespace, journal: Journal) -> int:
 
     if args.all:
@@ -382,7 +383,7 @@ def cmd_retry(args: argparse.Namespace, journal: Journal) -> int:
     return EXIT_FAILED
 
 
-@_with_journal
+@with_journal
 def cmd_purge(args: argparse.Namespace, journal: Journal) -> int:
     older_than: Duration = args.done_older_than
     if args.dry_run:

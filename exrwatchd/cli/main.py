@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from exrwatchd import __version__
-from exrwatchd.cli import export, similar
+from exrwatchd.cli import export, reembed, similar
 from exrwatchd.cli._help import CONFIG_HELP, Formatter, epilog
 from exrwatchd.cli._inspect_pool import default_jobs
 from exrwatchd.cli._output import json_line, write_out
@@ -276,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(p)
     _json_option(p, "one JSON object per file: path, score, differences")
     p.set_defaults(func=cmd_similar)
+
+    p = _command(sub, "reembed", "read catalogued files again (current embeddings)",
+                 reembed.DESCRIPTION)  # fmt: skip
+    _config_option(p)
+    reembed.add_arguments(p)
+    p.set_defaults(func=reembed.cmd_reembed)
 
     p = _command(sub, "status", "is the daemon running and healthy; journal counts",
                  "Whether the daemon runs and is healthy, what it last reported "

@@ -8,7 +8,7 @@ calls it; every operation runs in short transactions, safe next to a running dae
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from exrwatchd.journal import _sql as sql
@@ -71,6 +71,27 @@ class JournalMaintenance(SharedConnection):
         cutoff = self._clock() - older_than_seconds
         with self._reading("count_purgeable_tombstones") as conn:
             return int(conn.execute(sql.COUNT_PURGEABLE, {"cutoff": cutoff}).fetchone()[0])
+
+    # -- inspecting again ----------------------------------------------------------------
+
+    def mark_for_inspection(self, directories: Sequence[str] = ()) -> int:
+        """Have the next reconciliation inspect these live files again, as if they had
+        changed: every one, or those at or under `directories` (absolute paths). Returns how
+        many were marked. For `exrwatchd reembed`: a file inspected again gets the current
+        embeddings, and the sinks replace its rows. One transaction per directory; a daemon
+        writing meanwhile waits for it as for any lock on the journal."""
+        with self._transaction("mark_for_inspection") as conn:
+            if not directories:
+                return int(conn.execute(sql.MARK_ALL).rowcount)
+            marked = 0
+            for directory in directories:
+                key = os.fsencode(directory).rstrip(b"/")
+                if not key:  # the root: everything
+                    return int(conn.execute(sql.MARK_ALL).rowcount)
+                marked += conn.execute(sql.MARK_UNDER, {
+                    "exact": key, "low": key + b"/", "high": key + b"0"
+                }).rowcount  # fmt: skip
+            return marked
 
     # -- a lost catalog ------------------------------------------------------------------
 

@@ -175,6 +175,10 @@ _RESEND_DELETES = """
 """
 _SLICE, _REST = " AND path > :low AND path <= :high", " AND path > :low"
 RESEND_PATHS = {"slice": _RESEND_PATHS + _SLICE, "rest": _RESEND_PATHS + _REST}
+# `exrwatchd reembed`: the same mark, for every live path or those at or under a directory
+# (path bytes: `dir` itself, or from `dir/` up to, not including, `dir0`, '0' following '/').
+MARK_ALL = _RESEND_PATHS
+MARK_UNDER = _RESEND_PATHS + " AND (path = :exact OR (path >= :low AND path < :high))"
 RESEND_DELETES = {"slice": _RESEND_DELETES + _SLICE, "rest": _RESEND_DELETES + _REST}
 # Sequence summaries are kept whole, so they are queued again as they are.
 RESEND_SEQUENCES = """
