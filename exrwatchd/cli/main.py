@@ -20,6 +20,7 @@ from exrwatchd.cli._help import CONFIG_HELP, Formatter, epilog
 from exrwatchd.cli._inspect_pool import default_jobs
 from exrwatchd.cli._output import json_line, write_out
 from exrwatchd.cli.inspect import cmd_inspect
+from exrwatchd.cli.journal import register as register_journal
 from exrwatchd.errors import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -199,7 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"exrwatchd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_inspect(sub)
+    _add_config_and_daemon(sub)
+    _add_admin(sub)
+    _add_catalog_commands(sub)
+    _add_status(sub)
+    return parser
 
+
+def _add_inspect(sub: Any) -> None:
     p = _command(sub, "inspect", "inspect EXR files (directories are walked)",
                  "Read the headers of EXR files and check that they are whole. Directories are "
                  "walked in name order for *.exr (hidden and temporary names skipped); a file "
@@ -216,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "files only; 1 with --pixels, which OpenImageIO spreads over the cores)")
     p.set_defaults(func=cmd_inspect)
 
+
+def _add_config_and_daemon(sub: Any) -> None:
     p = _command(sub, "check-config", "validate a config: OK only when `run` would start",
                  "Validate the config as `run` does and print the effective values (secrets "
                  "masked). Watch paths that do not exist are warnings. --connect also checks "
@@ -242,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PATH", help="trees to scan (default: all watches)")
     p.set_defaults(func=cmd_scan)
 
+
+def _add_admin(sub: Any) -> None:
+    """`vast init` and the `journal` commands."""
     p = sub.add_parser("vast", help="VAST DataBase administration")
     vast = p.add_subparsers(dest="vast_command", required=True, metavar="VAST_COMMAND")
     v = _command(vast, "init", "create the schema, tables and missing columns",
@@ -250,10 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(v)
     v.set_defaults(func=cmd_vast_init)
 
-    from exrwatchd.cli.journal import register as register_journal
-
     register_journal(sub)
 
+
+def _add_catalog_commands(sub: Any) -> None:
+    """What reads the catalog and the journal's sequences: sequences, export, similar,
+    reembed."""
     p = _command(sub, "sequences", "frame sequences: gaps, incomplete and odd frames",
                  "Frame sequences the journal knows, with their missing, incomplete, "
                  "unhealthy and odd-layout frames.")  # fmt: skip
@@ -283,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     reembed.add_arguments(p)
     p.set_defaults(func=reembed.cmd_reembed)
 
+
+def _add_status(sub: Any) -> None:
     p = _command(sub, "status", "is the daemon running and healthy; journal counts",
                  "Whether the daemon runs and is healthy, what it last reported "
                  "(status.json, rewritten every 2 s) and what the journal holds. Needs no "
@@ -290,7 +308,6 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(p)
     _json_option(p, "one JSON object (the exit code is the same)")
     p.set_defaults(func=cmd_status)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
