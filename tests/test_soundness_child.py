@@ -236,11 +236,11 @@ def test_status_needs_no_vast_credentials(tmp_path: Path) -> None:
     bare = {k: v for k, v in os.environ.items()
             if not k.startswith("VAST_DB_") and k != "CREDENTIALS_DIRECTORY"}  # fmt: skip
     text = cli("status", vast_config, bare)
-    assert text.returncode == 0, text.stderr
+    assert text.returncode == 3, text.stderr  # LSB "not running": read, not refused (78)
     assert f"state_dir: {env.state}" in text.stdout
     assert "journal: ready 0, inflight 0" in text.stdout
     as_json = cli("status", vast_config, bare, "--json")
-    assert as_json.returncode == 0, as_json.stderr
+    assert as_json.returncode == 3, as_json.stderr
     status = json.loads(as_json.stdout)
     assert status["journal"]["ready"] == 0 and status["daemon"]["running"] is False
     # The other commands that read only the journal, likewise.
