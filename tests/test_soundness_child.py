@@ -238,7 +238,7 @@ def test_status_needs_no_vast_credentials(tmp_path: Path) -> None:
     text = cli("status", vast_config, bare)
     assert text.returncode == 3, text.stderr  # LSB "not running": read, not refused (78)
     assert f"state_dir: {env.state}" in text.stdout
-    assert "journal: ready 0, inflight 0" in text.stdout
+    assert "journal outbox: ready 0, inflight 0" in text.stdout
     as_json = cli("status", vast_config, bare, "--json")
     assert as_json.returncode == 3, as_json.stderr
     status = json.loads(as_json.stdout)
