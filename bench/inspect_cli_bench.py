@@ -34,6 +34,8 @@ from exrgen import write_scanline  # noqa: E402
 
 CHANNELS = ("R", "G", "B", "A", "diffuse.R", "diffuse.G", "diffuse.B", "Z")
 
+# bench/inspect_bench.py's oiio_walk, as a script of its own: importing that module would
+# load exrwatchd into the OpenImageIO process and charge its start-up to the baseline.
 OIIO_WALK = """
 import os, sys
 import OpenImageIO as oiio
