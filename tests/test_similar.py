@@ -134,6 +134,8 @@ def test_local_frames_of_a_sequence_rank_each_other_first(local_shot: Any) -> No
     assert "2 parts instead of 1" in by_path[str(files["multi"])]["differences"]
     # the copy of the vectors beside the catalog, built by this first query
     assert (state / "similar-metadata_embedding.f32").stat().st_size == 8 * 384 * 4
+    for copy in state.glob("similar-*"):  # state files are the owner's alone (README)
+        assert copy.stat().st_mode & 0o777 == 0o600, copy
 
 
 def test_local_odd_frame_of_a_shot_comes_first_with_lowest(local_shot: Any) -> None:

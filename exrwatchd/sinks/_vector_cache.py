@@ -20,13 +20,20 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from exrwatchd.catalog.similar import VectorChunk
 
 KEY_BYTES = 32  # a file_id: 32 hex characters
+
+
+def _private(path: Path) -> BinaryIO:
+    """A new file only its owner can read, like every file of the state dir (README): the
+    copy holds what the catalog does."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600),
+                     "wb")  # fmt: skip
 
 
 def stamp(db: Path) -> list[list[int]]:
@@ -84,7 +91,7 @@ class VectorCache:
         """
         temp = [p.with_name(f".{p.name}.{os.getpid()}") for p in (self.vectors, self.keys)]
         try:
-            files = [open(p, "xb") for p in temp]  # noqa: SIM115 (closed below)
+            files = [_private(p) for p in temp]
         except OSError as exc:  # a state dir this user cannot write: rank without a copy
             on_error(exc)
             yield from source
@@ -116,7 +123,8 @@ class VectorCache:
             os.replace(temp[0], self.vectors)
             os.replace(temp[1], self.keys)
             fresh = self.meta.with_name(f".{self.meta.name}.{os.getpid()}")
-            fresh.write_text(json.dumps(meta))
+            with _private(fresh) as f:
+                f.write(json.dumps(meta).encode())
             os.replace(fresh, self.meta)
         except OSError as exc:
             on_error(exc)
