@@ -23,7 +23,8 @@ so "peak RSS" is that measurement's own high-water mark:
   directory also runs every known name through the filter (it may have changed)
 - floor: the least a Python scandir walk can do (is_dir, name match, stat through a directory
   fd as the scanner does), for reference
-- tree.walk_files: the existing simple walker (builds a FoundFile per file)
+- tree.walk_files: the simple walker `inspect` uses (paths only since 2026-12-03: before,
+  a stat and a FoundFile per file)
 """
 
 from __future__ import annotations
@@ -291,7 +292,7 @@ def main() -> None:
         "full_known": "PollScanner full rescan, journal knows all",
         "restart": "PollScanner first scan of a new process, journal knows all",
         "floor": "floor: bare scandir + is_dir + match + stat",
-        "walk_files": "tree.walk_files (FoundFile per file)",
+        "walk_files": "tree.walk_files (paths, no stat)",
     }
     results = {name: run_phase(name, root, args.runs) for name in labels}
 

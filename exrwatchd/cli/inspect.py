@@ -1,8 +1,8 @@
 """`exrwatchd inspect`: what each PATH is, in name order, one line (or JSON object) per file.
 
 The walk and the errors it finds (a PATH that does not exist, a directory that cannot be
-listed) stay in this process; reading headers and rendering the lines is shared out to one
-process per core for long lists (_inspect_pool.py), in the same order.
+listed) stay in this process; reading headers and rendering and writing the lines is shared
+out to one process per core for long lists (_inspect_pool.py), in the same order.
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ import argparse
 import errno
 import functools
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-from exrwatchd.cli._inspect_pool import in_order
+from exrwatchd.cli._inspect_pool import write_in_order
 from exrwatchd.cli._output import flush_out, json_line, write_out
 from exrwatchd.errors import EXIT_FAILED, EXIT_OK
 from exrwatchd.exr import InspectError, Inspection, inspect_path
+from exrwatchd.exr.report import inspection_json, inspection_to_dict, pixel_summary, summary_line
 
 
 class _Options(NamedTuple):
@@ -28,10 +30,9 @@ class _Options(NamedTuple):
     pixels: bool
 
 
-class _Rendered(NamedTuple):
-    """The output of one file, or of a batch of them (with how many failed, are incomplete)."""
+class _Counts(NamedTuple):
+    """Of a batch of files: how many failed, how many are incomplete."""
 
-    line: bytes
     failed: int
     incomplete: int
 
@@ -49,9 +50,9 @@ def inspect_targets(paths: Sequence[str]) -> Iterator[str | Inspection]:
             # its name, because the user asked for it explicitly.
             missed: list[tuple[str, OSError]] = []
             on_error = functools.partial(_note, missed)
-            for found in walk_files(path, accept.accepts, ordered=True, on_error=on_error):
+            for file_path in walk_files(path, accept.accepts, ordered=True, on_error=on_error):
                 yield from _walk_errors(missed)
-                yield found.path  # gone since the walk listed it: inspect_path says vanished
+                yield file_path  # gone since the walk listed it: inspect_path says vanished
             yield from _walk_errors(missed)
         elif not os.path.exists(path):
             # Named by the user but never there: not "vanished", which says it was seen.
@@ -85,10 +86,8 @@ def _error_record(path: str, kind: str, message: str) -> Inspection:
     return inspect_path(path)._replace(error=InspectError(kind, message))
 
 
-def _render(options: _Options, target: str | Inspection) -> _Rendered:
+def _render(options: _Options, target: str | Inspection) -> tuple[bytes, Inspection]:
     """Inspect one file (unless the walk already knows what is wrong) and render its line."""
-    from exrwatchd.exr.report import inspection_to_dict, pixel_summary, summary_line
-
     result = inspect_path(target) if isinstance(target, str) else target
     # As the daemon does: pixels of whole files only (a partial file's would mislead).
     stats = None
@@ -98,25 +97,31 @@ def _render(options: _Options, target: str | Inspection) -> _Rendered:
         from exrwatchd.exr.report import pixel_stats_to_dict
 
         stats = pixel_stats_to_dict(pixel_health(result.path))
+    if options.json and not options.pixels:
+        return inspection_json(result, embeddings=options.embeddings), result
     if options.json:
         record = inspection_to_dict(result, embeddings=options.embeddings)
-        if options.pixels:
-            record["pixel_stats"] = stats
-        line = json_line(record)
-    else:
-        text = summary_line(result)
-        if options.pixels and result.error is None:
-            text += "\n" + pixel_summary(stats)
-        line = text.encode("utf-8", errors="backslashreplace") + b"\n"
-    return _Rendered(line, int(result.error is not None),
-                     int(result.error is None and not result.complete))  # fmt: skip
+        record["pixel_stats"] = stats
+        return json_line(record), result
+    text = summary_line(result)
+    if options.pixels and result.error is None:
+        text += "\n" + pixel_summary(stats)
+    return text.encode("utf-8", errors="backslashreplace") + b"\n", result
 
 
-def _render_batch(options: _Options, targets: list[str | Inspection]) -> _Rendered:
+def _render_batch(options: _Options, targets: list[str | Inspection]) -> tuple[bytes, _Counts]:
     """The lines of a batch of files as one piece of output, with its counts."""
-    rendered = [_render(options, target) for target in targets]
-    return _Rendered(b"".join(r.line for r in rendered), sum(r.failed for r in rendered),
-                     sum(r.incomplete for r in rendered))  # fmt: skip
+    lines, failed, incomplete = [], 0, 0
+    for target in targets:
+        line, result = _render(options, target)
+        lines.append(line)
+        failed += result.error is not None
+        incomplete += result.error is None and not result.complete
+    return b"".join(lines), _Counts(failed, incomplete)
+
+
+def _write_unbuffered(data: bytes) -> None:
+    write_out(data, flush=False)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -125,10 +130,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     jobs = 1 if args.pixels else args.jobs
     failed = incomplete = 0
     render = functools.partial(_render_batch, options)
-    for rendered in in_order(render, inspect_targets(args.paths), jobs):
-        failed += rendered.failed
-        incomplete += rendered.incomplete
-        write_out(rendered.line, flush=False)
+    flush_out()  # workers write to the descriptor: nothing may wait in the buffer before them
+    for counts in write_in_order(render, inspect_targets(args.paths), jobs, _write_unbuffered,
+                                 sys.stdout.fileno()):  # fmt: skip
+        failed += counts.failed
+        incomplete += counts.incomplete
     flush_out()
     if failed or (args.strict and incomplete):
         return EXIT_FAILED

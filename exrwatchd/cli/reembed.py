@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from exrwatchd.cli.journal import with_journal
 from exrwatchd.errors import EXIT_OK
-from exrwatchd.journal import Journal
+
+if TYPE_CHECKING:  # the journal loads structlog and sqlite: only for the command itself
+    from exrwatchd.journal import Journal
 
 DESCRIPTION = (
     "Mark catalogued files to be read again, so that they get the current embeddings (after "

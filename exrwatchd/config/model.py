@@ -30,6 +30,7 @@ from exrwatchd.config._fields import (
     _unknown_keys,
 )
 from exrwatchd.config.hooks import HookConfig, read_hooks
+from exrwatchd.config.names import DEFAULT_EXCLUDE, DEFAULT_INCLUDE
 from exrwatchd.errors import ConfigError
 from exrwatchd.secrets import (
     MASK,
@@ -44,10 +45,6 @@ Backend = Literal["auto", "inotify", "poll"]
 SinkKind = Literal["local", "vast"]
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
-
-#: Names that are hidden, or that writers use while a file is still being written.
-DEFAULT_INCLUDE = ("*.exr",)
-DEFAULT_EXCLUDE = (".*", "*.tmp", "*.temp", "*.part", "*.partial", "*~", "*.swp")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Walk a directory tree with os.scandir, yielding accepted files with their stat.
+"""Walk a directory tree with os.scandir, yielding the paths of accepted files (`inspect`).
 
 A generator over an explicit stack: memory grows with the depth and width of the directory
 frontier, never with the number of files. Symlinks are not followed unless asked; when they
@@ -10,15 +10,6 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True, slots=True)
-class FoundFile:
-    path: str
-    size: int
-    mtime_ns: int
-    inode: int
 
 
 def walk_files(
@@ -29,10 +20,13 @@ def walk_files(
     follow_symlinks: bool = False,
     on_error: Callable[[str, OSError], None] | None = None,
     ordered: bool = False,
-) -> Iterator[FoundFile]:
-    """Accepted regular files under `root` (or `root` itself when it is a file). `ordered`:
-    each directory's files by name, then its subdirectories by name, depth first (`inspect`);
-    the daemon takes them as they come, which costs no sort of a huge directory."""
+) -> Iterator[str]:
+    """Paths of accepted regular files under `root` (or `root` itself when it is a file).
+    `ordered`: each directory's files by name, then its subdirectories by name, depth first.
+
+    No file is stat'ed: the directory entry's type says what is a regular file, and whoever
+    reads the file takes its own fstat (a stat per file was half the walk's cost).
+    """
     try:
         top = os.stat(root, follow_symlinks=True)
     except OSError as exc:
@@ -40,7 +34,7 @@ def walk_files(
             on_error(root, exc)
         return
     if stat_mod.S_ISREG(top.st_mode):
-        yield FoundFile(root, top.st_size, top.st_mtime_ns, top.st_ino)
+        yield root
         return
     seen_dirs = {(top.st_dev, top.st_ino)}
     stack = [root]
@@ -55,16 +49,11 @@ def walk_files(
                             if recursive:
                                 subdirs.append(entry)
                             continue
-                        if not accept(entry.name) or not entry.is_file(
-                            follow_symlinks=follow_symlinks
-                        ):
-                            continue
-                        st = entry.stat(follow_symlinks=follow_symlinks)
+                        if accept(entry.name) and entry.is_file(follow_symlinks=follow_symlinks):
+                            yield entry.path
                     except OSError as exc:
                         if on_error:
                             on_error(entry.path, exc)
-                        continue
-                    yield FoundFile(entry.path, st.st_size, st.st_mtime_ns, st.st_ino)
         except OSError as exc:
             if on_error:
                 on_error(directory, exc)
