@@ -132,6 +132,33 @@ class TestInspect:
         assert sum(r["error"] is not None for r in records) == 2
 
 
+    def test_a_reader_that_stops_early_ends_every_process(self, tmp_path: Path) -> None:
+        # `inspect --json DIR | head -1`: the reader closes the pipe after one line. The
+        # worker writing then finds the pipe broken; the others, waiting for their turns or
+        # reading, must not be left behind, and the command exits 0 without a traceback.
+        from exrwatchd.cli._inspect_pool import SERIAL_LIMIT
+
+        template = write_scanline(tmp_path / "t.exr").read_bytes()
+        root = tmp_path / "many"
+        root.mkdir()
+        for i in range(SERIAL_LIMIT * 20):  # far more output than a pipe buffer holds
+            (root / f"beauty.{i:05d}.exr").write_bytes(template)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "exrwatchd", "inspect", "--json", "--jobs", "2", str(root)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+        )  # fmt: skip
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        try:
+            code = proc.wait(timeout=60)
+        finally:
+            proc.kill()
+        assert json.loads(first)["path"].endswith("beauty.00000.exr")
+        assert code == 0
+        assert b"Traceback" not in proc.stderr.read()
+
+
 class TestCheckConfig:
     def test_example_config_passes(self) -> None:
         proc = run("check-config", "config.example.toml")

@@ -116,12 +116,11 @@ def _write_batch(work: Callable[[list[A]], tuple[bytes, T]], numbered: tuple[int
     output, counts = work(batch)
     with _condition:
         _condition.wait_for(functools.partial(_turn_is, number))
-    try:
-        write_all(_fd, output)  # only the worker whose turn it is writes: no lock needed
-    finally:
-        # Also when the reader went away (`| head`): the workers after this one must not
-        # wait for ever; they find the pipe broken too.
-        with _condition:
-            _TURN.pack_into(_turn, 0, number + 1)
-            _condition.notify_all()
+    # Only the worker whose turn it is writes: no lock needed. Should the write fail (the
+    # reader went away: `| head`), the error reaches the parent, which ends the pool, so
+    # nobody is left waiting for this turn.
+    write_all(_fd, output)
+    with _condition:
+        _TURN.pack_into(_turn, 0, number + 1)
+        _condition.notify_all()
     return counts
