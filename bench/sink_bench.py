@@ -6,7 +6,7 @@ fresh local catalog. Offline: no watcher, no inspection while timing, one proces
 Records are made by the daemon's own `make_record` from N generated files (single- and
 multi-part, as bench/catchup_bench.py makes them) and journaled before the clock starts.
 Then, as the sink process does (daemon/sink_process.py: acknowledgements-only journal
-connection, tuned GC, logging at info, here to /dev/null), a SinkLoop moves them into
+connection, its GC tuning, logging at info, here to /dev/null), a SinkLoop moves them into
 catalog.db. Prints files/s and CPU seconds per file (time.process_time) per run and their
 medians, and the catalog WAL bytes per file (one more run with automatic checkpoints off,
 so the -wal file holds every frame written). `--src DIR` imports exrwatchd from DIR (a
@@ -71,9 +71,15 @@ def ship(items: list[Any], state: Path, *, wal: bool = False) -> dict[str, float
     sink.open()
     if wal:  # keep every frame in the -wal file, to count its bytes
         sink._conn.execute("PRAGMA wal_autocheckpoint = 0")  # type: ignore[union-attr]
-    loop = SinkLoop(journal, sink, batch_size=500, batch_wait=0.2)
     gc.collect()
-    tune_for_throughput()
+    try:  # as the sink process does; a baseline from before 2026-12-03 tunes the old way
+        from exrwatchd.daemon.gc_tuning import tune_for_batches
+
+        tuned = {"between_batches": tune_for_batches()}
+    except ImportError:
+        tune_for_throughput()
+        tuned = {}
+    loop = SinkLoop(journal, sink, batch_size=500, batch_wait=0.2, **tuned)
     cpu, wall = time.process_time(), time.perf_counter()
     loop.start()
     # Sequence summaries are shipped too: done when every entry has left the outbox.
@@ -87,6 +93,7 @@ def ship(items: list[Any], state: Path, *, wal: bool = False) -> dict[str, float
     journal.close()
     gc.unfreeze()
     gc.set_threshold(700, 10, 10)
+    gc.enable()
     if loop.delivered < len(items):
         raise SystemExit(f"shipped {loop.delivered} of {len(items)}: {loop.error}")
     n = len(items)

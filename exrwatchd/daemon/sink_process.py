@@ -194,7 +194,7 @@ def _child_main(shared: _Shared) -> None:
     # Imported here, once the child is bound to its parent's life: the child starts from
     # scratch (spawn), and the parent need not load the sink's dependencies twice.
     from exrwatchd.daemon.components import build_sink, open_journal
-    from exrwatchd.daemon.gc_tuning import tune_for_throughput
+    from exrwatchd.daemon.gc_tuning import tune_for_batches
     from exrwatchd.logs import apply_logging, get_logger
     from exrwatchd.pipeline import SinkLoop
 
@@ -217,8 +217,8 @@ def _child_main(shared: _Shared) -> None:
             shared.reports.put_nowait(batch)
 
     loop = SinkLoop(journal, sink, batch_size=cfg.sink.batch_size,
-                    batch_wait=cfg.sink.batch_wait_ms / 1000.0, on_batch=report)  # fmt: skip
-    tune_for_throughput()
+                    batch_wait=cfg.sink.batch_wait_ms / 1000.0, on_batch=report,
+                    between_batches=tune_for_batches())  # fmt: skip
     loop.start()
     get_logger("exrwatchd.sink_process").info("sink.started", sink=sink.name, pid=os.getpid())
 

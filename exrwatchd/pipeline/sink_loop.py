@@ -70,6 +70,7 @@ class SinkLoop:
         self, journal: Journal, sink: Sink, *, batch_size: int, batch_wait: float,
         unavailable_backoff: tuple[float, float] = (1.0, 60.0),
         on_batch: Callable[[BatchReport], None] | None = None,
+        between_batches: Callable[[], None] = lambda: None,
     ) -> None:  # fmt: skip
         self._journal = journal
         self._sink = sink
@@ -77,6 +78,8 @@ class SinkLoop:
         self._batch_wait = batch_wait
         self._backoff = unavailable_backoff
         self._on_batch = on_batch
+        # Called at every turn, once the previous batch is gone (daemon/gc_tuning.py).
+        self._between_batches = between_batches
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sink", daemon=True)
@@ -124,13 +127,17 @@ class SinkLoop:
                     break
                 self._progress.tick(time.monotonic())
                 if not batch:
+                    self._between_batches()
                     self._wake.wait(timeout=1.0)
                     self._wake.clear()
                     if self._batch_wait and not self._stop.is_set():
                         # Let a burst fill the batch: one transaction per batch, not per file.
                         self._stop.wait(self._batch_wait)
                     continue
-                if self._ship(batch):
+                shipped = self._ship(batch)
+                del batch  # its records are garbage now, before the collection
+                self._between_batches()
+                if shipped:
                     failures = 0
                     continue
                 failures += 1
