@@ -132,6 +132,20 @@ class TestInspect:
         assert sum(r["error"] is not None for r in records) == 2
 
 
+    def test_a_short_inspection_loads_only_what_it_needs(self, shots: Path) -> None:
+        # Start-up is most of `inspect` over a few files: it must not load the daemon's
+        # journal and logging, the config model, numpy or multiprocessing (~0.07 s together).
+        heavy = ("exrwatchd.journal", "structlog", "exrwatchd.config.model", "numpy",
+                 "multiprocessing")  # fmt: skip
+        code = ("import sys; from exrwatchd.cli import main; "
+                f"code = main(['inspect', '--json', {str(shots)!r}]); "
+                f"loaded = [m for m in {heavy!r} if m in sys.modules]; "
+                "print(loaded, code, file=sys.stderr)")  # fmt: skip
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=ROOT, timeout=60)  # fmt: skip
+        assert proc.stdout.count("\n") >= 1
+        assert proc.stderr.strip() == "[] 0"
+
     def test_a_reader_that_stops_early_ends_every_process(self, tmp_path: Path) -> None:
         # `inspect --json DIR | head -1`: the reader closes the pipe after one line. The
         # worker writing then finds the pipe broken; the others, waiting for their turns or
