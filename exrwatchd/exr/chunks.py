@@ -105,6 +105,10 @@ def _min_max(table: bytes) -> tuple[int, int]:
     return int(offsets.min()), int(offsets.max())
 
 
+#: The verdict of every whole file (one immutable value, not a new one per file).
+_COMPLETE = Completeness(True, None)
+
+
 def check_completeness(source: ByteSource, header: Header) -> Completeness:
     """Complete only when every offset of every part is set, inside the file, and the
     physically last chunk ends within the file."""
@@ -150,4 +154,4 @@ def check_completeness(source: ByteSource, header: Header) -> Completeness:
             False, f"the last chunk (part {last_part.index}, at byte {last_offset}) is "
             f"incomplete: {where}, the file has {size} bytes"
         )  # fmt: skip
-    return Completeness(True, None)
+    return _COMPLETE

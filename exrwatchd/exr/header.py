@@ -103,7 +103,7 @@ class _Cursor:
 
 # One attribute's fixed-shape prefix: `name\0type\0` then an int32 size. One C-level match
 # per attribute instead of two finds and two slices: this loop is the hot path of inspection.
-_PREFIX = re.compile(rb"([^\0]{1,255}\0[^\0]{1,255}\0)....", re.DOTALL)
+_PREFIX = re.compile(rb"[^\0]{1,255}\0[^\0]{1,255}\0....", re.DOTALL)
 _SIZE = struct.Struct("<i")
 
 
@@ -111,18 +111,22 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="backslashreplace")
 
 
-# `name\0type\0` -> (name, type, fixed size or None). Farms repeat the same few dozen
-# attribute names in every file, so this turns two decodes and two lookups into one lookup.
-_PREFIXES: dict[bytes, tuple[str, str, int | None]] = {}
+# `name\0type\0<size>` -> (name, type, size, whether the value must be checked). Farms repeat
+# the same few dozen attributes, with the same sizes, in every file: one lookup replaces two
+# decodes, the size's unpacking and the decision to check the value.
+_PREFIXES: dict[bytes, tuple[str, str, int, bool]] = {}
 _PREFIXES_MAX = 8192
 
 
-def _prefix(key: bytes) -> tuple[str, str, int | None]:
+def _prefix(key: bytes) -> tuple[str, str, int, bool]:
     if len(_PREFIXES) >= _PREFIXES_MAX:
         _PREFIXES.clear()  # hostile input must not grow it without bound
-    raw_name, raw_type, _ = key.split(b"\0")
-    type_name = _text(raw_type)
-    info = _PREFIXES[key] = (_text(raw_name), type_name, FIXED_SIZES.get(type_name))
+    raw_name, raw_type, raw_size = key.split(b"\0", 2)
+    name, type_name = _text(raw_name), _text(raw_type)
+    (size,) = _SIZE.unpack(raw_size)
+    expected = FIXED_SIZES.get(type_name)
+    check = expected != size and (expected is not None or type_name in VARIABLE_CHECKED)
+    info = _PREFIXES[key] = (name, type_name, size, check)
     return info
 
 
@@ -134,8 +138,8 @@ def _parse_attributes(buf: bytes, pos: int, attributes: list[Attribute]) -> int:
     unfinished attribute (rare: the first read covers nearly every real header).
     """
     end_of_buf = len(buf)
-    match, prefixes, unpack_size = _PREFIX.match, _PREFIXES, _SIZE.unpack_from
-    checked, append = VARIABLE_CHECKED, attributes.append
+    match, prefixes = _PREFIX.match, _PREFIXES
+    append = attributes.append
     # tuple.__new__ straight away: a NamedTuple's own __new__ is a Python-level call, and
     # this line runs once per attribute of every file (docs/benchmarks.md).
     new, attribute = tuple.__new__, Attribute
@@ -145,17 +149,16 @@ def _parse_attributes(buf: bytes, pos: int, attributes: list[Attribute]) -> int:
             if pos < end_of_buf and buf[pos] == 0:
                 return pos + 1
             _diagnose(buf, pos)
-        key = m[1]
-        name, type_name, expected = prefixes.get(key) or _prefix(key)
+        key = m[0]
+        name, type_name, size, check = prefixes.get(key) or _prefix(key)
         start = m.end()
-        size = unpack_size(buf, start - 4)[0]
         if start + size > end_of_buf or size < 0:
             if size < 0 or size > MAX_HEADER_BYTES:
                 raise ExrFormatError("bad_attribute", f"attribute {name!r} has size {size}")
             raise _NeedMore(f"value of attribute {name!r} ({size} bytes)", pos, start + size)
         pos = start + size
         raw = buf[start:pos]
-        if expected != size and (expected is not None or type_name in checked):
+        if check:
             check_value(name, type_name, raw)
         append(new(attribute, (name, type_name, raw)))
 
@@ -378,5 +381,5 @@ def read_header(source: ByteSource) -> Header:
         if not flags & FLAG_MULTIPART:
             break
     digest = hashlib.sha256(memoryview(cur.buf)[: cur.pos]).hexdigest()
-    return Header(version=version, flags=flags, parts=tuple(parts), header_end=cur.pos,
-                  header_hash=digest)  # fmt: skip
+    # Positional tuple.__new__, in Header's field order, for the reason given in _part.
+    return tuple.__new__(Header, (version, flags, tuple(parts), cur.pos, digest))  # type: ignore[return-value]

@@ -34,11 +34,12 @@ def inspect_source(path: str, source: ByteSource, stat: FileSig | None = None) -
         verdict = check_completeness(source, header)
     except ExrFormatError as exc:
         return _failed(path, stat, exc.kind, exc.message)
-    return Inspection(
-        path=path, stat=stat, header_hash=header.header_hash, complete=verdict.complete,
-        incomplete_reason=verdict.reason, frame_number=frame_number(os.path.basename(path)),
-        error=None, parts=header.parts,
-    )  # fmt: skip
+    # Positional tuple.__new__: a NamedTuple's keyword constructor is a Python-level call,
+    # and this runs once per file. The order is Inspection's field order.
+    return tuple.__new__(Inspection, (
+        path, stat, header.header_hash, verdict.complete, verdict.reason,
+        frame_number(os.path.basename(path)), None, header.parts,
+    ))  # type: ignore[return-value]  # fmt: skip
 
 
 _OS_KINDS = {
@@ -50,11 +51,15 @@ _OS_KINDS = {
 }
 
 
+# O_NOFOLLOW is not used: whether symlinks are followed is the walker's decision. O_NONBLOCK:
+# a FIFO put in a file's place must not hang the reader (the fstat below then refuses it).
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+
+
 def inspect_path(path: str) -> Inspection:
     """Inspect the file at `path`; OS and format problems become error records."""
     try:
-        # O_NOFOLLOW is not used: whether symlinks are followed is the walker's decision.
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+        fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
         return _failed(path, None, _OS_KINDS.get(exc.errno or 0, "unreadable"),
                        f"cannot open: {exc.strerror}")  # fmt: skip

@@ -146,21 +146,19 @@ def _part_json(part: Part) -> bytes:
     if channels_json is None:  # one per distinct list: the reader shares them (header.py)
         channels_json = channels.__dict__["json"] = orjson.dumps(_channel_dicts(channels))
     head["channels"] = orjson.Fragment(channels_json)
-    head["attributes"] = orjson.Fragment(
-        b"{" + b",".join([_attribute_json(a) for a in part.attributes]) + b"}"
-    )
+    known = _ATTRIBUTE_JSON.get  # the lookup inline: a call per attribute cost more than it
+    members = [known(a) or _attribute_json(a) for a in part.attributes]
+    head["attributes"] = orjson.Fragment(b"{" + b",".join(members) + b"}")
     return orjson.dumps(head)
 
 
 def _attribute_json(attr: Attribute) -> bytes:
-    """`"name":{...}`, the attribute's member of a part's "attributes" object."""
-    out = _ATTRIBUTE_JSON.get(attr)
-    if out is None:
-        out = orjson.dumps({attr.name: attribute_to_dict(attr)})[1:-1]
-        if len(attr.raw) <= _CACHED_RAW_BYTES:
-            if len(_ATTRIBUTE_JSON) >= _CACHED_ATTRIBUTES:
-                _ATTRIBUTE_JSON.clear()
-            _ATTRIBUTE_JSON[attr] = out
+    """`"name":{...}`, the attribute's member of a part's "attributes" object (not known yet)."""
+    out = orjson.dumps({attr.name: attribute_to_dict(attr)})[1:-1]
+    if len(attr.raw) <= _CACHED_RAW_BYTES:
+        if len(_ATTRIBUTE_JSON) >= _CACHED_ATTRIBUTES:
+            _ATTRIBUTE_JSON.clear()
+        _ATTRIBUTE_JSON[attr] = out
     return out
 
 
