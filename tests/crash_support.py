@@ -293,14 +293,16 @@ def journal_stats(state: Path) -> JournalStats:
 
 def outbox_empty(state: Path, live_paths: int = 0) -> JournalStats | None:
     """The journal's stats once everything is delivered: at least `live_paths` files journaled
-    (an outbox that is empty between two batches, while files are still being inspected, is not
-    the end: with a catalog that already had them, the catalog alone cannot tell), nothing ready
-    or in flight, and no sequence summary still waiting for its refresh (which would queue a
-    `sequence` entry a moment later, during the stop that follows)."""
+    and none of them still to be read again (an outbox that is empty between two batches, while
+    files are still being inspected, is not the end: with a catalog that already had them, the
+    catalog alone cannot tell; a rebuilt journal knows every catalogued path before it has read
+    a single one), nothing ready or in flight, and no sequence summary still waiting for its
+    refresh (which would queue a `sequence` entry a moment later, during the stop that
+    follows)."""
     with Journal(state / "journal.db") as journal:
         stats = journal.stats()
         journaled = sum(n for status, n in stats.paths_by_status.items() if status != "deleted")
-        if (journaled < live_paths or stats.ready or stats.inflight
+        if (journaled < live_paths or stats.to_read_again or stats.ready or stats.inflight
                 or journal.sequences_pending()):  # fmt: skip
             return None
     return stats

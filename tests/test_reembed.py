@@ -3,6 +3,7 @@ current embeddings (issue 15: rows of an older embedding version)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -46,7 +47,14 @@ def test_reembed_reads_the_files_under_a_directory_again_and_replaces_their_rows
     marked = _exrwatchd("reembed", "--config", str(config), str(renders / "showA"))
     assert marked.returncode == 0, marked.stderr
     assert marked.stderr.startswith("2 files in ")
+    # `status` says what waits to be read (the daemon is stopped: exit 3, still reported)
+    status = _exrwatchd("status", "--json", "--config", str(config))
+    assert json.loads(status.stdout)["journal"]["to_read_again"] == 2, status.stdout
+    text = _exrwatchd("status", "--config", str(config)).stdout
+    assert "to read again: 2 files" in text, text
     assert _exrwatchd("scan", "--config", str(config)).returncode == 0
+    status = _exrwatchd("status", "--json", "--config", str(config))
+    assert json.loads(status.stdout)["journal"]["to_read_again"] == 0
     rows = _rows(catalog)
     assert all(rows[str(p)] == (EMBEDDING_VERSION, 2) for p in showa), rows
     assert rows[str(neighbour)] == (EMBEDDING_VERSION - 1, 1), rows  # not under showA

@@ -14,6 +14,7 @@ to `nobody` is not possible here: the interpreter lives under /root, mode 0700.)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -32,7 +33,7 @@ from exrwatchd.cli.status import gather_status
 from exrwatchd.config import load_config
 from exrwatchd.watch import SettledFile, Settler
 from exrwatchd.watch.poll import PollScanner
-from exrwatchd.watch.settle import Unreadable
+from exrwatchd.watch.settle import Unreadable, Vanished
 
 #: Without these, root is bound by permission bits like anyone else.
 DAC_CAPS = "-dac_override,-dac_read_search"
@@ -285,3 +286,80 @@ def test_settling_file_below_an_unmounted_share_is_not_vanished(
     finally:
         if os.path.ismount(share):
             _mount(["umount", str(share)])
+
+
+def test_settling_file_below_a_watch_root_gone_missing_is_not_vanished(tmp_path: Path) -> None:
+    # Found by the 20x loop (test_lost_events' root removed and recreated, poll): the root
+    # was renamed away (an unmounted share) while a file in it was settling; the settler's
+    # stat said ENOENT and the file was journaled as deleted, its row removed from the
+    # catalog. A missing watch root is unavailable, like a mount point below it. In process,
+    # with the daemon's own Watches registering the root, so that the moment is certain.
+    renders = tmp_path / "renders"
+    frame = write_scanline(renders / "a.0001.exr")
+    with _registered(renders):
+        settler = _settler()
+        settler.observe(str(frame))
+        assert settler.poll() == []  # first look: a signature, now the quiet period
+        renders.rename(tmp_path / "away")
+        [item] = _poll_at(settler, 2.0)
+        assert isinstance(item, Unreadable), item
+        assert (item.error.errno, item.error.filename) == (errno.ENODEV, str(renders))
+        assert "watch root is missing" in item.error.strerror
+        assert str(frame) in settler  # still pending: looked at again later
+        renders.mkdir()  # an ordinary directory, emptied: the file is gone after all
+        assert [type(item) for item in _poll_at(settler, 4.0)] == [Vanished]
+
+
+def test_settling_file_below_an_unmounted_watch_root_is_not_vanished(
+    tmp_path: Path, store: Path
+) -> None:
+    # The same for a root that is a mount point itself: unmounted, it is an empty directory.
+    renders = tmp_path / "renders"
+    renders.mkdir()
+    frame = write_scanline(store / "a.0001.exr")
+    assert _mount(["mount", "--bind", str(store), str(renders)]) is None
+    try:
+        with _registered(renders):
+            settler = _settler()
+            settler.observe(str(renders / frame.name))
+            assert settler.poll() == []
+            assert _mount(["umount", str(renders)]) is None
+            [item] = _poll_at(settler, 2.0)
+            assert isinstance(item, Unreadable), item
+            assert (item.error.errno, item.error.filename) == (errno.ENODEV, str(renders))
+            assert "watch root is empty" in item.error.strerror
+            assert _mount(["mount", "--bind", str(store), str(renders)]) is None  # back
+            assert _poll_at(settler, 4.0) == []  # a fresh pair of agreeing stats is needed
+            assert [type(item) for item in _poll_at(settler, 6.0)] == [SettledFile]
+    finally:
+        if os.path.ismount(renders):
+            _mount(["umount", str(renders)])
+
+
+@contextlib.contextmanager
+def _registered(root: Path) -> Iterator[None]:
+    """`root` as the daemon's one watch (Watches registers the roots process-wide)."""
+    from exrwatchd.config import WatchConfig
+    from exrwatchd.telemetry import NullMetrics
+    from exrwatchd.watch import Inbox, Watches
+
+    watches = Watches([WatchConfig(path=root)], Inbox(), rescan=lambda _: None,
+                      metrics=NullMetrics())  # fmt: skip
+    try:
+        yield
+    finally:
+        watches.replace([])  # the process-wide memory of roots forgets this one
+
+
+_CLOCK = [0.0]
+
+
+def _settler() -> Settler:
+    _CLOCK[0] = 0.0
+    return Settler(quiet_seconds=1.0, max_wait_seconds=60.0, recheck_initial=1.0,
+                   recheck_max=4.0, clock=lambda: _CLOCK[0])  # fmt: skip
+
+
+def _poll_at(settler: Settler, moment: float) -> list[Any]:
+    _CLOCK[0] = moment
+    return settler.poll()

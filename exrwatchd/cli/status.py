@@ -124,6 +124,10 @@ def render_status(
         outbox = {k: journal.get(k) for k in ("ready", "inflight", "dead")}
         lines.append(f"journal outbox: {_counts(outbox)}")
         lines.append(f"journal paths: {_counts(journal.get('paths_by_status') or {})}")
+        if journal.get("to_read_again"):
+            lines.append(f"to read again: {journal['to_read_again']} files (after a journal "
+                         "rebuild, a lost catalog or `exrwatchd reembed`; the next rescan "
+                         "reads them)")  # fmt: skip
         if journal.get("frames_in_progress"):
             lines.append(f"frames in progress: {journal['frames_in_progress']} "
                          "(exrwatchd sequences lists them)")  # fmt: skip

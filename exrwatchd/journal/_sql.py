@@ -136,7 +136,9 @@ SUBDIRS = """
 """
 
 COUNT_OUTBOX = "SELECT state, count(*) FROM outbox GROUP BY state"
-COUNT_PATHS = "SELECT status, count(*) FROM paths GROUP BY status"
+# The third column: live paths marked to be read again (size -1: a rebuilt journal's seeds, a
+# lost catalog's resend, `exrwatchd reembed`), which the next reconciliation inspects.
+COUNT_PATHS = "SELECT status, count(*), sum(size = -1) FROM paths GROUP BY status"
 # A scan of `frames` (no index on status), so only where COUNT_PATHS runs too (Journal.stats).
 COUNT_FRAMES_IN_PROGRESS = "SELECT count(*) FROM frames WHERE status = 'in_progress'"
 # Ids grow with time, so the lowest ready id is the oldest ready entry; walking the rowid

@@ -316,12 +316,12 @@ class Journal(JournalMaintenance, JournalStartup, JournalHooks):
         now = self._clock()
         with self._reading("stats", snapshot=True) as conn:
             by_state = dict(conn.execute(sql.COUNT_OUTBOX).fetchall())
-            by_status = dict(conn.execute(sql.COUNT_PATHS).fetchall()) if paths else {}
+            path_rows = conn.execute(sql.COUNT_PATHS).fetchall() if paths else []
             oldest = conn.execute(sql.OLDEST_READY).fetchone()
             error = conn.execute(sql.LAST_ERROR).fetchone()
             frames = conn.execute(sql.COUNT_FRAMES_IN_PROGRESS).fetchone()[0] if paths else 0
             hook_rows = hooks.counts(conn)
-        return conv.journal_stats(now, by_state, by_status, oldest, error, frames, hook_rows)
+        return conv.journal_stats(now, by_state, path_rows, oldest, error, frames, hook_rows)
 
     def sequences(self) -> list[dict[str, Any]]:
         """The last summary of every frame sequence (sequence records), by directory."""

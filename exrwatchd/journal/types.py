@@ -7,7 +7,7 @@ functions mirror the column order of the statements in exrwatchd/journal/_sql.py
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -93,6 +93,9 @@ class JournalStats:
     # farm writes, and `exrwatchd sequences` lists them.
     frames_in_progress: int
     hooks: dict[str, int]  # hook deliveries by state: ready, inflight, dead (every key)
+    # Live paths marked to be read again (after a journal rebuild, a lost catalog, `reembed`)
+    # that reconciliation has not inspected yet: until it has, an empty outbox is not the end.
+    to_read_again: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +191,7 @@ def path_state(row: tuple[Any, ...]) -> PathState:
 def journal_stats(
     now: float,
     by_state: dict[str, int],
-    by_status: dict[str, int],
+    path_rows: Sequence[tuple[str, int, int | None]],
     oldest: tuple[Any, ...] | None,
     error: tuple[Any, ...] | None,
     frames_in_progress: int = 0,
@@ -196,6 +199,7 @@ def journal_stats(
 ) -> JournalStats:
     """JournalStats from the COUNT_OUTBOX, COUNT_PATHS, OLDEST_READY and LAST_ERROR rows,
     the COUNT_FRAMES_IN_PROGRESS count and the hook rows by state (journal/_hooks.py)."""
+    by_status = {status: count for status, count, _ in path_rows}
     return JournalStats(
         ready=by_state.get("ready", 0),
         inflight=by_state.get("inflight", 0),
@@ -208,4 +212,5 @@ def journal_stats(
         last_error_at=None if error is None else error[2],
         frames_in_progress=frames_in_progress,
         hooks={state: (hooks or {}).get(state, 0) for state in ("ready", "inflight", "dead")},
+        to_read_again=sum(marked or 0 for status, _, marked in path_rows if status != "deleted"),
     )

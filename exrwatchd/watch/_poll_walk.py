@@ -18,7 +18,7 @@ import errno
 import os
 import stat as stat_mod
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,16 +35,39 @@ S_IFDIR = stat_mod.S_IFDIR
 
 
 class MountPoints:
-    """Directories below watch roots seen on another device than their parent: mount points.
+    """Directories below watch roots seen on another device than their parent: mount points;
+    and the watch roots themselves, which are treated alike.
 
     Once unmounted, a mount point is an ordinary empty directory (or none at all); only this
     memory says it is unavailable rather than emptied. Every walk of the process (pollers,
     reconciliations) adds what it sees; a restart forgets.
+
+    The watch roots are here too (`watch_roots`): a root that is missing is unavailable, not
+    emptied, so a file below it found missing is not gone, whoever looks (the settler too:
+    docs/architecture.md, "only ENOENT means gone"). A root that is empty is unavailable only
+    if it is a mount point itself; an ordinary directory emptied file by file was emptied
+    (the reconciler still refuses to take a whole empty root for deleted files: check_root).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._paths: set[str] = set()
+        self._roots: frozenset[str] = frozenset()
+
+    def watch_roots(self, roots: Iterable[str]) -> None:
+        """The watch roots now (at start and at each reload); those that are mount points
+        now are remembered as such."""
+        self._roots = frozenset(roots)  # replaced whole: readers see the old set or the new
+        mounted = [root for root in self._roots if os.path.ismount(root)]
+        with self._lock:
+            self._paths.update(mounted)
+
+    def is_root(self, path: str) -> bool:
+        return path in self._roots
+
+    def empty_means_unmounted(self, path: str) -> bool:
+        """Whether `path` (a mount point or a watch root) listed empty is unavailable."""
+        return path in self._paths
 
     def note(self, parent: os.stat_result, children: list[Child]) -> None:
         for path, st in children:
@@ -53,14 +76,14 @@ class MountPoints:
                     self._paths.add(path)
 
     def __contains__(self, path: str) -> bool:
-        return path in self._paths
+        return path in self._paths or path in self._roots
 
     def above(self, path: str) -> list[str]:
-        """The mount points at or above `path`, nearest first."""
+        """The mount points and watch roots at or above `path`, nearest first."""
         with self._lock:
-            if not self._paths:
-                return []
-            paths = set(self._paths)
+            paths = self._paths | self._roots
+        if not paths:
+            return []
         out = []
         while True:
             if path in paths:
@@ -76,14 +99,15 @@ MOUNT_POINTS = MountPoints()
 
 
 def _unmounted(what: str, path: str) -> OSError:
-    return OSError(errno.ENODEV, f"mount point is {what} (unmounted?); its files are kept", path)
+    kind = "watch root" if MOUNT_POINTS.is_root(path) else "mount point"
+    return OSError(errno.ENODEV, f"{kind} is {what} (unmounted?); its files are kept", path)
 
 
 def mount_unavailable(path: str) -> OSError | None:
     """Why mount point `path` cannot be trusted now (missing, empty or unreadable), or None."""
     try:
         with os.scandir(path) as entries:
-            if next(entries, None) is not None:
+            if next(entries, None) is not None or not MOUNT_POINTS.empty_means_unmounted(path):
                 return None
         what = "empty"
     except OSError as exc:
@@ -248,7 +272,7 @@ def mount_emptied(directory: str, listing: Listing, knew: bool, error: OnError) 
     lists empty: unmounted, like a watch root that turns up empty; nothing in it is deleted."""
     if not knew or listing.found or listing.matched or listing.kept:
         return False
-    if directory not in MOUNT_POINTS:
+    if not MOUNT_POINTS.empty_means_unmounted(directory):
         return False
     error(directory, _unmounted("empty", directory))
     return True

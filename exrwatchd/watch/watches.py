@@ -22,7 +22,7 @@ from exrwatchd.journal import Journal
 from exrwatchd.logs import get_logger
 from exrwatchd.telemetry import NullMetrics
 from exrwatchd.watch._inotify_loops import LIMIT_ERRNOS
-from exrwatchd.watch._poll_walk import mount_unavailable
+from exrwatchd.watch._poll_walk import MOUNT_POINTS, mount_unavailable
 from exrwatchd.watch.filters import NameFilter
 from exrwatchd.watch.mounts import choose_backend
 from exrwatchd.watch.observers import Inbox, InotifyWatcher, PollWatcher
@@ -131,6 +131,7 @@ class Watches:
         metrics: NullMetrics,
     ) -> None:  # fmt: skip
         self.items = [Watch.of(cfg) for cfg in configs]
+        MOUNT_POINTS.watch_roots(w.root for w in self.items)
         self._inbox = inbox
         self._rescan = rescan
         self._metrics = metrics
@@ -317,6 +318,7 @@ class Watches:
                 watch.watcher.stop()
             log.info("watch.stopped", path=watch.root, reason="removed from the config")
         self.items = kept
+        MOUNT_POINTS.watch_roots(w.root for w in kept)
         for root in added + changed:
             self._rescan(root)
         return added, list(current), changed
