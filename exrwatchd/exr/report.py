@@ -126,7 +126,7 @@ def inspection_json(result: Inspection, *, embeddings: bool = False) -> bytes:
 
     A record is ~2.4 KB, nearly all of it the parts' channels and attributes, which frames
     of a sequence repeat: each distinct channel list and attribute is serialised once and
-    spliced in as an orjson.Fragment. That halved the cost of a record (~19 to ~9 us).
+    spliced in as an orjson.Fragment: building and encoding a record, 9.5 -> 5.3 us.
     Names that are not UTF-8 (orjson refuses their surrogates) take the slow path.
     """
     out = inspection_to_dict(result, embeddings=embeddings, parts=False)
