@@ -1,4 +1,5 @@
-"""Recursive inotify watches that follow symlinks without walking into symlink loops.
+"""Recursive inotify watches that follow symlinks without walking into symlink loops, say when
+the inotify limits are reached, and leave walking new directories to the daemon.
 
 watchdog (7.x) adds the watches of a recursive, symlink-following tree with
 ``os.walk(followlinks=True)``, which has no loop detection. A link back to a parent directory
@@ -16,6 +17,9 @@ Every watch group here also says when a directory cannot be watched for want of 
 (ENOSPC, ENOMEM, EMFILE: the user's inotify limits): watchdog raises that for the root only
 and swallows it for every directory below, at start and in its own thread for directories
 created later, so a tree past the limit was left half blind without a word.
+
+And none walks a directory that appears in the tree (moved in, moved within, created) to
+report what is in it: the daemon's reconciler walks it, once, against the journal.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+from watchdog.events import DirCreatedEvent, DirModifiedEvent, DirMovedEvent
 from watchdog.observers.inotify import InotifyObserver
 
 try:
-    from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
-    from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, Mask
+    from watchdog.observers.inotify import GroupedInotifyEvent, InotifyEmitter, InotifyWatchGroup
+    from watchdog.observers.inotify_c import InotifyEvent
+    from watchdog.observers.inotify_move_event_grouper import PathedInotifyEvent
 except ImportError:  # pragma: no cover - watchdog < 7
     InotifyWatchGroup = None  # type: ignore[assignment,misc]
 
@@ -60,6 +66,13 @@ if InotifyWatchGroup is not None:
     @dataclass
     class _LimitAwareWatchGroup(InotifyWatchGroup):  # type: ignore[misc,valid-type]
         on_limit: Callable[[OSError], None] | None = None
+
+        def _recursive_simulate(self, src_path: bytes) -> list[InotifyEvent]:
+            """None: watchdog's walk of a directory just created, to report what is already
+            in it, is the daemon's own "subtree" walk of that directory done twice (see
+            _LimitAwareEmitter.queue_event). That walk starts after the directory's watches
+            are added, so a file is either found by it or reported by inotify."""
+            return []
 
         def _add_callback(self, path: bytes) -> None:
             """watchdog's, except that running out of watches is reported, never swallowed."""
@@ -117,25 +130,6 @@ if InotifyWatchGroup is not None:
             for root, dirnames, _ in os.walk(path, followlinks=True):
                 dirnames[:] = [d for d in dirnames if self._watch_once(os.path.join(root, d))]
 
-        def _recursive_simulate(self, src_path: bytes) -> list[InotifyEvent]:
-            """As watchdog's, but descending only into directories watched under that very
-            path (so never through a loop)."""
-            if not self.follow_symlink:
-                return super()._recursive_simulate(src_path)
-            watched = self._active_callbacks_by_path
-            created_dir = Mask(InotifyConstants.IN_CREATE | InotifyConstants.IN_ISDIR)
-            events = []
-            for root, dirnames, filenames in os.walk(src_path, followlinks=True):
-                wd_root = watched.get(root)
-                if wd_root is None:
-                    dirnames[:] = []
-                    continue
-                events += [InotifyEvent(wd_root, created_dir, 0, name) for name in dirnames]
-                events += [InotifyEvent(wd_root, InotifyConstants.IN_CREATE, 0, name)
-                           for name in filenames]  # fmt: skip
-                dirnames[:] = [d for d in dirnames if os.path.join(root, d) in watched]
-            return events
-
         def _remove_watch_internally(self, wd: int) -> None:  # type: ignore[override]
             super()._remove_watch_internally(wd)
             key = self._dir_of_wd.pop(wd, None)
@@ -150,6 +144,32 @@ if InotifyWatchGroup is not None:
         ) -> None:
             super().__init__(*args, **kwargs)
             self._on_limit = on_limit
+
+        def build_and_queue_event(
+            self, event: GroupedInotifyEvent, *, full_events: bool = False
+        ) -> None:
+            """watchdog's, except that a directory moved in, or moved within the tree, is
+            reported alone, not walked.
+
+            watchdog walks such a directory and queues an event per file and sub-directory.
+            The daemon walks it anyway: the directory's event is a "subtree" request to the
+            reconciler, which compares what it finds with the journal. Walked twice, every
+            file was reported twice, and a catch-up inspected a fifth of its files again.
+            (A directory created in the tree is watchdog's _recursive_simulate, below.)
+            """
+            if isinstance(event, PathedInotifyEvent):
+                if event.ev.is_moved_to and event.ev.is_directory and not full_events:
+                    path = self._decode_path(event.path)
+                    self.queue_event(DirCreatedEvent(path))
+                    self.queue_event(DirModifiedEvent(os.path.dirname(path)))
+                    return
+            elif event[0].ev.is_directory:  # a move within the tree: (from, to)
+                src, dest = (self._decode_path(e.path) for e in event)
+                self.queue_event(DirMovedEvent(src, dest))
+                self.queue_event(DirModifiedEvent(os.path.dirname(src)))
+                self.queue_event(DirModifiedEvent(os.path.dirname(dest)))
+                return
+            super().build_and_queue_event(event, full_events=full_events)
 
         def on_thread_start(self) -> None:
             self._inotify = self.group(
