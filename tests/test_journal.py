@@ -76,6 +76,54 @@ def one(entries: list[OutboxEntry]) -> OutboxEntry:
     return entries[0]
 
 
+class TestWriteLock:
+    """Another connection (the sink process's, the writer's) holding the write lock is waited
+    out, for up to the busy timeout; then the error names the file."""
+
+    @staticmethod
+    def _held(db: Path) -> sqlite3.Connection:
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        return other
+
+    def test_a_held_lock_is_waited_out(self, journal: Journal, db: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+        from exrwatchd.journal import _conn
+
+        other = self._held(db)
+        refused = threading.Event()
+        pause = _conn._pause_for_write_lock
+
+        def pause_and_tell() -> None:
+            refused.set()
+            pause()
+
+        monkeypatch.setattr(_conn, "_pause_for_write_lock", pause_and_tell)
+        writer = threading.Thread(target=journal.write, args=([persist("/r/a.exr")],))
+        writer.start()
+        assert refused.wait(10), "the write never found the lock held"
+        other.execute("COMMIT")  # what the other process does when its transaction ends
+        writer.join(10)
+        assert not writer.is_alive()
+        assert one(journal.claim(10)).path == "/r/a.exr"
+        other.close()
+
+    def test_a_lock_held_past_the_busy_timeout_fails_naming_the_file(
+        self, journal: Journal, db: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from exrwatchd.journal import _conn
+
+        monkeypatch.setattr(_conn, "BUSY_TIMEOUT_MS", 200)
+        other = self._held(db)
+        started = time.monotonic()
+        with pytest.raises(JournalError, match=f"{db}: write failed: database is locked"):
+            journal.write([persist("/r/a.exr")])
+        assert time.monotonic() - started >= 0.2
+        other.execute("ROLLBACK")
+        other.close()
+        journal.write([persist("/r/a.exr")])  # the connection is still usable
+
+
 class TestDurability:
     def test_write_survives_reopen(self, db: Path) -> None:
         with Journal.open(db.parent) as j:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -159,6 +160,36 @@ def unusable_as_journal_error() -> Iterator[None]:
         raise JournalError(str(e)) from e.__cause__
 
 
+def _pause_for_write_lock() -> None:
+    """Between two tries for the write lock, while another connection holds it."""
+    time.sleep(0.001)
+
+
+def _begin_immediate(conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, trying again every millisecond for up to BUSY_TIMEOUT_MS.
+
+    SQLite's own busy handler (busy_timeout) sleeps 1, 2, 5, ... then 100 ms between tries,
+    and the sqlite3 module offers no other. Behind the journal writer's steady stream of
+    transactions (one per batch, a few ms apart in a catch-up) it kept waking up inside the
+    next one: the sink process spent a third of a catch-up here, and shipped at a third of
+    its speed until the writer was done (bench/catchup_bench.py). Trying every millisecond
+    takes the lock in the first gap, for ~10 us a try.
+    """
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as e:
+                if e.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                    raise
+            _pause_for_write_lock()
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
 class SharedConnection:
     """One SQLite file in WAL mode behind one lock around one connection, safe to share
     between threads. Closing it makes every further call raise JournalError."""
@@ -211,7 +242,7 @@ class SharedConnection:
         # and then writes can fail at once with "database is locked" when another
         # connection wrote in between, since busy_timeout cannot help a stale snapshot.
         with self._locked(what) as conn:
-            conn.execute("BEGIN IMMEDIATE")
+            _begin_immediate(conn)
             try:
                 yield conn
                 conn.execute("COMMIT")
