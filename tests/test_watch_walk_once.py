@@ -57,13 +57,11 @@ def watched(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Pa
         watcher.stop()
 
 
-def _shot(parent: Path) -> set[str]:
-    files = set()
+def _shot(parent: Path) -> None:
     for d in ("a", "b", "b/c"):
         (parent / d).mkdir(parents=True, exist_ok=True)
         for i in range(3):
-            files.add(str(write_scanline(parent / d / f"f.{i:04d}.exr")))
-    return files
+            write_scanline(parent / d / f"f.{i:04d}.exr")
 
 
 def _below(items: dict[str, str], directory: Path) -> dict[str, str]:

@@ -69,9 +69,10 @@ if InotifyWatchGroup is not None:
 
         def _recursive_simulate(self, src_path: bytes) -> list[InotifyEvent]:
             """None: watchdog's walk of a directory just created, to report what is already
-            in it, is the daemon's own "subtree" walk of that directory done twice (see
-            _LimitAwareEmitter.queue_event). That walk starts after the directory's watches
-            are added, so a file is either found by it or reported by inotify."""
+            in it, would be the daemon's own "subtree" walk of that directory done twice
+            (see _LimitAwareEmitter.build_and_queue_event). That walk starts after the
+            directory's watches are added, so a file is either found by it or reported by
+            inotify."""
             return []
 
         def _add_callback(self, path: bytes) -> None:
@@ -155,7 +156,7 @@ if InotifyWatchGroup is not None:
             The daemon walks it anyway: the directory's event is a "subtree" request to the
             reconciler, which compares what it finds with the journal. Walked twice, every
             file was reported twice, and a catch-up inspected a fifth of its files again.
-            (A directory created in the tree is watchdog's _recursive_simulate, below.)
+            (For a directory created in the tree, see _LimitAwareWatchGroup._recursive_simulate.)
             """
             if isinstance(event, PathedInotifyEvent):
                 if event.ev.is_moved_to and event.ev.is_directory and not full_events:
