@@ -108,6 +108,40 @@ class TestWriteLock:
         assert one(journal.claim(10)).path == "/r/a.exr"
         other.close()
 
+    def test_reads_go_on_while_a_write_waits_for_the_lock(
+        self, journal: Journal, db: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # status.json, the metrics and the reconciler read while the writer waits (up to the
+        # busy timeout, 10 s) behind another connection's write lock. They used to wait with
+        # it, the settle loop among them: test_faults' full-disk stop timed out on it.
+        from exrwatchd.journal import _conn
+
+        journal.write([persist("/r/known.exr")])
+        other = self._held(db)
+        refused = threading.Event()
+        pause = _conn._pause_for_write_lock
+
+        def pause_and_tell() -> None:
+            refused.set()
+            pause()
+
+        monkeypatch.setattr(_conn, "_pause_for_write_lock", pause_and_tell)
+        writer = threading.Thread(target=journal.write, args=([persist("/r/a.exr")],))
+        writer.start()
+        assert refused.wait(10), "the write never found the lock held"
+        read: dict[str, Any] = {}
+        reader = threading.Thread(target=lambda: read.update(
+            stats=journal.stats(paths=False), known=journal.paths_in_dir("/r")))  # fmt: skip
+        reader.start()
+        reader.join(5)  # half the busy timeout: the lock is held for longer than that
+        done = not reader.is_alive()
+        other.execute("COMMIT")
+        writer.join(10)
+        reader.join(10)
+        other.close()
+        assert done, "reading waited for the write that waits for the lock"
+        assert read["stats"].ready == 1 and set(read["known"]) == {"known.exr"}
+
     def test_a_lock_held_past_the_busy_timeout_fails_naming_the_file(
         self, journal: Journal, db: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

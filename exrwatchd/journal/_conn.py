@@ -190,15 +190,40 @@ def _begin_immediate(conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
+def _open_reader(path: Path) -> sqlite3.Connection:
+    """A second connection to the journal `connect` opened, for reading only."""
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)  # fmt: skip
+        conn.execute("PRAGMA query_only = 1")
+    except sqlite3.Error as e:
+        raise Unusable(f"cannot open journal {path} for reading: {e}") from e
+    return conn
+
+
 class SharedConnection:
-    """One SQLite file in WAL mode behind one lock around one connection, safe to share
-    between threads. Closing it makes every further call raise JournalError."""
+    """One SQLite file in WAL mode, safe to share between threads: writes go through one
+    connection behind one lock, reads through another behind another. Closing it makes
+    every further call raise JournalError.
+
+    Reads have their own connection because a write can wait up to the busy timeout for
+    another connection's write lock (the sink process's, an operator's transaction), holding
+    its connection all that time: with one connection, everything that read the journal
+    meanwhile (status.json, the metrics, the reconciler) waited with it, the settle loop
+    included, 10 s at a time. In WAL mode a reader never waits for a writer.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
         with unusable_as_journal_error():
             self._conn: sqlite3.Connection | None = connect(self.path)
+            try:
+                self._reader: sqlite3.Connection | None = _open_reader(self.path)
+            except BaseException:
+                self._conn.close()
+                raise
 
     def acknowledgements_only(self) -> None:
         """Mark this connection as one that only claims and acknowledges (the sink process).
@@ -216,6 +241,10 @@ class SharedConnection:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
     def __enter__(self) -> Self:
         return self
@@ -253,12 +282,20 @@ class SharedConnection:
 
     @contextmanager
     def _reading(self, what: str, *, snapshot: bool = False) -> Iterator[sqlite3.Connection]:
-        with self._locked(what) as conn:
-            if not snapshot:
-                yield conn
-                return
-            conn.execute("BEGIN")
+        """The reading connection; with `snapshot`, in one read transaction (several
+        statements that must agree)."""
+        with self._read_lock:
+            conn = self._reader
+            if conn is None:
+                raise JournalError(f"{self.path}: the journal is closed")
             try:
-                yield conn
-            finally:
-                conn.execute("COMMIT")
+                if not snapshot:
+                    yield conn
+                    return
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                raise JournalError(f"{self.path}: {what} failed: {e}") from e
