@@ -18,13 +18,16 @@ import itertools
 import mmap
 import os
 import struct
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:  # multiprocessing is loaded only for a long list: ~6 ms of a short one's start
+    from concurrent.futures import Future
     from multiprocessing.synchronize import Condition
 
-__all__ = ["CHUNK", "SERIAL_LIMIT", "batches", "default_jobs", "write_in_order"]
+__all__ = ["CHUNK", "SERIAL_LIMIT", "WorkerDied", "batches", "default_jobs", "write_in_order"]
 
 A = TypeVar("A")
 T = TypeVar("T")
@@ -34,6 +37,8 @@ SERIAL_LIMIT = 200
 #: Files handed to a worker at a time: large enough that the hand-off is cheap per file,
 #: small enough that the first lines come out at once.
 CHUNK = 128
+#: Batches handed out ahead per worker, waiting for one.
+IN_FLIGHT = 2
 
 
 def default_jobs() -> int:
@@ -80,6 +85,8 @@ def write_in_order(
             yield counts
         return
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("fork")
     # The number of the batch to be written next, in memory the forked workers share (an
@@ -87,10 +94,51 @@ def write_in_order(
     turn = mmap.mmap(-1, _TURN.size)
     condition = context.Condition()
     task = functools.partial(_write_batch, work)
-    with context.Pool(jobs, initializer=_share, initargs=(turn, condition, fd)) as pool:
+    # concurrent.futures, not multiprocessing.Pool: a Pool replaces a worker that died (the
+    # kernel's OOM killer) and waits for ever for the batch it held; the executor says so.
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_share,
+                               initargs=(turn, condition, fd))  # fmt: skip
+    waiting: deque[tuple[int, list[A], Future[T]]] = deque()
+    number, batch = -1, []
+
+    def oldest() -> T:  # taken off `waiting` only once its batch is written
+        counts = waiting[0][2].result()
+        waiting.popleft()
+        return counts
+
+    try:
         # Workers take batches from one queue in order, so batch k waits only for batches
-        # taken before it, which are being worked on: the turns cannot deadlock.
-        yield from pool.imap_unordered(task, enumerate(everything))
+        # taken before it, which are being worked on: the turns cannot deadlock. At most
+        # IN_FLIGHT batches per worker are handed out ahead, so memory does not follow the list.
+        for number, batch in enumerate(everything):
+            waiting.append((number, batch, pool.submit(task, (number, batch))))
+            while len(waiting) >= IN_FLIGHT * jobs or (waiting and waiting[0][2].done()):
+                yield oldest()
+        while waiting:
+            yield oldest()
+    except BrokenProcessPool:
+        pool.shutdown(wait=True, cancel_futures=True)
+        # Every batch before the one whose turn it is was written whole. That one was being
+        # worked on or written (cut short when the executor ended every worker), or it is the
+        # one being handed out (a worker died idle).
+        whole = _TURN.unpack_from(turn)[0]
+        unwritten = [*((n, b) for n, b, _ in waiting), (number, batch)]
+        raise WorkerDied(next(b[0] for n, b in unwritten if n == whole)) from None
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+class WorkerDied(Exception):
+    """A worker process ended without finishing its batch (killed by a signal, for instance
+    by the kernel's out-of-memory killer), and the pool with it. The output is whole up to
+    `first`, the first item whose output is missing (or cut short: its batch may have been
+    being written when the pool ended)."""
+
+    def __init__(self, first: object) -> None:
+        super().__init__(first)
+        self.first = first
 
 
 # What a worker shares with the others: whose turn it is to write (read and written under
@@ -113,14 +161,27 @@ def _turn_is(number: int) -> bool:
 
 def _write_batch(work: Callable[[list[A]], tuple[bytes, T]], numbered: tuple[int, list[A]]) -> T:
     number, batch = numbered
-    output, counts = work(batch)
+    try:
+        output, counts = work(batch)
+    except BaseException:
+        with _turn_of(number):  # passed on unused: the batches after this one go on
+            raise
+    # Only the worker whose turn it is writes: no lock needed. Should the write fail (the
+    # reader went away: `| head`), the turn is still passed on, so the workers of the
+    # later batches find the pipe broken too instead of waiting, and the parent ends.
+    with _turn_of(number):
+        write_all(_fd, output)
+    return counts
+
+
+@contextmanager
+def _turn_of(number: int) -> Iterator[None]:
+    """Wait for batch `number`'s turn to write; pass it to the next one on leaving."""
     with _condition:
         _condition.wait_for(functools.partial(_turn_is, number))
-    # Only the worker whose turn it is writes: no lock needed. Should the write fail (the
-    # reader went away: `| head`), the error reaches the parent, which ends the pool, so
-    # nobody is left waiting for this turn.
-    write_all(_fd, output)
-    with _condition:
-        _TURN.pack_into(_turn, 0, number + 1)
-        _condition.notify_all()
-    return counts
+    try:
+        yield
+    finally:
+        with _condition:
+            _TURN.pack_into(_turn, 0, number + 1)
+            _condition.notify_all()

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-from exrwatchd.cli._inspect_pool import write_in_order
+from exrwatchd.cli._inspect_pool import WorkerDied, write_in_order
 from exrwatchd.cli._output import flush_out, json_line, write_out
 from exrwatchd.errors import EXIT_FAILED, EXIT_OK
 from exrwatchd.exr import InspectError, Inspection, inspect_path
@@ -131,10 +131,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     failed = incomplete = 0
     render = functools.partial(_render_batch, options)
     flush_out()  # workers write to the descriptor: nothing may wait in the buffer before them
-    for counts in write_in_order(render, inspect_targets(args.paths), jobs, _write_unbuffered,
-                                 sys.stdout.fileno()):  # fmt: skip
-        failed += counts.failed
-        incomplete += counts.incomplete
+    try:
+        for counts in write_in_order(render, inspect_targets(args.paths), jobs,
+                                     _write_unbuffered, sys.stdout.fileno()):  # fmt: skip
+            failed += counts.failed
+            incomplete += counts.incomplete
+    except WorkerDied as exc:
+        first = exc.first.path if isinstance(exc.first, Inspection) else exc.first
+        print("exrwatchd inspect: a worker process died (killed by a signal: out of memory?); "
+              f"the output is whole up to {first}, which it lacks from there on, with every "
+              "file after it (its line may be cut short)", file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
     flush_out()
     if failed or (args.strict and incomplete):
         return EXIT_FAILED
