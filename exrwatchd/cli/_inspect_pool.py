@@ -8,7 +8,8 @@ Each worker writes its own output to the shared stdout, taking turns by batch nu
 counts come back. Sending the lines back to this process to be written cost it ~15 us per file
 (a 2.4 KB record pickled, piped and read back), which on two cores took most of what the second
 worker gave. The workers are forked while this process has no thread of its own yet
-(multiprocessing's pool threads start after the fork) and nothing buffered on stdout.
+(with "fork", concurrent.futures starts every worker before its manager thread) and nothing
+buffered on stdout.
 """
 
 from __future__ import annotations
