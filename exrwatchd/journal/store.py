@@ -309,7 +309,7 @@ class Journal(JournalMaintenance, JournalStartup, JournalHooks):
         """Counts and ages, all read from one snapshot.
 
         `paths=False` skips counting the paths and frames tables (full scans: ~0.3 s at a
-        million files, under the lock the writer needs), for the daemon's own periodic
+        million files, holding the reading connection), for the daemon's own periodic
         status, which only needs the outbox and the hooks; its paths_by_status and
         frames_in_progress then read zero.
         """
