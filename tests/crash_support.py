@@ -300,11 +300,15 @@ def outbox_empty(state: Path, live_paths: int = 0) -> JournalStats | None:
     refresh (which would queue a `sequence` entry a moment later, during the stop that
     follows)."""
     with Journal(state / "journal.db") as journal:
-        stats = journal.stats()
-        journaled = sum(n for status, n in stats.paths_by_status.items() if status != "deleted")
-        if (journaled < live_paths or stats.to_read_again or stats.ready or stats.inflight
-                or journal.sequences_pending()):  # fmt: skip
+        # Pending summaries first: the refresh that clears them queues their entries in the
+        # same commit, so stats read after it see those entries. In the other order, a
+        # refresh between the two reads passed for drained with 8 entries about to be ready.
+        if journal.sequences_pending():
             return None
+        stats = journal.stats()
+    journaled = sum(n for status, n in stats.paths_by_status.items() if status != "deleted")
+    if journaled < live_paths or stats.to_read_again or stats.ready or stats.inflight:
+        return None
     return stats
 
 
