@@ -86,8 +86,11 @@ class TestWriteLock:
         other.execute("BEGIN IMMEDIATE")
         return other
 
-    def test_a_held_lock_is_waited_out(self, journal: Journal, db: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    def _write_behind_the_lock(
+        self, journal: Journal, db: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> tuple[sqlite3.Connection, threading.Thread]:
+        """Another connection takes the write lock, then a thread writes /r/a.exr; returns
+        once that write has found the lock held (and is trying again)."""
         from exrwatchd.journal import _conn
 
         other = self._held(db)
@@ -102,6 +105,11 @@ class TestWriteLock:
         writer = threading.Thread(target=journal.write, args=([persist("/r/a.exr")],))
         writer.start()
         assert refused.wait(10), "the write never found the lock held"
+        return other, writer
+
+    def test_a_held_lock_is_waited_out(self, journal: Journal, db: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+        other, writer = self._write_behind_the_lock(journal, db, monkeypatch)
         other.execute("COMMIT")  # what the other process does when its transaction ends
         writer.join(10)
         assert not writer.is_alive()
@@ -114,21 +122,8 @@ class TestWriteLock:
         # status.json, the metrics and the reconciler read while the writer waits (up to the
         # busy timeout, 10 s) behind another connection's write lock. They used to wait with
         # it, the settle loop among them: test_faults' full-disk stop timed out on it.
-        from exrwatchd.journal import _conn
-
         journal.write([persist("/r/known.exr")])
-        other = self._held(db)
-        refused = threading.Event()
-        pause = _conn._pause_for_write_lock
-
-        def pause_and_tell() -> None:
-            refused.set()
-            pause()
-
-        monkeypatch.setattr(_conn, "_pause_for_write_lock", pause_and_tell)
-        writer = threading.Thread(target=journal.write, args=([persist("/r/a.exr")],))
-        writer.start()
-        assert refused.wait(10), "the write never found the lock held"
+        other, writer = self._write_behind_the_lock(journal, db, monkeypatch)
         read: dict[str, Any] = {}
         reader = threading.Thread(target=lambda: read.update(
             stats=journal.stats(paths=False), known=journal.paths_in_dir("/r")))  # fmt: skip
