@@ -42,6 +42,10 @@ def test_metrics_and_health_of_a_running_daemon(tmp_path: Path) -> None:
     daemon = DaemonProcess(config, state)
     try:
         address = daemon.wait_event("metrics.listening")["address"]
+        daemon.wait_event("daemon.ready")
+        # Said once, with the address: tests and operators take the address from the first
+        # such line (a second one, from the server itself, once came first without it).
+        assert [e.get("address") for e in daemon.seen("metrics.listening")] == [address]
         expected = {str(write_scanline(renders / f"f.{i}.exr")) for i in range(5)}
         (renders / "broken.exr").write_bytes(b"not an exr")
         Catalog(state).wait_paths(expected | {str(renders / "broken.exr")})

@@ -250,8 +250,7 @@ class MetricsServer:
             target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics-http",
             daemon=True,
         )  # fmt: skip
-        self._thread.start()
-        log.info("metrics.listening", host=self.address[0], port=self.address[1])
+        self._thread.start()  # the daemon logs metrics.listening, once, with the address
 
     @property
     def address(self) -> tuple[str, int]:
