@@ -85,6 +85,13 @@ def write_in_order(
             write(output)
             yield counts
         return
+    yield from _in_processes(work, everything, jobs, fd)
+
+
+def _in_processes(
+    work: Callable[[list[A]], tuple[bytes, T]], everything: Iterable[list[A]], jobs: int, fd: int
+) -> Iterator[T]:
+    """write_in_order's `jobs` forked workers, each writing its batches' output to `fd`."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
