@@ -32,21 +32,27 @@ def _import_path(src: Path | None) -> None:
     sys.path[:0] = [str(src or ROOT), str(ROOT / "tests")]
 
 
-def make_records(count: int, tmp: Path) -> list[Any]:
+def make_records(count: int, tmp: Path, *, burst: bool = False) -> list[Any]:
     from exrgen import write_multipart, write_scanline
 
     from exrwatchd.exr import inspect_path
     from exrwatchd.journal import Persist
     from exrwatchd.pipeline import make_record
 
-    templates = [write_scanline(tmp / "a.exr").read_bytes(),
-                 write_multipart(tmp / "b.exr").read_bytes()]  # fmt: skip
+    if burst:  # bench/daemon_bench.py's three, one with 41 channels: ~2x the rows per file
+        sys.path.insert(0, str(ROOT / "bench"))
+        from daemon_bench import make_templates
+
+        templates = [data for _, data in make_templates(tmp / "templates")]
+    else:
+        templates = [write_scanline(tmp / "a.exr").read_bytes(),
+                     write_multipart(tmp / "b.exr").read_bytes()]  # fmt: skip
     items = []
     for i in range(count):
         d = tmp / "shot" / f"d{i % 20:02d}"
         d.mkdir(parents=True, exist_ok=True)
         path = d / f"f.{i:06d}.exr"
-        path.write_bytes(templates[i % 2])
+        path.write_bytes(templates[i % len(templates)])
         result = inspect_path(str(path))
         status = "complete" if result.complete else "incomplete"
         items.append(Persist(str(path), result.stat, result.header_hash, status,
@@ -71,6 +77,9 @@ def ship(items: list[Any], state: Path, *, wal: bool = False) -> dict[str, float
     sink.open()
     if wal:  # keep every frame in the -wal file, to count its bytes
         sink._conn.execute("PRAGMA wal_autocheckpoint = 0")  # type: ignore[union-attr]
+        checkpointer = getattr(sink, "_checkpointer", None)  # since 2026-12-03
+        if checkpointer is not None:
+            checkpointer.close()
     gc.collect()
     try:  # as the sink process does; a baseline from before 2026-12-03 tunes the old way
         from exrwatchd.daemon.gc_tuning import tune_for_batches
@@ -107,6 +116,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--src", type=Path, help="import exrwatchd from this directory")
     ap.add_argument("--json", type=Path, help="also write the numbers here (for bench/run_all)")
+    ap.add_argument("--burst-templates", action="store_true",
+                    help="the files of bench/daemon_bench.py's burst instead")  # fmt: skip
     args = ap.parse_args()
     _import_path(args.src)
     import exrwatchd
@@ -114,7 +125,7 @@ def main() -> None:
 
     apply_logging("json", "info", [], "/dev/null")
     with tempfile.TemporaryDirectory() as tmp:
-        items = make_records(args.files, Path(tmp) / "files")
+        items = make_records(args.files, Path(tmp) / "files", burst=args.burst_templates)
         runs = [ship(items, Path(tmp) / f"state{i}") for i in range(args.runs)]
         wal = ship(items, Path(tmp) / "state-wal", wal=True)["wal_bytes_per_file"]
     result = {

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
+from exrwatchd._wal import BACKSTOP_PAGES, Checkpointer
 from exrwatchd.errors import ExrwatchdError
 from exrwatchd.journal._schema import MIGRATIONS, SCHEMA_VERSION
 from exrwatchd.journal._sequences import backfill
@@ -221,9 +222,13 @@ class SharedConnection:
             self._conn: sqlite3.Connection | None = connect(self.path)
             try:
                 self._reader: sqlite3.Connection | None = _open_reader(self.path)
+                # The journal writer's and the sink's commits would otherwise copy the WAL
+                # into the file themselves, every 1,000 pages (exrwatchd/_wal.py).
+                self._conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
             except BaseException:
                 self._conn.close()
                 raise
+        self._checkpointer = Checkpointer(self.path, name="journal-checkpoint")
 
     def acknowledgements_only(self) -> None:
         """Mark this connection as one that only claims and acknowledges (the sink process).
@@ -237,6 +242,7 @@ class SharedConnection:
 
     def close(self) -> None:
         """Close the connection; further calls raise JournalError. Closing twice is fine."""
+        self._checkpointer.close()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
@@ -279,6 +285,7 @@ class SharedConnection:
                 if conn.in_transaction:  # SQLite may have rolled back on its own
                     conn.execute("ROLLBACK")
                 raise
+        self._checkpointer.nudge()
 
     @contextmanager
     def _reading(self, what: str, *, snapshot: bool = False) -> Iterator[sqlite3.Connection]:

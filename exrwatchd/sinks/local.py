@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from exrwatchd._wal import BACKSTOP_PAGES, Checkpointer
 from exrwatchd.catalog import (
     CATALOG_VERSION,
     TABLES,
@@ -141,6 +142,7 @@ class LocalSink(LostCatalog, JournalRecord):
         self._identity: Identity | None = None  # of the file `_conn` has open (LostCatalog)
         self._lost: str | None = None
         self._lock = threading.Lock()
+        self._checkpointer: Checkpointer | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -159,10 +161,18 @@ class LocalSink(LostCatalog, JournalRecord):
                 raise SinkUnavailable(f"cannot open catalog {self.path}: {exc}") from exc
             try:
                 prepare_catalog(conn, self.path, CACHE_KIB)
+                # Batches commit megabytes of WAL: the copy into the file runs beside the
+                # next batch, on the checkpointer's thread (exrwatchd/_wal.py).
+                conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+                checkpointer = Checkpointer(self.path, name="catalog-checkpoint")
+            except sqlite3.Error as exc:
+                conn.close()
+                raise SinkUnavailable(f"cannot open catalog {self.path}: {exc}") from exc
             except BaseException:
                 conn.close()
                 raise
             self._conn, self._identity = conn, identity
+            self._checkpointer = checkpointer
 
     def _create_file(self) -> Identity:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,6 +187,9 @@ class LocalSink(LostCatalog, JournalRecord):
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
+            checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.close()
         if conn is not None:
             conn.close()
 
@@ -274,6 +287,7 @@ class LocalSink(LostCatalog, JournalRecord):
             except BaseException:
                 _rollback(conn)
                 raise
+        self._committed()
         return [outcome.get(e.id) or Delivery(e.id, Outcome.DELIVERED) for e in batch]
 
     def _write_each(self, batch: Sequence[OutboxEntry]) -> list[Delivery]:
@@ -297,7 +311,13 @@ class LocalSink(LostCatalog, JournalRecord):
             except BaseException:
                 _rollback(conn)
                 raise
-            return deliveries
+        self._committed()
+        return deliveries
+
+    def _committed(self) -> None:
+        checkpointer = self._checkpointer  # read once: close() may clear it meanwhile
+        if checkpointer is not None:
+            checkpointer.nudge()
 
     def _apply_one(self, conn: sqlite3.Connection, entry: OutboxEntry, held: set[str]) -> Delivery:
         key = normalize_path(entry.path)
