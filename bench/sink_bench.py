@@ -2,15 +2,17 @@
 fresh local catalog. Offline: no watcher, no inspection while timing, one process.
 
     python bench/sink_bench.py [--files 20000] [--runs 3] [--src DIR] [--json PATH]
+                               [--burst-templates]
 
 Records are made by the daemon's own `make_record` from N generated files (single- and
-multi-part, as bench/catchup_bench.py makes them) and journaled before the clock starts.
+multi-part, as bench/catchup_bench.py makes them; with `--burst-templates`,
+bench/daemon_bench.py's three, one of 41 channels) and journaled before the clock starts.
 Then, as the sink process does (daemon/sink_process.py: acknowledgements-only journal
 connection, its GC tuning, logging at info, here to /dev/null), a SinkLoop moves them into
 catalog.db. Prints files/s and CPU seconds per file (time.process_time) per run and their
-medians, and the catalog WAL bytes per file (one more run with automatic checkpoints off,
-so the -wal file holds every frame written). `--src DIR` imports exrwatchd from DIR (a
-`git archive` of another commit) to measure a baseline in the same run.
+medians, and the catalog WAL bytes per file (one more run with checkpoints off, the
+checkpoint thread's too, so the -wal file holds every frame written). `--src DIR` imports
+exrwatchd from DIR (a `git archive` of another commit) to measure a baseline in the same run.
 """
 
 from __future__ import annotations
