@@ -7,7 +7,8 @@ thread a catch-up waits for. A `Checkpointer` does the same copy from a connecti
 thread of its own, where it overlaps the next batch, on the other core when one is free.
 The checkpoint is one C call that lets go of the GIL for its whole length, so the thread
 does not take turns with the committing thread row by row (as a second Python thread
-running `executemany` would: docs/benchmarks.md, "The GIL convoy").
+running `executemany` would: docs/benchmarks.md, "WAL checkpoints off the committing
+thread").
 
 Guarantees:
 - Durability is SQLite's own: a checkpoint only copies frames that are committed, and it
