@@ -41,7 +41,7 @@ def make_records(count: int, tmp: Path, *, burst: bool = False) -> list[Any]:
     from exrwatchd.journal import Persist
     from exrwatchd.pipeline import make_record
 
-    if burst:  # bench/daemon_bench.py's three, one with 41 channels: ~2x the rows per file
+    if burst:  # daemon_bench.py's three, one of 41 channels: 38 catalog rows per file, not 29.5
         sys.path.insert(0, str(ROOT / "bench"))
         from daemon_bench import make_templates
 
