@@ -97,6 +97,9 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
         )
     conn.execute("PRAGMA synchronous = FULL")  # NORMAL loses the last commits on power loss
     conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+    # SharedConnection's checkpoint thread copies the WAL into the file at 1,000 pages; the
+    # commits themselves only at the backstop, should it fall behind (exrwatchd/_wal.py).
+    conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
     problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)").fetchall()]
     if problems != ["ok"]:
         raise Unusable(_corrupt_message(path, "; ".join(map(str, problems))))
@@ -222,9 +225,6 @@ class SharedConnection:
             self._conn: sqlite3.Connection | None = connect(self.path)
             try:
                 self._reader: sqlite3.Connection | None = _open_reader(self.path)
-                # The journal writer's and the sink's commits would otherwise copy the WAL
-                # into the file themselves, every 1,000 pages (exrwatchd/_wal.py).
-                self._conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
             except BaseException:
                 self._conn.close()
                 raise

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from exrwatchd._wal import BACKSTOP_PAGES
 from exrwatchd.catalog import CATALOG_VERSION, TABLES
 from exrwatchd.logs import get_logger
 from exrwatchd.sinks._sqlite_catalog import PATH_INDEX, ROWID_TABLES, create_table, ddl, sql_type
@@ -33,6 +34,9 @@ def prepare_catalog(conn: sqlite3.Connection, path: Path, cache_kib: int) -> Non
         # Rows are keyed by a hash of the path, so a batch touches pages all over each
         # table: SQLite's default 2 MB page cache re-reads most of them every batch.
         conn.execute(f"PRAGMA cache_size = -{cache_kib}")
+        # Batches commit megabytes of WAL: LocalSink's checkpoint thread copies it into the
+        # file beside the next batch; the commits themselves only at the backstop.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > CATALOG_VERSION:
             raise SinkUnavailable(

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from exrwatchd._wal import BACKSTOP_PAGES, Checkpointer
+from exrwatchd._wal import Checkpointer
 from exrwatchd.catalog import (
     CATALOG_VERSION,
     TABLES,
@@ -161,18 +161,11 @@ class LocalSink(LostCatalog, JournalRecord):
                 raise SinkUnavailable(f"cannot open catalog {self.path}: {exc}") from exc
             try:
                 prepare_catalog(conn, self.path, CACHE_KIB)
-                # Batches commit megabytes of WAL: the copy into the file runs beside the
-                # next batch, on the checkpointer's thread (exrwatchd/_wal.py).
-                conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
-                checkpointer = Checkpointer(self.path, name="catalog-checkpoint")
-            except sqlite3.Error as exc:
-                conn.close()
-                raise SinkUnavailable(f"cannot open catalog {self.path}: {exc}") from exc
             except BaseException:
                 conn.close()
                 raise
             self._conn, self._identity = conn, identity
-            self._checkpointer = checkpointer
+            self._checkpointer = Checkpointer(self.path, name="catalog-checkpoint")
 
     def _create_file(self) -> Identity:
         self.path.parent.mkdir(parents=True, exist_ok=True)
