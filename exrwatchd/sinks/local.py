@@ -50,6 +50,7 @@ from exrwatchd.catalog import (
 from exrwatchd.catalog.sequence_rows import sequence_id_for, sequence_row
 from exrwatchd.journal import OutboxEntry
 from exrwatchd.logs import get_logger
+from exrwatchd.sinks._catalog_errors import classify, describe, is_transient
 from exrwatchd.sinks._catalog_file import Identity, JournalRecord, LostCatalog, identity_of
 from exrwatchd.sinks._catalog_open import prepare_catalog
 from exrwatchd.sinks._sqlite_catalog import (
@@ -66,50 +67,6 @@ __all__ = ["CATALOG_FILENAME", "CATALOG_VERSION", "LocalSink", "is_transient"]
 CATALOG_FILENAME = "catalog.db"
 
 _log = get_logger("exrwatchd.sinks.local")
-
-# --------------------------------------------------------------------------- errors
-
-# Primary result codes (https://sqlite.org/rescode.html).
-_TRANSIENT_CODES = frozenset({
-    5,  # SQLITE_BUSY
-    6,  # SQLITE_LOCKED
-    7,  # SQLITE_NOMEM
-    9,  # SQLITE_INTERRUPT
-    10,  # SQLITE_IOERR
-    13,  # SQLITE_FULL
-    15,  # SQLITE_PROTOCOL
-})  # fmt: skip
-_TRANSIENT_TEXT = ("locked", "busy", "disk is full", "disk i/o error", "out of memory")
-
-
-def is_transient(exc: sqlite3.Error) -> bool:
-    """Whether trying the same statements again later may succeed."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return (code & 0xFF) in _TRANSIENT_CODES
-    return any(text in str(exc).lower() for text in _TRANSIENT_TEXT)
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _classify(exc: Exception) -> str:
-    """What an error while applying one entry means.
-
-    ``batch``: the transaction is lost (transient, or the catalog is broken); ``reject``: this
-    entry can never be stored; ``entry``: unexpected (a bug), retry this entry later.
-    """
-    if isinstance(exc, sqlite3.ProgrammingError | sqlite3.InterfaceError):
-        return "entry"  # misuse of the API (a value of an unsupported type...): our bug
-    if isinstance(exc, sqlite3.Error):
-        if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError) and not is_transient(exc):
-            return "reject"
-        return "batch"
-    if isinstance(exc, RecordError | OverflowError | UnicodeError):
-        return "reject"
-    return "entry"
-
 
 # --------------------------------------------------------------------------- the sink
 
@@ -269,7 +226,7 @@ class LocalSink(LostCatalog, JournalRecord):
                 _rollback(conn)
                 if not is_transient(exc):
                     return None
-                reason = f"transient: {_describe(exc)}"
+                reason = f"transient: {describe(exc)}"
                 return [outcome.get(e.id) or Delivery(e.id, Outcome.RETRY, reason)
                         for e in batch]  # fmt: skip
             except Exception:
@@ -296,8 +253,8 @@ class LocalSink(LostCatalog, JournalRecord):
             except sqlite3.Error as exc:
                 _rollback(conn)
                 if not is_transient(exc):
-                    raise SinkUnavailable(f"catalog {self.path}: {_describe(exc)}") from exc
-                reason = f"transient: {_describe(exc)}"
+                    raise SinkUnavailable(f"catalog {self.path}: {describe(exc)}") from exc
+                reason = f"transient: {describe(exc)}"
                 rejected = {d.entry_id: d for d in deliveries if d.outcome is Outcome.REJECT}
                 return [rejected.get(e.id) or Delivery(e.id, Outcome.RETRY, reason)
                         for e in batch]  # fmt: skip
@@ -320,18 +277,18 @@ class LocalSink(LostCatalog, JournalRecord):
         try:
             self._apply(conn, entry)
         except Exception as exc:
-            kind = _classify(exc)
+            kind = classify(exc)
             if kind == "batch":
                 raise
             _release(conn, rollback=True)
             if kind == "reject":
-                return Delivery(entry.id, Outcome.REJECT, _describe(exc))
+                return Delivery(entry.id, Outcome.REJECT, describe(exc))
             _log.error(
                 "sink.entry_failed", sink=self.name, stage="sink", path=entry.path,
                 entry_id=entry.id, error_type=type(exc).__name__, error=str(exc),
             )  # fmt: skip
             held.add(key)
-            return Delivery(entry.id, Outcome.RETRY, f"unexpected {_describe(exc)}")
+            return Delivery(entry.id, Outcome.RETRY, f"unexpected {describe(exc)}")
         _release(conn, rollback=False)
         return Delivery(entry.id, Outcome.DELIVERED)
 
