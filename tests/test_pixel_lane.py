@@ -229,6 +229,19 @@ def noise_frame(tmp_path: Path) -> bytes:
     return write_frame(tmp_path / "template.exr", noise).read_bytes()
 
 
+def land_at_once(data: bytes, paths: list[Path]) -> None:
+    """Write every frame beside the watched tree, then rename them all in: they settle
+    together, so the lane's backlog is the whole burst however slowly the disk took the
+    writes (written in place, a writer slower than the lane left it idle)."""
+    staged = []
+    for path in paths:
+        stage = path.parent.parent / f"staged.{path.name}"
+        stage.write_bytes(data)
+        staged.append(stage)
+    for stage, path in zip(staged, paths, strict=True):
+        os.rename(stage, path)
+
+
 def test_kill_during_pixel_reads_loses_nothing(env_factory: Any, tmp_path: Path) -> None:
     """A record waiting for the lane is not journaled yet: after kill -9 the start-up scan
     finds those files again, and every one ends with its stats."""
@@ -236,8 +249,7 @@ def test_kill_during_pixel_reads_loses_nothing(env_factory: Any, tmp_path: Path)
     daemon = env.start()
     data = noise_frame(tmp_path)
     paths = [env.watch / f"k.{i:04d}.exr" for i in range(24)]
-    for path in paths:
-        path.write_bytes(data)
+    land_at_once(data, paths)
     # The first record out of the lane: the lane holds up to 3 more, the settler the rest.
     wait_for(lambda: daemon.seen("file.inspected"), 60, "a first file through the lane")
     daemon.kill()
@@ -259,9 +271,9 @@ def test_sigterm_with_a_busy_lane_stops_cleanly_within_the_timeout(
     daemon = env.start()
     data = noise_frame(tmp_path)
     paths = [env.watch / f"t.{i:04d}.exr" for i in range(30)]
-    for path in paths:
-        path.write_bytes(data)
-    # The lane takes 8 (its queue) and one being read: ~0.5 s of reading, against 0.01 s.
+    land_at_once(data, paths)
+    # All 30 are due together: the lane takes 8 (its queue) and one being read, the settler
+    # keeps it full from the rest; ~1.8 s of reading in all, against a timeout of 0.01 s.
     wait_for(lambda: len(daemon.seen("file.settled")) >= 8, 60, "files settled")
     started = time.monotonic()
     assert daemon.stop(timeout=20) == 0  # exit 0: no thread was left inside OpenImageIO
