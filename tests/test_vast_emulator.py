@@ -307,13 +307,19 @@ def test_connection_reset_around_commit(
     assert emu.requests[("GET", "stats")] == 4  # 3 as usual + the retry
 
 
-def test_delay_beyond_read_timeout(emu: VastEmulator) -> None:
+def test_held_beyond_read_timeout(emu: VastEmulator) -> None:
     session = connect(emu, timeout=(2, 0.3))
-    emu.delay(1.0, command="transaction", method="POST")
+    # Held, not delayed: only the read timeout can end the call, however loaded the machine.
+    release = emu.hold(command="transaction", method="POST")
+    backstop = threading.Timer(10.0, release.set)  # without the timeout: fail, not hang
+    backstop.start()
     started = time.monotonic()
     with pytest.raises(requests.exceptions.ReadTimeout):  # not wrapped by the SDK
         session.transaction().__enter__()
-    assert time.monotonic() - started < 0.9
+    # The read timeout ended it, not a reply: a retried POST would have been answered.
+    assert time.monotonic() - started < 10
+    release.set()
+    backstop.cancel()
     with session.transaction() as tx:  # the next request is served normally
         tx.bucket(BUCKET)
 
