@@ -259,7 +259,9 @@ def thread_group(name: str) -> str:
         return "poll scanner"
     if name == "?":
         return "other (unnamed)"
-    return "watchdog (inotify)" if "Thread-" in name or "Inotify" in name else name
+    if "Thread-" in name or "Inotify" in name:
+        return "watchdog (inotify)"
+    return "other named"  # the WAL checkpointers, hooks, telemetry
 
 
 # --------------------------------------------------------------------------- files
@@ -514,7 +516,6 @@ def run_burst(
         daemon = start_daemon(config, state_dir)
         pid = daemon.pid
         catalog = Catalog(state_dir)
-        names = thread_names(pid)
         rss_before = proc_status(pid)
         spy_out = work / "profile.raw"
         if profile:
@@ -540,6 +541,9 @@ def run_burst(
             status = proc_status(pid)
             cpu1, threads1 = proc_cpu(pid), thread_cpu(pid)
             self1 = resource.getrusage(resource.RUSAGE_SELF)
+        # At the end: at the start py-spy may not read the interpreter yet, and some threads
+        # (the WAL checkpointers) only start with the first commit.
+        names = thread_names(pid)
         if spy is not None:
             spy_log = stop_py_spy(spy)
             spy = None
@@ -880,6 +884,7 @@ _GROUPS = (
     "watchdog (inotify)",
     "poll scanner",
     "reconciler",
+    "other named",
     "other (unnamed)",
 )
 
