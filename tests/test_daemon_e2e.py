@@ -44,7 +44,8 @@ class Env(DaemonEnv):
 
 @pytest.fixture(params=BACKENDS)
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
-    e = Env(tmp_path, request.param)
+    marker = request.node.get_closest_marker("daemon_config")
+    e = Env(tmp_path, request.param, **(marker.kwargs if marker else {}))
     yield e
     if e.daemon is not None:
         e.daemon.kill()
@@ -90,6 +91,11 @@ class TestArrivals:
         assert env.catalog.query("SELECT count(*) FROM files")[0][0] == 500
         assert env.catalog.orphans() == 0
 
+    # The writer pauses 0.5 s between chunks, longer than quiet_seconds: the daemon inspects
+    # the half-written frame again and again. With the harness's max_wait_seconds (5.0, about
+    # as long as this writer takes) it would give up and record the frame incomplete just
+    # before the last write whenever the writer ran a little late.
+    @pytest.mark.daemon_config(settle={"max_wait_seconds": 60.0})
     def test_slow_writer_is_recorded_once_complete(
         self, env: Env, templates: dict[str, bytes]
     ) -> None:
