@@ -192,11 +192,12 @@ class Catalog:
         )
 
     def orphans(self) -> int:
-        """Child rows whose file_id has no files row."""
+        """Stored child rows whose files row is gone (the views would hide them)."""
         total = 0
         for table in ("parts", "channels", "attributes"):
             total += self.query(
-                f"SELECT count(*) FROM {table} WHERE file_id NOT IN (SELECT file_id FROM files)"
+                f"SELECT count(*) FROM {table}_rows WHERE file_ref NOT IN "
+                "(SELECT file_ref FROM files)"
             )[0][0]
         return total
 

@@ -21,6 +21,7 @@ from exrwatchd.catalog import (
     CATALOG_VERSION,
     CHANNEL_DIM,
     CHANNELS,
+    CHILD_TABLES,
     FILE_TABLES,
     FILES,
     METADATA_DIM,
@@ -37,7 +38,7 @@ from exrwatchd.catalog import (
 from exrwatchd.exr import inspect_path
 from exrwatchd.exr.report import inspection_to_dict
 from exrwatchd.sinks import LocalSink
-from exrwatchd.sinks._sqlite_catalog import ddl, sql_type
+from exrwatchd.sinks._sqlite_catalog import FILE_REF, FROM_FILES, ddl, rows_table, sql_type
 
 
 def make_record(path: str | os.PathLike[str], **extra: Any) -> dict[str, Any]:
@@ -84,23 +85,36 @@ class TestSchema:
         with LocalSink(tmp_path / "catalog.db"):
             pass
         conn = sqlite3.connect(tmp_path / "catalog.db")
-        tables = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid")]  # fmt: skip
-        assert tables == list(TABLES)
-        for name, schema in TABLES.items():
-            info = conn.execute(f"PRAGMA table_info({name})").fetchall()
+        objects = [tuple(r) for r in conn.execute(
+            "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'view') "
+            "ORDER BY rowid")]  # fmt: skip
+        stored = [("table", rows_table(t) if t in CHILD_TABLES else t) for t in TABLES]
+        assert objects == stored + [("view", t) for t in CHILD_TABLES]
+        for name, schema in TABLES.items():  # what queries see, the views included
+            info = [r for r in conn.execute(f"PRAGMA table_info({name})") if r[1] != FILE_REF]
             assert [r[1] for r in info] == schema.names
             assert [r[2] for r in info] == [sql_type(f.type) for f in schema]
-            assert [bool(r[3]) for r in info] == [not f.nullable for f in schema]
+            if name not in CHILD_TABLES:
+                assert [bool(r[3]) for r in info] == [not f.nullable for f in schema]
+        for name in CHILD_TABLES:  # what is stored: the columns but file_id and file_path
+            info = conn.execute(f"PRAGMA table_info({rows_table(name)})").fetchall()
+            fields = [f for f in TABLES[name] if f.name not in FROM_FILES]
+            assert [r[1] for r in info] == [FILE_REF, *(f.name for f in fields)]
+            assert [bool(r[3]) for r in info[1:]] == [not f.nullable for f in fields]
         conn.close()
 
     def test_ddl_derived_not_written(self) -> None:
         creates = [s for s in ddl() if s.startswith("CREATE TABLE")]
-        assert len(creates) == len(TABLES)
+        views = [s for s in ddl() if s.startswith("CREATE VIEW")]
+        assert len(creates) == len(TABLES) and len(views) == len(CHILD_TABLES)
         for statement, (name, schema) in zip(creates, TABLES.items(), strict=True):
-            assert f" {name} (" in statement
+            assert f" {rows_table(name) if name in CHILD_TABLES else name} (" in statement
             for field in schema:
-                assert f"    {field.name} {sql_type(field.type)}" in statement
+                if name not in CHILD_TABLES or field.name not in FROM_FILES:
+                    assert f"    {field.name} {sql_type(field.type)}" in statement
+        for statement, name in zip(views, CHILD_TABLES, strict=True):
+            assert f" {name} AS SELECT " in statement
+            assert all(f" AS {field.name}" in statement for field in TABLES[name])
 
     def test_only_types_vast_accepts(self) -> None:
         for schema in TABLES.values():

@@ -17,14 +17,23 @@ from typing import Any
 
 import exrgen
 import pytest
+from catalog_layouts import as_version_4
 
-from exrwatchd.catalog import FILE_TABLES, TABLES, build_rows, build_values, file_id_for
+from exrwatchd.catalog import (
+    CATALOG_VERSION,
+    CHILD_TABLES,
+    FILE_TABLES,
+    TABLES,
+    build_rows,
+    build_values,
+    file_id_for,
+)
 from exrwatchd.catalog import rows as rows_mod
 from exrwatchd.exr import inspect_path
 from exrwatchd.exr.report import inspection_to_dict
 from exrwatchd.journal import OutboxEntry
 from exrwatchd.sinks import LocalSink, Outcome
-from exrwatchd.sinks._sqlite_catalog import create_table
+from exrwatchd.sinks._sqlite_catalog import rows_table
 
 
 def make_record(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -114,8 +123,8 @@ def table_sql(db: Path, name: str) -> str:
 def dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
     conn = sqlite3.connect(db)
     try:
-        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
-                for t in FILE_TABLES}  # fmt: skip
+        return {t: sorted(conn.execute(f"SELECT {', '.join(TABLES[t].names)} FROM {t}"),
+                          key=repr) for t in FILE_TABLES}  # fmt: skip
     finally:
         conn.close()
 
@@ -132,10 +141,59 @@ class TestLayout:
         db = tmp_path / "catalog.db"
         assert "WITHOUT ROWID" in table_sql(db, "sequences")
         conn = sqlite3.connect(db)
-        for table in FILE_TABLES:
-            assert "WITHOUT ROWID" not in table_sql(db, table)
+        files = ", ".join(TABLES["files"].names)
+        with pytest.raises(sqlite3.IntegrityError):  # a second row of the same file_id
+            conn.execute(f"INSERT INTO files ({files}) SELECT {files} FROM files")
+        for table in CHILD_TABLES:
+            assert "WITHOUT ROWID" not in table_sql(db, rows_table(table))
+            assert table_sql(db, table).startswith("CREATE VIEW")
             with pytest.raises(sqlite3.IntegrityError):
-                conn.execute(f"INSERT INTO {table} SELECT * FROM {table}")
+                conn.execute(f"INSERT INTO {rows_table(table)} SELECT * FROM {rows_table(table)}")
+        conn.close()
+
+    def test_vacuum_keeps_every_child_row_with_its_file(self, tmp_path: Path) -> None:
+        # The child rows refer to files.file_ref, an INTEGER PRIMARY KEY, which VACUUM keeps
+        # (it may renumber an implicit rowid). Gaps in the numbers are what it would close.
+        frames = [exrgen.write_scanline(tmp_path / f"a.{i:04d}.exr") for i in range(1, 5)]
+        records = [make_record(p) for p in frames]
+        with LocalSink(tmp_path) as sink:
+            sink.write([upsert(r, i) for i, r in enumerate(records, 1)])
+            sink.write([OutboxEntry(9, records[0]["path"], "delete", None, 0, 0.0)])
+        db = tmp_path / "catalog.db"
+        before = dump(db)
+        conn = sqlite3.connect(db)
+        conn.execute("VACUUM")
+        conn.close()
+        assert dump(db) == before and len(before["files"]) == 3
+
+    def test_version_4_catalog_is_rebuilt_in_place(self, tmp_path: Path) -> None:
+        frames = [exrgen.write_scanline(tmp_path / "a.0001.exr"),
+                  exrgen.write_multipart(tmp_path / "a.0002.exr")]  # fmt: skip
+        records = [make_record(p) for p in frames]
+        with LocalSink(tmp_path) as sink:
+            sink.write([upsert(r, i) for i, r in enumerate(records, 1)])
+        db = tmp_path / "catalog.db"
+        before = dump(db)
+        as_version_4(db)
+        assert dump(db) == before
+        assert all(table_sql(db, t).startswith("CREATE TABLE") for t in CHILD_TABLES)
+
+        with LocalSink(tmp_path) as sink:
+            assert all(table_sql(db, t).startswith("CREATE VIEW") for t in CHILD_TABLES)
+            assert dump(db) == before
+            again = make_record(frames[0])
+            assert sink.write([upsert(again, 3)])[0].outcome is Outcome.DELIVERED
+            gone = OutboxEntry(4, records[1]["path"], "delete", None, 0, 0.0)
+            assert sink.write([gone])[0].outcome is Outcome.DELIVERED
+        after = dump(db)
+        assert [r[0] for r in after["files"]] == [file_id_for(records[0]["path"])]
+        assert all(row[0] == after["files"][0][0] for t in CHILD_TABLES for row in after[t])
+        assert len(after["channels"]) == len(records[0]["parts"][0]["channels"])
+        conn = sqlite3.connect(db)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == CATALOG_VERSION
+        for table in CHILD_TABLES:  # nothing left behind the views
+            stored = conn.execute(f"SELECT count(*) FROM {rows_table(table)}").fetchone()[0]
+            assert stored == len(after[table])
         conn.close()
 
     def test_clustered_tables_are_rebuilt_in_place(self, tmp_path: Path) -> None:
@@ -145,20 +203,13 @@ class TestLayout:
         with LocalSink(tmp_path) as sink:
             sink.write([upsert(r, i) for i, r in enumerate(records, 1)])
         db = tmp_path / "catalog.db"
-        conn = sqlite3.connect(db)  # the layout before 2026-12: clustered on the keys
-        for table in FILE_TABLES:
-            conn.execute(create_table(table, as_name="old") + " WITHOUT ROWID")
-            conn.execute(f"INSERT INTO old SELECT * FROM {table}")
-            conn.execute(f"DROP TABLE {table}")
-            conn.execute(f"ALTER TABLE old RENAME TO {table}")
-        conn.execute("CREATE INDEX files_by_path ON files (file_path_normalized)")
-        conn.commit()
-        conn.close()
         before = dump(db)
+        as_version_4(db, clustered=True)  # the layout before 2026-12: clustered on the keys
         assert all("WITHOUT ROWID" in table_sql(db, t) for t in FILE_TABLES)
 
         with LocalSink(tmp_path) as sink:
-            assert not any("WITHOUT ROWID" in table_sql(db, t) for t in FILE_TABLES)
+            stored = ["files", *(rows_table(t) for t in CHILD_TABLES)]
+            assert not any("WITHOUT ROWID" in table_sql(db, t) for t in stored)
             assert dump(db) == before
             replay = sink.write([upsert(records[0], 3)])  # same inspection_id: a no-op
             assert replay[0].outcome is Outcome.DELIVERED and dump(db) == before
@@ -168,7 +219,11 @@ class TestLayout:
             row = sink.file_row(frames[1])
             assert row is not None and row["inspection_count"] == 2
         conn = sqlite3.connect(db)
-        indexes = {r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'files'")}
+        indexes = {
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'files'"
+            )
+        }
         conn.close()
         assert "files_by_path" in indexes

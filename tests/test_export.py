@@ -315,7 +315,8 @@ def synthetic_catalog(state: Path, n: int) -> Path:
     con.execute("PRAGMA journal_mode = MEMORY")
     with con:
         marks = ", ".join("?" * len(TABLES["files"]))
-        con.executemany(f"INSERT INTO files VALUES ({marks})", rows())
+        names = ", ".join(TABLES["files"].names)
+        con.executemany(f"INSERT INTO files ({names}) VALUES ({marks})", rows())
     con.execute("PRAGMA journal_mode = WAL")
     con.close()
     return path

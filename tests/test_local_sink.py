@@ -19,6 +19,7 @@ from typing import Any
 import exrgen
 import numpy as np
 import pytest
+from catalog_layouts import as_version_4
 
 from exrwatchd.catalog import FILE_TABLES, TABLES, build_rows, file_id_for
 from exrwatchd.exr import inspect_path
@@ -145,6 +146,7 @@ class TestOpen:
         # them (NULL in existing rows) and keeps every row.
         with LocalSink(tmp_path) as s:
             s.write([upsert(make_record(p)) for p in frames])
+        as_version_4(tmp_path / "catalog.db")
         conn = sqlite3.connect(tmp_path / "catalog.db")
         last = {t: TABLES[t].names[-1] for t in ("files", "channels")}
         for table, column in last.items():
@@ -157,9 +159,9 @@ class TestOpen:
             assert s.count("files") == 3
         conn = sqlite3.connect(tmp_path / "catalog.db")
         assert conn.execute("PRAGMA user_version").fetchone()[0] == local_mod.CATALOG_VERSION
-        for table in last:
+        for table in last:  # the files table's own key aside (its last column)
             have = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
-            assert have == TABLES[table].names
+            assert have == [*TABLES[table].names, *(["file_ref"] if table == "files" else [])]
         conn.close()
 
     def test_not_open(self, tmp_path: Path, frames: list[Path]) -> None:
@@ -452,7 +454,7 @@ class TestFailures:
 
     def test_broken_catalog_raises_unavailable(self, sink: LocalSink, frames: list[Path]) -> None:
         conn = sqlite3.connect(sink.path)
-        conn.execute("DROP TABLE channels")
+        conn.execute("DROP TABLE channels_rows")
         conn.commit()
         conn.close()
         with pytest.raises(SinkUnavailable, match="channels"):

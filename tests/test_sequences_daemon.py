@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from catalog_layouts import as_version_4
 from exrgen import write_scanline
 from harness import Catalog, DaemonProcess, wait_for, write_config
 
+from exrwatchd.catalog import CATALOG_VERSION
 from exrwatchd.filesig import FileSig
 from exrwatchd.journal import (
     Delete,
@@ -369,6 +371,7 @@ def test_a_version_3_catalog_gains_the_sequence_notation_columns(
     shot.mkdir(parents=True)
     daemon, catalog, _config = daemon_on(tmp_path)
     assert daemon.stop() == 0
+    as_version_4(catalog.path)
     conn = sqlite3.connect(catalog.path)
     conn.execute("ALTER TABLE sequences DROP COLUMN notation")
     conn.execute("ALTER TABLE sequences DROP COLUMN in_progress_frames")
@@ -378,7 +381,7 @@ def test_a_version_3_catalog_gains_the_sequence_notation_columns(
     daemon, catalog, _config = daemon_on(tmp_path)
     try:
         upgraded = daemon.wait_event("catalog.upgraded")
-        assert upgraded["from_version"] == 3 and upgraded["to_version"] == 4
+        assert upgraded["from_version"] == 3 and upgraded["to_version"] == CATALOG_VERSION
         assert upgraded["columns_added"] == ["sequences.notation", "sequences.in_progress_frames"]
         for n in (1, 2):
             (shot / f"beauty.{n:04d}.exr").write_bytes(frames["rgba"])

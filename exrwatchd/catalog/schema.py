@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-#: Bumped whenever a table, column or a column's meaning changes.
-CATALOG_VERSION = 4
+#: Bumped whenever a table, column or a column's meaning changes. 5: the same tables and
+#: columns; the local catalog stores the child tables' rows keyed by an integer, behind views
+#: (exrwatchd/sinks/_sqlite_catalog.py), which older versions could not write.
+CATALOG_VERSION = 5
 
 METADATA_DIM = 384  # length of files.metadata_embedding (exrwatchd.exr.embed.METADATA_DIM)
 CHANNEL_DIM = 128  # length of files.channel_fingerprint (exrwatchd.exr.embed.CHANNEL_DIM)

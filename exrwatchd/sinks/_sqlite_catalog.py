@@ -18,7 +18,8 @@ import pyarrow as pa
 from exrwatchd.catalog import CHILD_TABLES, TABLES, FileValues
 from exrwatchd.catalog.plan import AUDIT_COLUMNS, Action, plan, replaced_files_row
 
-#: Unique keys of the child tables; their leading file_id column also serves lookups by file.
+#: Unique keys of the child tables (stored with FILE_REF in file_id's place, which also
+#: serves lookups by file).
 CHILD_KEYS: dict[str, tuple[str, ...]] = {
     "parts": ("file_id", "part_index"),
     "channels": ("file_id", "part_index", "channel_index"),
@@ -57,23 +58,61 @@ def _columns(schema: pa.Schema) -> str:
     return ",\n    ".join(cols)
 
 
-#: Primary keys. The four tables of files are rowid tables, their rows appended in the order
-#: they are written, each with its key as a unique index. Clustered on the key instead
-#: (WITHOUT ROWID, until 2026-12), every file's rows went to a random place in each table:
-#: ~9 pages dirtied per file, 38 KB of WAL for ~6 KB of rows, mostly B-tree rebalancing
-#: of the attributes and channels pages. Appended, the rows share pages and only the
-#: small index entries land at random: 24 KB (docs/benchmarks.md, "Sink process").
-#: Deleting a file's rows is still a range scan of the index on its file_id prefix.
+#: The layout (catalog version 5). The tables of files are rowid tables, their rows appended
+#: in the order they are written. Clustered on their keys instead (WITHOUT ROWID, until
+#: 2026-12), every file's rows went to a random place in each table (docs/benchmarks.md,
+#: "Sink process"). The child tables' rows are stored in `<table>_rows`, tied to their files
+#: row by FILE_REF, an integer, without the file_id and file_path that each of a file's ~37
+#: child rows repeated: with those, SQLite spent 216-269 us per file on the inserts, most of
+#: it on the unique index of a 32-character text key; keyed by an integer, 133-152 us, and
+#: the file 38% smaller. Views of the child tables' names and columns put file_id and
+#: file_path back, so queries read the tables they always did (docs/catalog.md).
+FILE_REF = "file_ref"
 KEYS: dict[str, tuple[str, ...]] = {"files": ("file_id",), **CHILD_KEYS,
                                     "sequences": ("sequence_id",)}  # fmt: skip
-ROWID_TABLES = frozenset(("files", *CHILD_TABLES))
+#: The columns every child row takes from its files row, through the views; first in each
+#: child table, so a child row tuple (catalog/rows.py) is (file_id, file_path, *stored).
+FROM_FILES = ("file_id", "file_path")
+for _child in CHILD_TABLES:
+    if tuple(TABLES[_child].names[:2]) != FROM_FILES:
+        raise ValueError(f"table {_child} does not start with {FROM_FILES}")
+
+
+def rows_table(name: str) -> str:
+    """Where the rows of child table `name` are stored (`name` itself is their view)."""
+    return f"{name}_rows"
+
+
+def stored_columns(name: str) -> list[str]:
+    """The columns of child table `name` its `_rows` table stores (FILE_REF first)."""
+    return [FILE_REF, *TABLES[name].names[len(FROM_FILES) :]]
 
 
 def create_table(name: str, *, as_name: str | None = None) -> str:
-    """The CREATE TABLE statement of catalog table `name` (called `as_name` if given)."""
-    layout = "" if name in ROWID_TABLES else " WITHOUT ROWID"
-    return (f"CREATE TABLE IF NOT EXISTS {as_name or name} (\n    {_columns(TABLES[name])},\n"
-            f"    PRIMARY KEY ({', '.join(KEYS[name])})\n){layout}")  # fmt: skip
+    """The CREATE TABLE statement of catalog table `name` (called `as_name` if given); for
+    a child table, of the table its rows are stored in (rows_table)."""
+    schema = TABLES[name]
+    if name == "files":
+        # An explicit INTEGER PRIMARY KEY: VACUUM may renumber an implicit rowid, which
+        # would cut every child row from its file. Last, so `SELECT *` starts as it did.
+        return (f"CREATE TABLE IF NOT EXISTS {as_name or name} (\n    {_columns(schema)},\n"
+                f"    {FILE_REF} INTEGER PRIMARY KEY,\n    UNIQUE (file_id)\n)")  # fmt: skip
+    if name in CHILD_TABLES:
+        stored = pa.schema([f for f in schema if f.name not in FROM_FILES])
+        key = (FILE_REF, *KEYS[name][1:])
+        return (f"CREATE TABLE IF NOT EXISTS {as_name or rows_table(name)} (\n"
+                f"    {FILE_REF} INTEGER NOT NULL,\n    {_columns(stored)},\n"
+                f"    PRIMARY KEY ({', '.join(key)})\n)")  # fmt: skip
+    return (f"CREATE TABLE IF NOT EXISTS {as_name or name} (\n    {_columns(schema)},\n"
+            f"    PRIMARY KEY ({', '.join(KEYS[name])})\n) WITHOUT ROWID")  # fmt: skip
+
+
+def create_view(name: str) -> str:
+    """The view of child table `name`: its columns, in order, file_id and file_path from
+    the files row its stored rows refer to."""
+    columns = ", ".join(f"{'f' if c in FROM_FILES else 'r'}.{c} AS {c}" for c in TABLES[name].names)
+    return (f"CREATE VIEW IF NOT EXISTS {name} AS SELECT {columns} FROM {rows_table(name)} AS r "
+            f"JOIN files AS f ON f.{FILE_REF} = r.{FILE_REF}")  # fmt: skip
 
 
 #: Not unique: the text form of a non-UTF-8 name can equal a real name (file_id, the key,
@@ -83,7 +122,8 @@ PATH_INDEX = "CREATE INDEX IF NOT EXISTS files_by_path ON files (file_path_norma
 
 def ddl() -> list[str]:
     """CREATE statements for the catalog, derived from `TABLES`."""
-    return [*(create_table(name) for name in TABLES), PATH_INDEX]
+    return [*(create_table(name) for name in TABLES),
+            *(create_view(name) for name in CHILD_TABLES), PATH_INDEX]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- value mapping
@@ -137,8 +177,10 @@ _FROM_SQL: dict[str, list[Convert | None]] = {}
 _INSERT: dict[str, str] = {}
 for _name, _schema in TABLES.items():
     _TO_SQL[_name], _FROM_SQL[_name] = _converters(_schema)
-    _INSERT[_name] = (f"INSERT INTO {_name} ({', '.join(_schema.names)}) "
-                     f"VALUES ({', '.join('?' * len(_schema.names))})")  # fmt: skip
+    _cols = stored_columns(_name) if _name in CHILD_TABLES else list(_schema.names)
+    _cols += [FILE_REF] if _name == "files" else []
+    _INSERT[_name] = (f"INSERT INTO {rows_table(_name) if _name in CHILD_TABLES else _name} "
+                      f"({', '.join(_cols)}) VALUES ({', '.join('?' * len(_cols))})")  # fmt: skip
 
 
 def _convert(values: Iterable[Any], converters: Sequence[Convert | None]) -> list[Any]:
@@ -185,13 +227,22 @@ _AUDIT_UPDATE = (
 
 def delete_file(conn: sqlite3.Connection, file_id: str) -> None:
     """Delete the file's rows from every table."""
-    for table in ("files", *CHILD_TABLES):
-        conn.execute(f"DELETE FROM {table} WHERE file_id = ?", (file_id,))
+    found = conn.execute(f"SELECT {FILE_REF} FROM files WHERE file_id = ?", (file_id,))
+    _delete_refs(conn, [(row[0],) for row in found])
+
+
+def _delete_refs(conn: sqlite3.Connection, refs: list[tuple[int]]) -> None:
+    """Delete the files rows of these FILE_REFs and every child row of theirs."""
+    if refs:
+        for table in CHILD_TABLES:
+            conn.executemany(f"DELETE FROM {rows_table(table)} WHERE {FILE_REF} = ?", refs)
+        conn.executemany(f"DELETE FROM files WHERE {FILE_REF} = ?", refs)
 
 
 #: The columns of a stored files row that catalog.plan needs (file_id first).
 _STORED = ("file_id", "header_hash", "last_inspection_id", "inspection_count",
            "embedding_version", "inspection_timestamp", "pixel_stats_digest")  # fmt: skip
+_SELECT_STORED = f"SELECT {FILE_REF}, {', '.join(_STORED)} FROM files"
 
 
 def _stored(found: Sequence[Any]) -> dict[str, Any]:
@@ -202,13 +253,29 @@ def _stored(found: Sequence[Any]) -> dict[str, Any]:
     return stored
 
 
+def _last_ref(conn: sqlite3.Connection) -> int:
+    """The highest FILE_REF in use (0 if none): new files rows take the numbers after it,
+    so their child rows can be written without reading the numbers back."""
+    return int(conn.execute(f"SELECT coalesce(max({FILE_REF}), 0) FROM files").fetchone()[0])
+
+
+def _insert_file(conn: sqlite3.Connection, ref: int, files_row: dict[str, Any],
+                 rows: FileValues) -> None:  # fmt: skip
+    conn.execute(_INSERT["files"], (*sql_row("files", files_row), ref))
+    # Child rows are tuples of SQLite values already (their bools bind as 0 and 1); what
+    # they take from the files row is left out (FROM_FILES).
+    skip = len(FROM_FILES)
+    for table, children in (("parts", rows.parts), ("channels", rows.channels),
+                            ("attributes", rows.attributes)):  # fmt: skip
+        if children:
+            conn.executemany(_INSERT[table], [(ref, *child[skip:]) for child in children])
+
+
 def upsert(conn: sqlite3.Connection, rows: FileValues) -> None:
     """Store one file's rows: skip a replay, touch the audit columns, or replace them all."""
     new = rows.files
-    found = conn.execute(
-        f"SELECT {', '.join(_STORED)} FROM files WHERE file_id = ?", (rows.file_id,)
-    ).fetchone()
-    stored = None if found is None else _stored(found)
+    found = conn.execute(f"{_SELECT_STORED} WHERE file_id = ?", (rows.file_id,)).fetchone()
+    stored = None if found is None else _stored(found[1:])
     action = plan(stored, new)
     if action is Action.SKIP:
         return
@@ -218,15 +285,9 @@ def upsert(conn: sqlite3.Connection, rows: FileValues) -> None:
         conn.execute(_AUDIT_UPDATE,
                      (*(values[index[c]] for c in AUDIT_COLUMNS), rows.file_id))  # fmt: skip
         return
-    if stored is not None:
-        delete_file(conn, rows.file_id)
-    files_row = replaced_files_row(stored, new)
-    conn.execute(_INSERT["files"], sql_row("files", files_row))
-    # Child rows are tuples of SQLite values already (their bools bind as 0 and 1).
-    for table, children in (("parts", rows.parts), ("channels", rows.channels),
-                            ("attributes", rows.attributes)):  # fmt: skip
-        if children:
-            conn.executemany(_INSERT[table], children)
+    if found is not None:
+        _delete_refs(conn, [(found[0],)])
+    _insert_file(conn, _last_ref(conn) + 1, replaced_files_row(stored, new), rows)
 
 
 def upsert_batch(
@@ -240,21 +301,23 @@ def upsert_batch(
     """
     ids = [file_id for file_id, _ in batch]
     stored: dict[str, dict[str, Any]] = {}
+    refs: dict[str, int] = {}
     for start in range(0, len(ids), 500):  # SQLite's default limit of host parameters
         chunk = ids[start : start + 500]
-        query = (f"SELECT {', '.join(_STORED)} FROM files "
-                 f"WHERE file_id IN ({', '.join('?' * len(chunk))})")  # fmt: skip
+        query = f"{_SELECT_STORED} WHERE file_id IN ({', '.join('?' * len(chunk))})"
         for found in conn.execute(query, chunk):
-            stored[found[0]] = _stored(found)
-    delete: list[tuple[str]] = []
+            refs[found[1]] = found[0]
+            stored[found[1]] = _stored(found[1:])
+    delete: list[tuple[int]] = []
     audits: list[tuple[Any, ...]] = []
     inserts: dict[str, list[tuple[Any, ...]]] = {t: [] for t in TABLES}
     index = {n: i for i, n in enumerate(TABLES["files"].names)}
+    ref, skip = _last_ref(conn), len(FROM_FILES)
     for file_id, rows in batch:
         old = stored.get(file_id)
         if rows is None:
             if old is not None:
-                delete.append((file_id,))
+                delete.append((refs[file_id],))
             continue
         action = plan(old, rows.files)
         if action is Action.SKIP:
@@ -264,14 +327,13 @@ def upsert_batch(
             audits.append((*(values[index[c]] for c in AUDIT_COLUMNS), file_id))
             continue
         if old is not None:
-            delete.append((file_id,))
-        inserts["files"].append(sql_row("files", replaced_files_row(old, rows.files)))
-        inserts["parts"].extend(rows.parts)
-        inserts["channels"].extend(rows.channels)
-        inserts["attributes"].extend(rows.attributes)
-    for table in ("files", *CHILD_TABLES):
-        if delete:
-            conn.executemany(f"DELETE FROM {table} WHERE file_id = ?", delete)
+            delete.append((refs[file_id],))
+        ref += 1
+        inserts["files"].append((*sql_row("files", replaced_files_row(old, rows.files)), ref))
+        inserts["parts"].extend([(ref, *child[skip:]) for child in rows.parts])
+        inserts["channels"].extend([(ref, *child[skip:]) for child in rows.channels])
+        inserts["attributes"].extend([(ref, *child[skip:]) for child in rows.attributes])
+    _delete_refs(conn, delete)
     if audits:
         conn.executemany(_AUDIT_UPDATE, audits)
     for table, values in inserts.items():
