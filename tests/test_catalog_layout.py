@@ -196,6 +196,32 @@ class TestLayout:
             assert stored == len(after[table])
         conn.close()
 
+    def test_a_column_added_to_a_child_table_reaches_its_view(self, tmp_path: Path) -> None:
+        # A later version appending a nullable column to a child table: stored in its
+        # _rows table, shown by its view, made again. Here: channels.inf_count.
+        frame = exrgen.write_scanline(tmp_path / "a.0001.exr")
+        record = make_record(frame)
+        with LocalSink(tmp_path) as sink:
+            sink.write([upsert(record, 1)])
+        db = tmp_path / "catalog.db"
+        before = dump(db)
+        names = TABLES["channels"].names
+        assert names[-1] == "inf_count" and TABLES["channels"].field("inf_count").nullable
+        conn = sqlite3.connect(db)
+        conn.execute("DROP VIEW channels")
+        conn.execute("ALTER TABLE channels_rows DROP COLUMN inf_count")
+        picked = ", ".join(f"{'f' if c in ('file_id', 'file_path') else 'r'}.{c} AS {c}"
+                           for c in names[:-1])  # fmt: skip
+        conn.execute(f"CREATE VIEW channels AS SELECT {picked} FROM channels_rows AS r "
+                     "JOIN files AS f ON f.file_ref = r.file_ref")  # fmt: skip
+        conn.commit()
+        conn.close()
+        with LocalSink(tmp_path) as sink:
+            assert sink.count("channels") == len(before["channels"])
+        after = dump(db)
+        assert after["channels"] == [(*row[:-1], None) for row in before["channels"]]
+        assert after["files"] == before["files"]
+
     def test_clustered_tables_are_rebuilt_in_place(self, tmp_path: Path) -> None:
         frames = [exrgen.write_scanline(tmp_path / "a.0001.exr"),
                   exrgen.write_multipart(tmp_path / "a.0002.exr")]  # fmt: skip

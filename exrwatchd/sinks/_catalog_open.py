@@ -16,7 +16,7 @@ import sqlite3
 from pathlib import Path
 
 from exrwatchd._wal import BACKSTOP_PAGES
-from exrwatchd.catalog import CATALOG_VERSION, CHILD_TABLES, TABLES
+from exrwatchd.catalog import CATALOG_VERSION, CHILD_TABLES, FILE_TABLES, TABLES
 from exrwatchd.logs import get_logger
 from exrwatchd.sinks._sqlite_catalog import (
     FILE_REF,
@@ -63,7 +63,11 @@ def prepare_catalog(conn: sqlite3.Connection, path: Path, cache_kib: int) -> Non
             try:
                 _drop_unique_path_index(conn)
                 added = _add_missing_columns(conn, where)
-                rebuilt = _rebuild_with_views(conn) if _has_child_tables(conn) else False
+                rebuilt = list(FILE_TABLES) if _has_child_tables(conn) else []
+                if rebuilt:  # minutes for millions of files: say why the sink waits
+                    _log.info("catalog.rebuilding", path=str(path), from_version=version,
+                              layout="child rows keyed by file_ref, behind views")  # fmt: skip
+                    _rebuild_with_views(conn)
                 for statement in ddl():  # CREATE ... IF NOT EXISTS: only what is missing
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {CATALOG_VERSION}")
@@ -89,7 +93,7 @@ def _has_child_tables(conn: sqlite3.Connection) -> bool:
     return bool(found)
 
 
-def _rebuild_with_views(conn: sqlite3.Connection) -> bool:
+def _rebuild_with_views(conn: sqlite3.Connection) -> None:
     """Copy an older catalog's files and child tables into version 5's layout (in the
     caller's transaction) and put the views in the child tables' place. Child rows whose
     file has no files row are not carried over: no view could show them."""
@@ -109,7 +113,6 @@ def _rebuild_with_views(conn: sqlite3.Connection) -> bool:
     conn.execute(PATH_INDEX)
     for table in CHILD_TABLES:
         conn.execute(create_view(table))
-    return True
 
 
 def _drop_unique_path_index(conn: sqlite3.Connection) -> None:
