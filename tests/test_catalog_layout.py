@@ -133,6 +133,16 @@ def upsert(record: dict[str, Any], entry_id: int) -> OutboxEntry:
     return OutboxEntry(entry_id, record["path"], "upsert", record, 0, 0.0)
 
 
+def two_frames_catalogued(tmp_path: Path) -> tuple[list[Path], list[dict[str, Any]], Path]:
+    """A scanline and a multi-part frame, their records, and the catalog they are in."""
+    frames = [exrgen.write_scanline(tmp_path / "a.0001.exr"),
+              exrgen.write_multipart(tmp_path / "a.0002.exr")]  # fmt: skip
+    records = [make_record(p) for p in frames]
+    with LocalSink(tmp_path) as sink:
+        sink.write([upsert(r, i) for i, r in enumerate(records, 1)])
+    return frames, records, tmp_path / "catalog.db"
+
+
 class TestLayout:
     def test_file_tables_are_rowid_tables_with_unique_keys(self, tmp_path: Path) -> None:
         frame = exrgen.write_scanline(tmp_path / "a.0001.exr")
@@ -167,12 +177,7 @@ class TestLayout:
         assert dump(db) == before and len(before["files"]) == 3
 
     def test_version_4_catalog_is_rebuilt_in_place(self, tmp_path: Path) -> None:
-        frames = [exrgen.write_scanline(tmp_path / "a.0001.exr"),
-                  exrgen.write_multipart(tmp_path / "a.0002.exr")]  # fmt: skip
-        records = [make_record(p) for p in frames]
-        with LocalSink(tmp_path) as sink:
-            sink.write([upsert(r, i) for i, r in enumerate(records, 1)])
-        db = tmp_path / "catalog.db"
+        frames, records, db = two_frames_catalogued(tmp_path)
         before = dump(db)
         as_version_4(db)
         assert dump(db) == before
@@ -223,12 +228,7 @@ class TestLayout:
         assert after["files"] == before["files"]
 
     def test_clustered_tables_are_rebuilt_in_place(self, tmp_path: Path) -> None:
-        frames = [exrgen.write_scanline(tmp_path / "a.0001.exr"),
-                  exrgen.write_multipart(tmp_path / "a.0002.exr")]  # fmt: skip
-        records = [make_record(p) for p in frames]
-        with LocalSink(tmp_path) as sink:
-            sink.write([upsert(r, i) for i, r in enumerate(records, 1)])
-        db = tmp_path / "catalog.db"
+        frames, records, db = two_frames_catalogued(tmp_path)
         before = dump(db)
         as_version_4(db, clustered=True)  # the layout before 2026-12: clustered on the keys
         assert all("WITHOUT ROWID" in table_sql(db, t) for t in FILE_TABLES)
