@@ -2,8 +2,9 @@
 
 `build_values` checks child rows with plain type tests first and only falls back to the
 checked path (which names the bad value) when something is unusual: both must give the same
-rows. The tables of files are rowid tables now; a catalog made with them clustered on their
-keys is rebuilt in place when opened, keeping every row.
+rows. The tables of files are rowid tables, the child rows stored keyed by `file_ref`
+behind views of the child tables' names (catalog version 5); a catalog of version 4, or with
+its tables clustered on their keys, is rebuilt in place when opened, keeping every row.
 """
 
 from __future__ import annotations
