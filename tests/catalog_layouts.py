@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from exrwatchd.catalog import CHILD_TABLES, FILE_TABLES, TABLES
-from exrwatchd.sinks._sqlite_catalog import KEYS, rows_table, sql_type
+from exrwatchd.sinks._sqlite_catalog import KEYS, _columns, rows_table
 
 
 def as_version_4(db: Path, *, clustered: bool = False) -> None:
@@ -17,10 +17,7 @@ def as_version_4(db: Path, *, clustered: bool = False) -> None:
     try:
         for table in FILE_TABLES:
             schema = TABLES[table]
-            columns = ",\n    ".join(
-                f"{f.name} {sql_type(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in schema
-            )
-            conn.execute(f"CREATE TABLE {table}_v4 (\n    {columns},\n"
+            conn.execute(f"CREATE TABLE {table}_v4 (\n    {_columns(schema)},\n"
                          f"    PRIMARY KEY ({', '.join(KEYS[table])})\n)"
                          + (" WITHOUT ROWID" if clustered else ""))  # fmt: skip
             names = ", ".join(schema.names)

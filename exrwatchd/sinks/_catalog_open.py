@@ -21,7 +21,6 @@ from exrwatchd.logs import get_logger
 from exrwatchd.sinks._sqlite_catalog import (
     FILE_REF,
     FROM_FILES,
-    PATH_INDEX,
     create_table,
     create_view,
     ddl,
@@ -95,8 +94,9 @@ def _has_child_tables(conn: sqlite3.Connection) -> bool:
 
 def _rebuild_with_views(conn: sqlite3.Connection) -> None:
     """Copy an older catalog's files and child tables into version 5's layout (in the
-    caller's transaction) and put the views in the child tables' place. Child rows whose
-    file has no files row are not carried over: no view could show them."""
+    caller's transaction, whose ddl() then makes the views and the path index in their
+    place). Child rows whose file has no files row are not carried over: no view could
+    show them."""
     columns = ", ".join(TABLES["files"].names)
     conn.execute(create_table("files", as_name="files_v5"))
     conn.execute(f"INSERT INTO files_v5 ({columns}) SELECT {columns} FROM files")
@@ -110,9 +110,6 @@ def _rebuild_with_views(conn: sqlite3.Connection) -> None:
         conn.execute(f"DROP TABLE {table}")
     conn.execute("DROP TABLE files")  # its indexes go with it
     conn.execute("ALTER TABLE files_v5 RENAME TO files")
-    conn.execute(PATH_INDEX)
-    for table in CHILD_TABLES:
-        conn.execute(create_view(table))
 
 
 def _drop_unique_path_index(conn: sqlite3.Connection) -> None:

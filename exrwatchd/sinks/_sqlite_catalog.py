@@ -259,35 +259,10 @@ def _last_ref(conn: sqlite3.Connection) -> int:
     return int(conn.execute(f"SELECT coalesce(max({FILE_REF}), 0) FROM files").fetchone()[0])
 
 
-def _insert_file(conn: sqlite3.Connection, ref: int, files_row: dict[str, Any],
-                 rows: FileValues) -> None:  # fmt: skip
-    conn.execute(_INSERT["files"], (*sql_row("files", files_row), ref))
-    # Child rows are tuples of SQLite values already (their bools bind as 0 and 1); what
-    # they take from the files row is left out (FROM_FILES).
-    skip = len(FROM_FILES)
-    for table, children in (("parts", rows.parts), ("channels", rows.channels),
-                            ("attributes", rows.attributes)):  # fmt: skip
-        if children:
-            conn.executemany(_INSERT[table], [(ref, *child[skip:]) for child in children])
-
-
 def upsert(conn: sqlite3.Connection, rows: FileValues) -> None:
-    """Store one file's rows: skip a replay, touch the audit columns, or replace them all."""
-    new = rows.files
-    found = conn.execute(f"{_SELECT_STORED} WHERE file_id = ?", (rows.file_id,)).fetchone()
-    stored = None if found is None else _stored(found[1:])
-    action = plan(stored, new)
-    if action is Action.SKIP:
-        return
-    if action is Action.AUDIT:
-        values = sql_row("files", new)
-        index = {n: i for i, n in enumerate(TABLES["files"].names)}
-        conn.execute(_AUDIT_UPDATE,
-                     (*(values[index[c]] for c in AUDIT_COLUMNS), rows.file_id))  # fmt: skip
-        return
-    if found is not None:
-        _delete_refs(conn, [(found[0],)])
-    _insert_file(conn, _last_ref(conn) + 1, replaced_files_row(stored, new), rows)
+    """Store one file's rows: skip a replay, touch the audit columns, or replace them all
+    (upsert_batch's decisions, for one file)."""
+    upsert_batch(conn, [(rows.file_id, rows)])
 
 
 def upsert_batch(
@@ -296,8 +271,9 @@ def upsert_batch(
     """Apply a whole batch at once: one lookup, then one executemany per table.
 
     `batch` holds (file_id, rows) per entry, rows None for a deletion, at most one entry
-    per file. Same decisions as `upsert`, an order of magnitude fewer statements; the caller
-    falls back to per-entry upserts when this raises for one bad entry.
+    per file. For each, catalog.plan decides: skip a replay, touch the audit columns, or
+    replace every row of the file. The caller falls back to per-entry upserts when this
+    raises for one bad entry.
     """
     ids = [file_id for file_id, _ in batch]
     stored: dict[str, dict[str, Any]] = {}
