@@ -21,7 +21,9 @@ Measurements (docs/bench-daemon.md has the numbers and the exact commands):
   `file.inspected`.
 - where the time goes, in every burst: CPU seconds per daemon thread (from
   /proc/PID/task/TID/stat; thread names from `py-spy dump`, when py-spy is installed), the
-  daemon's total CPU, and the per-stage finishing times from its own log lines (settled,
+  daemon's total CPU, CPU milliseconds per file of the main process, the sink process and
+  the benchmark's own writes (their system time, which a busy machine inflates), and the
+  per-stage finishing times from its own log lines (settled,
   inspected, persisted) plus a timeline of its backlogs (status.json, journal outbox,
   catalog rows). `--profile cpu|gil` also records the burst with `py-spy record` (on-CPU
   samples, or only the thread holding the GIL) and prints the hottest functions per thread.
@@ -220,6 +222,19 @@ def _cpu_of(stat_path: str) -> float | None:
 
 def proc_cpu(pid: int) -> float:
     return _cpu_of(f"/proc/{pid}/stat") or 0.0
+
+
+def children_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each child process of `pid` (the sink process), by pid."""
+    out = {}
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                for child in f.read().split():
+                    cpu = _cpu_of(f"/proc/{child}/stat")
+                    if cpu is not None:
+                        out[int(child)] = cpu
+    return out
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
@@ -521,6 +536,7 @@ def run_burst(
         if profile:
             spy = start_py_spy(pid, profile, spy_out)
         cpu0, threads0 = proc_cpu(pid), thread_cpu(pid)
+        children0 = children_cpu(pid)
         self0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.time()
         m0 = time.monotonic()
@@ -540,6 +556,7 @@ def run_burst(
             )
             status = proc_status(pid)
             cpu1, threads1 = proc_cpu(pid), thread_cpu(pid)
+            children1 = children_cpu(pid)
             self1 = resource.getrusage(resource.RUSAGE_SELF)
         # At the end: at the start py-spy may not read the interpreter yet, and some threads
         # (the WAL checkpointers) only start with the first commit.
@@ -569,6 +586,14 @@ def run_burst(
             bench_cpu_s=round(
                 (self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime), 2
             ),
+            # The sink process (a child started at daemon start), for CPU per file of each
+            # process: steadier than files/s on a shared machine.
+            sink_cpu_s=round(
+                sum(cpu - children0.get(child, 0.0) for child, cpu in children1.items()), 2
+            ),
+            # The benchmark's own writes, mostly kernel time: it moves files/s more than the
+            # daemon does on a busy machine, so it is shown beside it.
+            writer_sys_s=round(self1.ru_stime - self0.ru_stime, 2),
         )
         groups: Counter[str] = Counter()
         for tid, cpu in threads1.items():
@@ -734,6 +759,14 @@ def summary(values: list[float]) -> dict[str, float]:
 # --------------------------------------------------------------------------- report
 
 
+def per_file(result: dict[str, Any]) -> str:
+    """CPU milliseconds per file of the main process, the sink process and the benchmark's
+    writer (its system time)."""
+    n = max(1, result["files"])
+    cells = [result["daemon_cpu_s"], result.get("sink_cpu_s"), result.get("writer_sys_s")]
+    return ", ".join("?" if c is None else f"{c / n * 1000:.3f}" for c in cells)
+
+
 def machine() -> dict[str, Any]:
     model = platform.processor() or "?"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
@@ -789,8 +822,9 @@ def markdown(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
     if bursts:
         lines += [
             "| burst | backend | files | write s | to catalog s | files/s | peak RSS MB "
-            "| daemon CPU cores | complete rows | inspections | events lost |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| daemon CPU cores | CPU ms/file main, sink, writer (sys) "
+            "| complete rows | inspections | events lost |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for r in bursts:
             label = f"quiet {r['quiet_seconds']}" + (
@@ -800,7 +834,7 @@ def markdown(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
             lines.append(
                 f"| {label} | {backend} | {r['files']:,} | {r['write_seconds']:.2f} | "
                 f"{r['seconds']:.2f} | {r['files_per_s']:,.0f} | {r['peak_rss_mb']:.0f} | "
-                f"{r['daemon_cores']:.2f} | {r['complete_rows']:,} | "
+                f"{r['daemon_cores']:.2f} | {per_file(r)} | {r['complete_rows']:,} | "
                 f"{r['events']['file.settled']:,} | {r['events']['watch.events_lost']} |"
             )
         lines += [
