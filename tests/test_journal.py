@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -251,6 +252,32 @@ class TestFiles:
         with pytest.raises(JournalError, match=r"schema version 99, newer") as caught:
             Journal(db)
         assert str(db) in str(caught.value)
+
+    def test_a_version_4_journal_ships_its_waiting_records_after_the_upgrade(
+        self, db: Path
+    ) -> None:
+        """Schema 4 stored each record as JSON text; schema 5 stores new ones compressed.
+        Entries that waited through the upgrade ship with their records whole, beside new
+        ones, and the number tells an older exrwatchd to refuse the file."""
+        with Journal.open(db.parent) as j:
+            j.write([persist("/srv/old.exr", channels=["R", "G", "B"] * 500)])
+        with sqlite3.connect(db) as raw:  # as version 4 left it
+            (stored,) = raw.execute("SELECT record FROM outbox").fetchone()
+            raw.execute("UPDATE outbox SET record = ?", (zlib.decompress(stored).decode(),))
+            raw.execute("PRAGMA user_version = 4")
+        with Journal(db) as j:
+            j.write([persist("/srv/new.exr", 2, channels=["Z"] * 1500)])
+            records = {e.path: e.record for e in j.claim(10)}
+        assert records == {
+            "/srv/old.exr": {"path": "/srv/old.exr", "version": 1, "error": None,
+                             "channels": ["R", "G", "B"] * 500},
+            "/srv/new.exr": {"path": "/srv/new.exr", "version": 2, "error": None,
+                             "channels": ["Z"] * 1500},
+        }  # fmt: skip
+        with sqlite3.connect(db) as raw:
+            assert raw.execute("PRAGMA user_version").fetchone() == (5,)
+            stored_as = dict(raw.execute("SELECT path, typeof(record) FROM outbox"))
+        assert stored_as == {b"/srv/old.exr": "text", b"/srv/new.exr": "blob"}
 
     def test_foreign_database_refused(self, db: Path) -> None:
         db.parent.mkdir()
@@ -506,9 +533,9 @@ class TestPaths:
             stats = j.stats()
         assert stats.last_error_path == paths[0]
         assert stats.last_error == "cannot write /srv/caf\\udce9/frame\n0001.exr"
-        with sqlite3.connect(db) as raw_db:  # the record column is plain valid UTF-8 JSON
-            (text,) = raw_db.execute("SELECT record FROM outbox LIMIT 1").fetchone()
-        assert text.isascii()
+        with sqlite3.connect(db) as raw_db:  # the record: compressed JSON, surrogates escaped
+            (stored,) = raw_db.execute("SELECT record FROM outbox LIMIT 1").fetchone()
+        assert zlib.decompress(stored).isascii()
 
     def test_dirs_on_a_few_thousand_paths(self, journal: Journal) -> None:
         expected_dirs = []

@@ -7,7 +7,7 @@ Paths are BLOBs (`os.fsencode`); see _sql.py.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # One tuple of statements per version: MIGRATIONS[v] takes a journal from v - 1 to v.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -163,3 +163,9 @@ MIGRATIONS[4] = (
     """,
     "CREATE INDEX hook_outbox_due ON hook_outbox (state, next_attempt_at)",
 )
+
+# Version 5 (issue 13): the outbox's file records are stored zlib-compressed (BLOBs; see
+# _rows.encode_record), sequence summaries still as JSON text, and rows written before stay
+# as they are: _rows.decode_record reads both. Nothing to change in the file, but the number
+# makes an older exrwatchd refuse the journal instead of failing on a record it cannot read.
+MIGRATIONS[5] = ()

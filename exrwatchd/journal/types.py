@@ -11,9 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from exrwatchd import _json
 from exrwatchd.filesig import FileSig
-from exrwatchd.journal._rows import clean_text, encode_record
+from exrwatchd.journal._rows import clean_text, decode_record, encode_record
 
 Op = Literal["upsert", "delete", "sequence"]
 PathStatus = Literal["complete", "incomplete", "failed", "deleted"]
@@ -166,7 +165,7 @@ def outbox_entry(row: tuple[Any, ...]) -> OutboxEntry:
     id_, key, op, record, attempts, created_at = row
     return OutboxEntry(
         id=id_, path=os.fsdecode(key), op=op,
-        record=None if record is None else _json.loads(record),
+        record=None if record is None else decode_record(record),
         attempts=attempts, created_at=created_at,
     )  # fmt: skip
 
