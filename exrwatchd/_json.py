@@ -22,6 +22,14 @@ def dumps(obj: Any) -> str:
         return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
 
 
+def dumpb(obj: Any) -> bytes:
+    """dumps as UTF-8 bytes, without decoding orjson's bytes to text and back."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def loads(text: str | bytes) -> Any:
     try:
         return orjson.loads(text)

@@ -25,7 +25,7 @@ def dir_key(directory: str) -> bytes:
 def encode_record(record: dict[str, Any]) -> bytes:
     """The outbox's `record` value: the record's JSON, zlib-compressed (a BLOB)."""
     # Lone surrogates (undecodable file names) become \udcXX escapes: valid UTF-8, lossless.
-    return zlib.compress(_json.dumps(record).encode(), _RECORD_LEVEL)
+    return zlib.compress(_json.dumpb(record), _RECORD_LEVEL)
 
 
 def decode_record(value: bytes | str) -> dict[str, Any]:
