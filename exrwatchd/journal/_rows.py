@@ -11,8 +11,9 @@ from exrwatchd import _json
 # zlib level 1: a header record's JSON (4.6-10.7 KB for the benchmarks' frames) shrinks to
 # 1.0-1.5 KB, one page instead of two or three, which SQLite then writes, checkpoints, reads
 # back, rewrites when the entry is claimed and frees when it is acknowledged. Measured
-# (docs/benchmarks.md): -30 us of CPU per file for the journal writer and -35 us for the sink
-# process's claim and acknowledgement, for 18-25 us to compress and 8-11 to decompress.
+# (docs/benchmarks.md): the sink process claims and acknowledges for 35 us less CPU per file
+# (145-151 -> 110-118 us, decompressing included: 8-11 us); the journal writer saves about
+# what compressing costs it (18-25 us).
 _RECORD_LEVEL = 1
 
 
