@@ -25,6 +25,7 @@ import re
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import PurePath
 from typing import Any, TextIO, cast
@@ -264,6 +265,19 @@ _OUTPUT = _Output(sys.stdout)
 _BUDGET: LogBudget | None = None  # apply_logging's, kept across reloads with the same settings
 
 
+def _show_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int,
+    file: TextIO | None = None, line: str | None = None,
+) -> None:  # fmt: skip
+    """warnings.showwarning for the processes that log: a library's warning (watchdog warns
+    when a directory moved within the tree is watched again) becomes one log line, redacted
+    like every other, instead of text on stderr between the JSON lines."""
+    get_logger("py.warnings").warning(
+        "python.warning", category=category.__name__, message=str(message),
+        source=f"{filename}:{lineno}",
+    )  # fmt: skip
+
+
 def configure_logging(
     fmt: str = "json",
     level: str = "info",
@@ -281,6 +295,7 @@ def configure_logging(
         raise ValueError(f"log level must be one of {', '.join(LEVELS)}, got {level!r}")
 
     _OUTPUT.target = sys.stdout if stream is None else stream
+    warnings.showwarning = _show_warning
     # Decided once here, not per line: a log file is never the journal, stdout may be.
     journal = stream is None and journal_is(_OUTPUT.target)
     renderer: Processor

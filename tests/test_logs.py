@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from exrwatchd.logs import (
     get_logger,
     journal_is,
 )
+from exrwatchd.secrets import MASK
 
 SECRET = "hunter2-very-secret"
 OTHER_SECRET = "rotated-key-5678"
@@ -46,6 +48,30 @@ def lines(stream: io.StringIO) -> list[dict[str, Any]]:
     text = stream.getvalue()
     assert text.endswith("\n") or not text
     return [json.loads(line) for line in text.splitlines()]
+
+
+class TestPythonWarnings:
+    def test_a_librarys_warning_is_one_json_line(self, out: io.StringIO) -> None:
+        """watchdog warns (warnings.warn) when a directory moved within the tree is watched
+        again; by default Python prints that to stderr as text, which is not a log line."""
+        configure_logging(stream=out)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn(f"Callback with id '7' already exists ({SECRET}). It will be "
+                          "Overwritten.", RuntimeWarning, stacklevel=1)  # fmt: skip
+        [line] = lines(out)
+        assert (line["level"], line["event"]) == ("warning", "python.warning")
+        assert line["category"] == "RuntimeWarning"
+        assert line["message"].startswith("Callback with id '7' already exists")
+        assert line["source"] == f"{__file__}:{line['source'].rsplit(':', 1)[1]}"
+
+    def test_secrets_in_a_warning_are_masked(self, out: io.StringIO) -> None:
+        configure_logging(stream=out, secrets=[SECRET])
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn(f"token {SECRET} refused", UserWarning, stacklevel=1)
+        assert SECRET not in out.getvalue()
+        assert lines(out)[0]["message"] == f"token {MASK} refused"
 
 
 class TestJsonLines:
