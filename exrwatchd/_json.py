@@ -16,14 +16,11 @@ import orjson
 
 def dumps(obj: Any) -> str:
     """Compact JSON text. Non-ASCII stays UTF-8, except in values orjson cannot encode."""
-    try:
-        return orjson.dumps(obj).decode()
-    except TypeError:
-        return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
+    return dumpb(obj).decode()
 
 
 def dumpb(obj: Any) -> bytes:
-    """dumps as UTF-8 bytes, without decoding orjson's bytes to text and back."""
+    """dumps as UTF-8 bytes, for callers that want bytes (no decoding to text and back)."""
     try:
         return orjson.dumps(obj)
     except TypeError:

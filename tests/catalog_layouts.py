@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from exrwatchd.catalog import CHILD_TABLES, FILE_TABLES, TABLES
-from exrwatchd.sinks._sqlite_catalog import KEYS, _columns, rows_table
+from exrwatchd.sinks._sqlite_catalog import KEYS, PATH_INDEX, _columns, rows_table
 
 
 def as_version_4(db: Path, *, clustered: bool = False) -> None:
@@ -28,7 +28,7 @@ def as_version_4(db: Path, *, clustered: bool = False) -> None:
         conn.execute("DROP TABLE files")
         for table in FILE_TABLES:
             conn.execute(f"ALTER TABLE {table}_v4 RENAME TO {table}")
-        conn.execute("CREATE INDEX files_by_path ON files (file_path_normalized)")
+        conn.execute(PATH_INDEX)
         conn.execute("PRAGMA user_version = 4")
         conn.commit()
     finally:
