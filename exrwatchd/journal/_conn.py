@@ -170,7 +170,8 @@ def _pause_for_write_lock() -> None:
 
 
 def _begin_immediate(conn: sqlite3.Connection) -> None:
-    """BEGIN IMMEDIATE, trying again every millisecond for up to BUSY_TIMEOUT_MS.
+    """BEGIN IMMEDIATE, trying again every millisecond for as long as the connection's
+    busy_timeout (BUSY_TIMEOUT_MS unless set otherwise on it).
 
     SQLite's own busy handler (busy_timeout) sleeps 1, 2, 5, ... then 100 ms between tries,
     and the sqlite3 module offers no other. Behind the journal writer's steady stream of
@@ -179,9 +180,10 @@ def _begin_immediate(conn: sqlite3.Connection) -> None:
     its speed until the writer was done (bench/catchup_bench.py). Trying every millisecond
     takes the lock in the first gap, for ~10 us a try.
     """
+    timeout_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
     conn.execute("PRAGMA busy_timeout = 0")
     try:
-        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        deadline = time.monotonic() + timeout_ms / 1000
         while True:
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -191,7 +193,7 @@ def _begin_immediate(conn: sqlite3.Connection) -> None:
                     raise
             _pause_for_write_lock()
     finally:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
 
 
 def _open_reader(path: Path) -> sqlite3.Connection:
