@@ -256,7 +256,7 @@ def failing(journal: Journal, method: str, times: int) -> Callable[[], int]:
     return lambda: calls[0]
 
 
-@pytest.mark.parametrize("method", ["claim", "ack"])
+@pytest.mark.parametrize("method", ["claim_stored", "ack"])
 def test_the_sink_loop_waits_out_a_full_journal(
     tmp_path: Path, logs: list[dict[str, Any]], method: str
 ) -> None:

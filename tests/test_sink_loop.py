@@ -1,10 +1,10 @@
-"""The sink loop's two threads: the sink thread writes batches, the sink-journal thread
-claims the next one meanwhile and acknowledges the written ones. Real journal, real local
-catalog; the sink's write is only held at a gate, to stop the loop in the middle of one."""
+"""The sink loop against a real journal and a real local catalog: what a failed
+acknowledgement and a record damaged on disk do to it."""
 
 from __future__ import annotations
 
-import threading
+import os
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,9 +12,9 @@ from exrgen import write_scanline
 from harness import wait_for
 
 from exrwatchd.exr import inspect_path
-from exrwatchd.journal import Journal, JournalError, OutboxEntry, Persist
+from exrwatchd.journal import Journal, JournalError, Persist
 from exrwatchd.pipeline import SinkLoop, make_record
-from exrwatchd.sinks import Delivery, LocalSink
+from exrwatchd.sinks import LocalSink
 
 
 def journal_of(tmp_path: Path, frames: int) -> Journal:
@@ -37,46 +37,6 @@ def catalogued(tmp_path: Path) -> int:
         return sink.count("files")
     finally:
         sink.close()
-
-
-class GatedSink(LocalSink):
-    """The real local catalog, its first write held until `go_on` is set."""
-
-    def __init__(self, state_dir: Path) -> None:
-        super().__init__(state_dir)
-        self.writing, self.go_on = threading.Event(), threading.Event()
-
-    def write(self, batch: Sequence[OutboxEntry]) -> list[Delivery]:
-        self.writing.set()
-        self.go_on.wait(30)
-        return super().write(batch)
-
-
-def test_the_next_batch_is_claimed_while_one_is_written_and_a_stop_ships_both(
-    tmp_path: Path,
-) -> None:
-    journal = journal_of(tmp_path, 30)
-    sink = GatedSink(tmp_path / "state")
-    sink.open()
-    loop = SinkLoop(journal, sink, batch_size=10, batch_wait=0.0)
-    loop.start()
-    try:
-        assert sink.writing.wait(10)
-        # The first batch is being written: the second is claimed already, no more.
-        wait_for(lambda: journal.stats().inflight == 20, 10, lambda: f"{journal.stats()}")
-        loop.stop(0)  # asked to stop in the middle of the first write
-        sink.go_on.set()
-        loop.stop(10)
-        assert not loop.alive() and loop.error is None
-        # Both batches were written and acknowledged; the third was never claimed.
-        stats = journal.stats()
-        assert (stats.inflight, stats.ready, loop.delivered) == (0, 10, 20)
-    finally:
-        sink.go_on.set()
-        loop.stop(10)
-        sink.close()
-        journal.close()
-    assert catalogued(tmp_path) == 20
 
 
 def test_a_failed_acknowledgement_stops_the_loop_and_leaves_its_entries_in_flight(
@@ -102,3 +62,31 @@ def test_a_failed_acknowledgement_stops_the_loop_and_leaves_its_entries_in_fligh
         sink.close()
         journal.close()
     assert catalogued(tmp_path) == 5
+
+
+def test_a_record_the_journal_cannot_read_back_is_a_dead_letter_and_the_rest_ship(
+    tmp_path: Path,
+) -> None:
+    """A record damaged on disk (a bad sector, a restored copy) ends as a dead letter with the
+    reason, instead of stopping the loop with every file behind it."""
+    journal = journal_of(tmp_path, 3)
+    damaged = str(tmp_path / "shot" / "a.0001.exr")
+    with sqlite3.connect(journal.path) as db:
+        db.execute("UPDATE outbox SET record = ? WHERE path = ?",
+                   (b"\x78\x01garbage", os.fsencode(damaged)))  # fmt: skip
+    sink = LocalSink(tmp_path / "state")
+    sink.open()
+    loop = SinkLoop(journal, sink, batch_size=10, batch_wait=0.0)
+    loop.start()
+    try:
+        wait_for(lambda: loop.delivered == 2, 10, lambda: f"{loop.delivered} delivered")
+        wait_for(lambda: journal.stats().dead == 1, 10, lambda: f"{journal.stats()}")
+        assert loop.alive() and loop.error is None
+        [dead] = journal.dead_letters()
+        assert dead.path == damaged
+        assert "record cannot be read back from the journal" in str(dead.last_error)
+    finally:
+        loop.stop(10)
+        sink.close()
+        journal.close()
+    assert catalogued(tmp_path) == 2

@@ -7,6 +7,7 @@ from exrwatchd.journal._conn import JournalError
 from exrwatchd.journal._hooks import HookDelivery
 from exrwatchd.journal.store import Journal
 from exrwatchd.journal.types import (
+    ClaimedEntry,
     DeadLetter,
     Delete,
     JournalStats,
@@ -20,6 +21,7 @@ from exrwatchd.journal.types import (
 )
 
 __all__ = [
+    "ClaimedEntry",
     "DeadLetter",
     "Delete",
     "HookDelivery",

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from exrwatchd.journal import _hooks as hooks
 from exrwatchd.journal import _sequences as frame_sequences
@@ -28,6 +28,7 @@ from exrwatchd.journal._maintenance import JournalMaintenance
 from exrwatchd.journal._rows import clean_text, dir_key
 from exrwatchd.journal._startup import JournalStartup
 from exrwatchd.journal.types import (
+    ClaimedEntry,
     Delete,
     JournalStats,
     OutboxEntry,
@@ -44,6 +45,8 @@ log = get_logger("exrwatchd.journal")
 __all__ = ["Journal"]
 
 _KNOWN_DIRS_PAGE = 1000
+
+E = TypeVar("E", OutboxEntry, ClaimedEntry)
 
 
 class Journal(JournalMaintenance, JournalStartup, JournalHooks):
@@ -177,10 +180,18 @@ class Journal(JournalMaintenance, JournalStartup, JournalHooks):
         being put back behind the newer one. A superseded entry found here (a journal left
         by an earlier version) is deleted, never claimed.
         """
+        return self._claim(limit, conv.outbox_entry)
+
+    def claim_stored(self, limit: int) -> list[ClaimedEntry]:
+        """As claim, with each record left as stored: `ClaimedEntry.entry()` decodes it, off
+        the journal's write lock (and, in the sink loop, on the thread that writes it)."""
+        return self._claim(limit, conv.claimed_entry)
+
+    def _claim(self, limit: int, convert: Callable[[tuple[Any, ...]], E]) -> list[E]:
         if limit <= 0:
             return []
         now, due = self._clock(), self._monotonic()
-        claimed: list[OutboxEntry] = []
+        claimed: list[E] = []
         with self._transaction("claim") as conn:
             seen: set[bytes] = set()
             superseded: list[tuple[int]] = []
@@ -192,7 +203,7 @@ class Journal(JournalMaintenance, JournalStartup, JournalHooks):
                 if key in seen:  # cannot happen while the invariant holds
                     continue
                 seen.add(key)
-                claimed.append(conv.outbox_entry(row[:-1]))
+                claimed.append(convert(row[:-1]))
             conn.executemany(sql.DELETE_ENTRY, superseded)
             conn.executemany(sql.MARK_INFLIGHT, [(now, e.id) for e in claimed])
         return claimed

@@ -7,6 +7,7 @@ functions mirror the column order of the statements in exrwatchd/journal/_sql.py
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -63,6 +64,30 @@ class OutboxEntry:
     record: dict[str, Any] | None  # None for deletions
     attempts: int
     created_at: float  # unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedEntry:
+    """A claimed outbox entry with its record still as the journal stores it (compressed
+    JSON): `entry()` decodes it. The sink loop claims on one thread and decodes on the one
+    that writes the batch, so the claim's thread does not hold the interpreter for it."""
+
+    id: int
+    path: str
+    op: Op
+    stored: bytes | str | None
+    attempts: int
+    created_at: float
+
+    def entry(self) -> OutboxEntry:
+        """The OutboxEntry; ValueError, naming the path, if its record cannot be decoded
+        (damaged on disk)."""
+        try:
+            record = None if self.stored is None else decode_record(self.stored)
+        except (ValueError, zlib.error) as exc:
+            raise ValueError(f"{self.path}: the record cannot be read back from the journal "
+                             f"({exc})") from exc  # fmt: skip
+        return OutboxEntry(self.id, self.path, self.op, record, self.attempts, self.created_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +193,12 @@ def outbox_entry(row: tuple[Any, ...]) -> OutboxEntry:
         record=None if record is None else decode_record(record),
         attempts=attempts, created_at=created_at,
     )  # fmt: skip
+
+
+def claimed_entry(row: tuple[Any, ...]) -> ClaimedEntry:
+    """A ClaimedEntry from a SELECT_CLAIMABLE row: the record left as stored."""
+    id_, key, op, record, attempts, created_at = row
+    return ClaimedEntry(id_, os.fsdecode(key), op, record, attempts, created_at)
 
 
 def dead_letter(row: tuple[Any, ...]) -> DeadLetter:

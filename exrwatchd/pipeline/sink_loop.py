@@ -1,17 +1,9 @@
-"""The sink loop: the two threads between the journal's outbox and the catalog.
+"""The sink loop: the thread between the journal's outbox and the catalog.
 
 It claims due outbox entries, hands them to the sink, and acknowledges per entry: delivered
 entries leave the outbox, retried ones back off, rejected ones are dead-lettered. A sink that
 is down as a whole (SinkUnavailable) is retried with backoff while journaling goes on (the
 journal writer, journal_writer.py, wakes this loop after each commit).
-
-The `sink` thread only writes batches to the sink. The `sink-journal` thread does the loop's
-journal writes: it claims the next batch while one is being written, and acknowledges the
-written ones. Each of those writes waits for the journal's write lock, which the journal
-writer holds for tens to hundreds of milliseconds per batch during a burst; done in line,
-those waits were a third of the sink's time, and a burst's last files reached the catalog
-seconds after they were journaled (docs/benchmarks.md, "The sink loop's journal writes on a
-thread of their own"). At most one batch is claimed ahead, so at most two are in flight.
 
 A full disk under the journal (diskfull.py) does not stop it: it waits to claim or
 acknowledge. A catalog
@@ -21,17 +13,16 @@ live path again (`resend_if_lost`).
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from exrwatchd.journal import Journal, OutboxEntry
+from exrwatchd.journal import ClaimedEntry, Journal, OutboxEntry
 from exrwatchd.logs import get_logger
 from exrwatchd.pipeline.diskfull import STOPPED, DiskFull, durably
-from exrwatchd.sinks import Outcome, Sink, SinkUnavailable
+from exrwatchd.sinks import Delivery, Outcome, Sink, SinkUnavailable
 from exrwatchd.telemetry import NullMetrics, ProgressLine
 
 log = get_logger("exrwatchd.sink_loop")
@@ -69,16 +60,7 @@ def report_to(metrics: NullMetrics, report: BatchReport) -> None:
 
 
 class SinkLoop:
-    """Moves outbox entries to the sink, acknowledging each: a `sink` thread that writes
-    batches, and a `sink-journal` thread that claims and acknowledges them.
-
-    Guarantees, as with one thread: an entry leaves the outbox only once the sink has it
-    (acknowledged after the sink's write returned), and a path has at most one entry in
-    flight, so per-path order holds however the two threads interleave. On stop, the
-    batch being written and the one claimed ahead are both shipped and acknowledged;
-    entries are left in flight (for reset_inflight at the next start) only when the
-    journal cannot be written (a full disk) as the loop stops.
-    """
+    """One thread that moves outbox entries to the sink, acknowledging each."""
 
     LOUD_INTERVAL = 60.0  # seconds between repeated sink.unavailable errors
 
@@ -96,27 +78,14 @@ class SinkLoop:
         self._on_batch = on_batch
         # Called at every turn, once the previous batch is gone (daemon/gc_tuning.py).
         self._between_batches = between_batches
+        self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sink", daemon=True)
-        self._journal_thread = threading.Thread(target=self._run_journal, name="sink-journal",
-                                                daemon=True)  # fmt: skip
-        #: Wakes the sink-journal thread: a commit to ship, a batch taken, an ack, a stop.
-        self._journal_wake = threading.Event()
-        #: Set while the sink thread has taken the last claimed batch: claim the next.
-        self._want_batch = threading.Event()
-        self._want_batch.set()
-        #: Claimed batches for the sink thread (at most one: see _want_batch); None wakes it.
-        self._claimed: queue.SimpleQueue[list[OutboxEntry] | None] = queue.SimpleQueue()
-        #: Journal writes for the sink-journal thread, in order: acknowledgements, releases.
-        self._journal_work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self.error: BaseException | None = None
         self.unhealthy_since: float | None = None
         self.last_error: str | None = None
         self._last_loud = 0.0
         self._full = DiskFull(journal.path, writer="sink")
-        # The sink thread's own journal writes (resend_if_lost) have their own full-disk
-        # episodes: its success must not end one of the sink-journal thread's.
-        self._resend_full = DiskFull(journal.path, writer="sink")
         self.delivered = 0
         # Per-file `sink.persisted` lines are at debug; `sink.progress` sums them up at info.
         self.shipped: dict[str, int] = {"persisted": 0, "deleted": 0, "sequences": 0,
@@ -132,18 +101,16 @@ class SinkLoop:
         return self._thread.is_alive()
 
     def wake(self, _count: int = 0) -> None:
-        self._journal_wake.set()
+        self._wake.set()
 
     def _run(self) -> None:
         try:
-            self._journal_thread.start()
             failures = 0
             while not self._stop.is_set():
                 try:
                     # Every turn (a stat): a catalog deleted while idle is noticed within
                     # a second, not at the next file.
-                    resent = self._durably(lambda: resend_if_lost(self._sink, self._journal),
-                                           self._resend_full)  # fmt: skip
+                    resent = self._durably(lambda: resend_if_lost(self._sink, self._journal))
                 except SinkUnavailable as exc:  # the new catalog cannot be opened (yet)
                     self._unavailable(exc, 0)
                     failures += 1
@@ -153,114 +120,52 @@ class SinkLoop:
                     break
                 if resent:
                     self.catalog_resets += 1
-                batch = self._take_batch()
-                self._progress.tick(time.monotonic())
+                # Claimed as stored, decoded here: off the journal's write lock, and a record
+                # damaged on disk is one dead letter (_decoded), not a stopped loop.
+                batch = self._durably(lambda: self._journal.claim_stored(self._batch_size))
                 if batch is None:
-                    self._between_batches()  # an idle turn
+                    break
+                self._progress.tick(time.monotonic())
+                if not batch:
+                    self._between_batches()
+                    self._wake.wait(timeout=1.0)
+                    self._wake.clear()
+                    if self._batch_wait and not self._stop.is_set():
+                        # Let a burst fill the batch: one transaction per batch, not per file.
+                        self._stop.wait(self._batch_wait)
                     continue
                 shipped = self._ship(batch)
-                del batch  # its records are garbage once acknowledged: ours are gone now
+                del batch  # its records are garbage now, before the collection
                 self._between_batches()
                 if shipped:
                     failures = 0
                     continue
                 failures += 1
                 self._back_off(failures)
-            self._finish()
             self._progress.flush(time.monotonic())
         except BaseException as exc:
-            self._failed(exc)
-            raise
-
-    def _failed(self, exc: BaseException) -> None:
-        """Either thread failed: record it, and stop the other."""
-        if self.error is None:
             self.error = exc
             log.critical("sink.loop_failed", error=str(exc), error_type=type(exc).__name__)
-        self._stop.set()
-        self._journal_wake.set()
-        self._claimed.put(None)
-
-    def _take_batch(self) -> list[OutboxEntry] | None:
-        """The next claimed batch, once the sink-journal thread has one (None after a second
-        without, or on stop); asks for the one after it at once."""
-        try:
-            batch = self._claimed.get(timeout=1.0)
-        except queue.Empty:
-            return None
-        if batch is not None:
-            self._want_batch.set()
-            self._journal_wake.set()
-        return batch
-
-    def _finish(self) -> None:
-        """After a stop: once the sink-journal thread is done, ship what it claimed ahead and
-        do the journal writes still waiting, here."""
-        self._journal_wake.set()
-        self._journal_thread.join()
-        if self.error is not None:
-            return  # entries in flight go again after the next start
-        while True:
-            try:
-                batch = self._claimed.get_nowait()
-            except queue.Empty:
-                break
-            if batch is not None:
-                self._ship(batch)
-        self._do_journal_work()
-
-    def _do_journal_work(self) -> None:
-        while True:
-            try:
-                work = self._journal_work.get_nowait()
-            except queue.Empty:
-                return
-            work()
-
-    def _run_journal(self) -> None:
-        """The sink-journal thread: acknowledge what was written, claim what is wanted."""
-        try:
-            idle = False
-            while not self._stop.is_set():
-                self._journal_wake.clear()
-                self._do_journal_work()
-                if self._want_batch.is_set():
-                    if idle and self._batch_wait:
-                        # Let a burst fill the batch: one transaction per batch, not per file.
-                        if self._stop.wait(self._batch_wait):
-                            break
-                        self._do_journal_work()
-                    batch = self._durably(lambda: self._journal.claim(self._batch_size))
-                    if batch is None:
-                        break
-                    idle = not batch
-                    if batch:
-                        self._want_batch.clear()
-                        self._claimed.put(batch)
-                        continue
-                self._journal_wake.wait(timeout=1.0)
-        except BaseException as exc:
-            self._failed(exc)
+            raise
 
     def _back_off(self, failures: int) -> None:
         low, high = self._backoff
         self._stop.wait(min(high, low * 2 ** min(failures - 1, 16)))
 
-    def _durably(self, call: Callable[[], T], full: DiskFull | None = None) -> T | None:
+    def _durably(self, call: Callable[[], T]) -> T | None:
         """`call()` (journal writes), waiting out a full disk or a journal locked by another
         connection; None if stopped meanwhile. Entries claimed but not acknowledged then
         stay in flight until the next start and go again (the sinks make that harmless)."""
-        full = full or self._full
-        result = durably(call, full, self._stop, on_full=lambda: self._journal_full(full))
+        result = durably(call, self._full, self._stop, on_full=self._journal_full)
         if result is STOPPED:
             return None
-        if full.recovered():
+        if self._full.recovered():
             self.unhealthy_since = self.last_error = None
         return result  # type: ignore[return-value]
 
-    def _journal_full(self, full: DiskFull) -> None:
+    def _journal_full(self) -> None:
         self.unhealthy_since = self.unhealthy_since or time.monotonic()
-        self.last_error = full.describe()
+        self.last_error = self._full.describe()
 
     def _unavailable(self, exc: SinkUnavailable, entries: int) -> None:
         now = time.monotonic()
@@ -275,29 +180,24 @@ class SinkLoop:
         self.unhealthy_since = self.unhealthy_since or now
         self.last_error = str(exc)
 
-    def _ship(self, batch: Sequence[OutboxEntry]) -> bool:
-        """Deliver one batch and queue its acknowledgement (or, when the sink as a whole is
-        unavailable, its release, and return False)."""
+    def _ship(self, claimed: Sequence[ClaimedEntry]) -> bool:
+        """Deliver one batch. False when the sink as a whole is unavailable."""
         started = time.perf_counter()
+        batch, unreadable = _decoded(claimed)
         try:
-            deliveries = self._sink.write(batch)
+            deliveries = [*self._sink.write(batch), *unreadable] if batch else unreadable
         except SinkUnavailable as exc:
             # Not the entries' fault: released without counting an attempt (the loop itself
             # backs off), so a long outage ends in delivery, not in dead letters.
-            ids, error, size = [e.id for e in batch], str(exc), len(batch)
-
-            def release() -> None:
-                if self._durably(lambda: self._journal.release(ids, error)) is None:
-                    return
-                if self._on_batch:
-                    self._on_batch(BatchReport(time.perf_counter() - started, size, (), 0, 0, 0,
-                                               unavailable=True))  # fmt: skip
-
-            self._journal_work.put(release)
-            self._journal_wake.set()
-            self._unavailable(exc, size)
+            ids, error = [e.id for e in claimed], str(exc)
+            if self._durably(lambda: self._journal.release(ids, error)) is None:
+                return False
+            if self._on_batch:
+                self._on_batch(BatchReport(time.perf_counter() - started, len(ids), (), 0, 0,
+                                           0, unavailable=True))  # fmt: skip
+            self._unavailable(exc, len(ids))
             return False
-        by_id = {e.id: e for e in batch}
+        by_id = {e.id: e for e in claimed}
         delivered = [d.entry_id for d in deliveries if d.outcome is Outcome.DELIVERED]
         retry = [(d.entry_id, d.error or "retry") for d in deliveries if d.outcome is Outcome.RETRY]
         reject = [(d.entry_id, d.error or "rejected") for d in deliveries
@@ -312,20 +212,9 @@ class SinkLoop:
                 self._journal.reject(reject)
             return dead
 
-        def acknowledged() -> None:
-            dead = self._durably(acknowledge)
-            if dead is not None:  # None: stopping, the entries stay in flight
-                self._after_ack(by_id, delivered, retry, reject, dead, started)
-
-        self._journal_work.put(acknowledged)
-        self._journal_wake.set()
-        return True
-
-    def _after_ack(
-        self, by_id: dict[int, OutboxEntry], delivered: list[int], retry: list[tuple[int, str]],
-        reject: list[tuple[int, str]], dead: list[int], started: float,
-    ) -> None:  # fmt: skip
-        """Log and count a batch, once its acknowledgement is durable."""
+        dead = self._durably(acknowledge)
+        if dead is None:
+            return True  # stopping
         for entry_id, error in retry:
             log.warning("sink.retry", path=by_id[entry_id].path, error=error, stage="sink")
         for entry_id, error in [*reject, *((i, "too many attempts") for i in dead)]:
@@ -342,20 +231,33 @@ class SinkLoop:
             self.unhealthy_since = None
         if self._on_batch:
             self._on_batch(BatchReport(
-                time.perf_counter() - started, len(by_id),
+                time.perf_counter() - started, len(claimed),
                 tuple(by_id[i].path for i in delivered), len(retry), len(reject), len(dead),
                 unavailable=False,
             ))  # fmt: skip
+        return True
 
     def stop(self, timeout: float) -> None:
         self._stop.set()
-        self._journal_wake.set()
-        self._claimed.put(None)
+        self._wake.set()
         self._thread.join(timeout=timeout)
 
     def discard(self) -> None:
         """Let go of a loop that was never started (a reload's, after shutdown began)."""
         self._sink.close()
+
+
+def _decoded(claimed: Sequence[ClaimedEntry]) -> tuple[list[OutboxEntry], list[Delivery]]:
+    """The claimed entries decoded; a record that cannot be (damaged on disk) is rejected,
+    a dead letter with the reason, instead of stopping the loop."""
+    entries: list[OutboxEntry] = []
+    unreadable: list[Delivery] = []
+    for entry in claimed:
+        try:
+            entries.append(entry.entry())
+        except ValueError as exc:
+            unreadable.append(Delivery(entry.id, Outcome.REJECT, str(exc)))
+    return entries, unreadable
 
 
 def resend_if_lost(sink: Sink, journal: Journal) -> bool:
