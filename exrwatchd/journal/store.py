@@ -184,7 +184,7 @@ class Journal(JournalMaintenance, JournalStartup, JournalHooks):
 
     def claim_stored(self, limit: int) -> list[ClaimedEntry]:
         """As claim, with each record left as stored: `ClaimedEntry.entry()` decodes it, off
-        the journal's write lock (and, in the sink loop, on the thread that writes it)."""
+        the journal's write lock."""
         return self._claim(limit, conv.claimed_entry)
 
     def _claim(self, limit: int, convert: Callable[[tuple[Any, ...]], E]) -> list[E]:

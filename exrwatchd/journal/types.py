@@ -69,8 +69,8 @@ class OutboxEntry:
 @dataclass(frozen=True, slots=True)
 class ClaimedEntry:
     """A claimed outbox entry with its record still as the journal stores it (compressed
-    JSON): `entry()` decodes it. The sink loop claims on one thread and decodes on the one
-    that writes the batch, so the claim's thread does not hold the interpreter for it."""
+    JSON): `entry()` decodes it. The sink loop decodes after the claim's transaction, so
+    decoding does not hold the journal's write lock, and a damaged record fails alone."""
 
     id: int
     path: str
