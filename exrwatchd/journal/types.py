@@ -185,20 +185,15 @@ def _error_message(record: dict[str, Any]) -> str | None:
 # -- query rows -> values ---------------------------------------------------------------------
 
 
-def outbox_entry(row: tuple[Any, ...]) -> OutboxEntry:
-    """An OutboxEntry from a SELECT_CLAIMABLE row."""
-    id_, key, op, record, attempts, created_at = row
-    return OutboxEntry(
-        id=id_, path=os.fsdecode(key), op=op,
-        record=None if record is None else decode_record(record),
-        attempts=attempts, created_at=created_at,
-    )  # fmt: skip
-
-
 def claimed_entry(row: tuple[Any, ...]) -> ClaimedEntry:
     """A ClaimedEntry from a SELECT_CLAIMABLE row: the record left as stored."""
     id_, key, op, record, attempts, created_at = row
     return ClaimedEntry(id_, os.fsdecode(key), op, record, attempts, created_at)
+
+
+def outbox_entry(row: tuple[Any, ...]) -> OutboxEntry:
+    """An OutboxEntry from a SELECT_CLAIMABLE row: the record decoded."""
+    return claimed_entry(row).entry()
 
 
 def dead_letter(row: tuple[Any, ...]) -> DeadLetter:
