@@ -4,6 +4,7 @@
     .venv/bin/python bench/daemon_bench.py --big            # 100k burst, inotify: memory
     .venv/bin/python bench/daemon_bench.py --profile cpu    # 20k burst, inotify, under py-spy
     .venv/bin/python bench/daemon_bench.py --only latency --backends inotify
+    .venv/bin/python bench/daemon_bench.py --only burst --backends inotify --repeat 3
 
 Measurements (docs/bench-daemon.md has the numbers and the exact commands):
 
@@ -31,7 +32,9 @@ Measurements (docs/bench-daemon.md has the numbers and the exact commands):
 The daemon is started and read exactly as the tests do it (tests/harness.py), so its stdout
 is parsed by this process while the daemon runs; this process also writes the files, on the
 same cores. Every wait has a deadline and fails with what it saw; the daemon is stopped with
-SIGTERM; temp dirs are removed (`--keep` keeps them). Not a test: pytest never collects it.
+SIGTERM; temp dirs are removed together at the end (`--keep` keeps them), and a burst starts
+only once the disk reuses the inodes of the last run's removed tree (bench/inode_reuse.py: on
+ext4 without a journal, up to 6.5 minutes). Not a test: pytest never collects it.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import resource
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +67,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import exrgen  # noqa: E402
+import inode_reuse  # noqa: E402
 from harness import Catalog, DaemonProcess, write_config  # noqa: E402
 
 from exrwatchd.watch.mounts import is_network_fs, mount_fstype  # noqa: E402
@@ -501,6 +506,7 @@ def run_burst(
     profile: str | None = None,
 ) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"exrwatchd-bench-{backend}-", dir=args.tmp))
+    args.trees.append(work)
     watch_dir, state_dir = work / "renders", work / "state"
     dirs = [watch_dir / f"shot_{d:03d}" for d in range(args.dirs)]
     for d in dirs:
@@ -623,8 +629,6 @@ def run_burst(
             stop_py_spy(spy)
         if daemon is not None:
             result["stop"] = stop_daemon(daemon)
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
     print(
         f"   {result['files_per_s']} files/s, peak RSS {result['peak_rss_mb']} MB, "
         f"daemon CPU {result['daemon_cores']} cores",
@@ -659,6 +663,7 @@ def run_latency(
     args: argparse.Namespace, backend: str, templates: list[tuple[str, bytes]]
 ) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"exrwatchd-bench-lat-{backend}-", dir=args.tmp))
+    args.trees.append(work)
     watch_dir, state_dir = work / "renders", work / "state"
     dirs = [watch_dir / f"shot_{d:03d}" for d in range(args.dirs)]
     for d in dirs:
@@ -737,8 +742,6 @@ def run_latency(
     finally:
         if daemon is not None:
             result["stop"] = stop_daemon(daemon)
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
     print(
         f"   p50 {result['p50']:.3f} s, p99 {result['p99']:.3f} s, max {result['max']:.3f} s",
         flush=True,
@@ -804,12 +807,43 @@ def git_state() -> dict[str, Any]:
     }
 
 
+def burst_medians(bursts: list[dict[str, Any]]) -> list[str]:
+    """The median files/s and CPU per file of each backend's repeated bursts, and a warning
+    for runs whose writer the disk slowed (bench/inode_reuse.py)."""
+    lines: list[str] = []
+    for backend in dict.fromkeys(r["backend"] for r in bursts):
+        runs = [r for r in bursts if r["backend"] == backend]
+        if len(runs) > 1:
+            main_ms, sink_ms = (
+                statistics.median(r[key] / r["files"] * 1000 for r in runs)
+                for key in ("daemon_cpu_s", "sink_cpu_s")
+            )
+            lines.append(
+                f"\n{backend}: median of {len(runs)}: "
+                f"{statistics.median(r['files_per_s'] for r in runs):,.0f} files/s, "
+                f"CPU ms/file main {main_ms:.3f}, sink {sink_ms:.3f}"
+            )
+    slowed = [r for r in bursts if r["writer_sys_s"] / r["files"] * 1000 > WRITER_SLOWED_MS]
+    if slowed:
+        lines.append(
+            f"\n{len(slowed)} of {len(bursts)} bursts: the writer's kernel time was over "
+            f"{WRITER_SLOWED_MS} ms/file (quiet disk: ~0.03-0.05): something removed many files "
+            "on this disk in the last minutes (bench/inode_reuse.py), and those runs measured it"
+        )
+    return lines
+
+
 def markdown(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
     lines = [
         f"machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory_gb']} GB, Python "
         f"{info['python']}, Linux {info['kernel']}, SQLite {info['sqlite']}, watchdog "
         f"{info['watchdog']}; {info['date']}; temp dirs on {info.get('tmp_fs', '?')}; "
         f"exrwatchd at {info['git']['commit']}"
+        + (
+            f"; waited {info['waited_for_inode_reuse_s']:.0f} s for inode reuse"
+            if info.get("waited_for_inode_reuse_s")
+            else ""
+        )
         + (" (exrwatchd/ modified)" if info["git"]["exrwatchd_dirty"] else "")
         + (
             ""
@@ -837,6 +871,7 @@ def markdown(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
                 f"{r['daemon_cores']:.2f} | {per_file(r)} | {r['complete_rows']:,} | "
                 f"{r['events']['file.settled']:,} | {r['events']['watch.events_lost']} |"
             )
+        lines += burst_medians(bursts)
         lines += [
             "",
             "Per-stage times (s after the first write, from the daemon's log lines):",
@@ -910,6 +945,9 @@ def markdown(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# The benchmark writer's kernel CPU per file above which the disk, not the daemon, slowed it.
+WRITER_SLOWED_MS = 0.1
+
 _GROUPS = (
     "main (settle loop)",
     "workers (inspection)",
@@ -947,8 +985,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, help="burst deadline, s (default max(180, N/40))")
     ap.add_argument("--tmp", default="/tmp", help="parent of the temp dirs (a local disk)")
     ap.add_argument("--json", type=Path, help="also write every number here")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="bursts per backend, and their median (default 1)"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs")
     args = ap.parse_args(argv)
+    # Removed together at the end: a tree removed between runs slows the next run's writer
+    # (bench/inode_reuse.py).
+    args.trees = []
 
     fstype, _ = mount_fstype(args.tmp)
     if is_network_fs(fstype):
@@ -961,14 +1005,17 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown backend {backend!r}")
     results: list[dict[str, Any]] = []
     template_dir = Path(tempfile.mkdtemp(prefix="exrwatchd-bench-templates-", dir=args.tmp))
+    args.trees.append(template_dir)
     code = 0
     try:
         templates = make_templates(template_dir)
         info["templates_bytes"] = {name: len(data) for name, data in templates}
         n = 100_000 if args.big else args.files
+        info["waited_for_inode_reuse_s"] = inode_reuse.wait_out(args.tmp)
         if special or args.only != "latency":
             for backend in backends:
-                results.append(run_burst(args, backend, n, templates, profile=args.profile))
+                for _ in range(args.repeat):
+                    results.append(run_burst(args, backend, n, templates, profile=args.profile))
         if not special and args.only != "burst":
             for backend in backends:
                 results.append(run_latency(args, backend, templates))
@@ -979,7 +1026,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted", file=sys.stderr)
         code = 130
     finally:
-        shutil.rmtree(template_dir, ignore_errors=True)
+        if not args.keep:
+            for tree in args.trees:
+                inode_reuse.remove_tree(tree, args.tmp)
     info["git_after"] = git_state()
     if results:
         print("\n" + markdown(results, info))
