@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests")]
 
+import inode_reuse  # noqa: E402
 from exrgen import write_multipart, write_scanline  # noqa: E402
 from harness import write_config  # noqa: E402
 
@@ -53,8 +54,8 @@ def main() -> None:
     ap.add_argument("--backend", default="inotify")
     ap.add_argument("--json", type=Path, help="also write the numbers here (for bench/run_all)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
+    base = Path(tempfile.mkdtemp(prefix="exrwatchd-bench-catchup-"))
+    try:
         templates = [write_scanline(base / "a.exr").read_bytes(),
                      write_multipart(base / "b.exr").read_bytes()]  # fmt: skip
         staging = base / "staging" / "shot"
@@ -89,6 +90,8 @@ def main() -> None:
         finally:
             daemon.terminate()
             daemon.wait(timeout=60)
+    finally:
+        inode_reuse.remove_tree(base)
     columns = " | ".join("RSS MB / CPU s" for _ in stats)  # daemon, then its children
     print(f"| files | backend | seconds | files/s | {columns} |")
     print(f"| {count} | {args.backend} | {elapsed:.1f} | {count / elapsed:,.0f} | "

@@ -11,9 +11,9 @@ about 1 s, on the two cores the daemon under test uses, for about six minutes. B
 burst runs measured that policy more than the daemon.
 
 So the benchmarks remove their trees through `remove_tree`, which notes the time in a stamp
-file beside them, and a burst starts only after `wait_out` has let that window pass. A stamp
-does not see files removed by anything else (a test run, say): the burst's own writer time
-per file, printed with every run, shows that.
+file beside the tree (in `--tmp`, /tmp by default), and a burst starts only after `wait_out`
+has let that window pass. A stamp does not see files removed by anything else (a test run,
+say): the burst's own writer time per file, printed with every run, shows that.
 """
 
 from __future__ import annotations
@@ -48,11 +48,11 @@ def _stamp(tmp: str | Path) -> Path:
     return Path(tmp) / STAMP_NAME
 
 
-def remove_tree(tree: str | Path, tmp: str | Path) -> None:
-    """Remove a benchmark tree and note when, for the next run's `wait_out`. The stamp is
-    rewritten in place, never removed, so it frees no inode of its own."""
+def remove_tree(tree: str | Path) -> None:
+    """Remove a benchmark tree and note when, beside it, for the next run's `wait_out`. The
+    stamp is rewritten in place, never removed, so it frees no inode of its own."""
     shutil.rmtree(tree, ignore_errors=True)
-    _stamp(tmp).write_text(f"{time.time():.3f}\n")
+    _stamp(Path(tree).parent).write_text(f"{time.time():.3f}\n")
 
 
 def seconds_left(tmp: str | Path) -> float:

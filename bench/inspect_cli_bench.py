@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests")]
 
+import inode_reuse  # noqa: E402
 from exrgen import write_scanline  # noqa: E402
 
 CHANNELS = ("R", "G", "B", "A", "diffuse.R", "diffuse.G", "diffuse.B", "Z")
@@ -97,7 +97,7 @@ def main() -> None:
             for name, cmd in sides.items():
                 times[name].append(run(cmd, env))
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        inode_reuse.remove_tree(tmp)
     result = {}
     for name, runs in times.items():
         wall = statistics.median(w for w, _ in runs)

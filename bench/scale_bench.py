@@ -49,6 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
+import inode_reuse  # noqa: E402
 from scan_bench import generate  # noqa: E402
 
 from exrwatchd.filesig import FileSig  # noqa: E402
@@ -493,7 +494,7 @@ def main() -> int:
     res["seconds"] = round(time.monotonic() - started, 1)
     if args.delete:
         for n in sizes:
-            shutil.rmtree(tree_root(args.tmp, n), ignore_errors=True)
+            inode_reuse.remove_tree(tree_root(args.tmp, n))
     print("\n" + markdown(res))
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
