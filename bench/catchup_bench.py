@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests")]
 
-import inode_reuse  # noqa: E402
+import quiet_disk  # noqa: E402
 from exrgen import write_multipart, write_scanline  # noqa: E402
 from harness import write_config  # noqa: E402
 
@@ -91,7 +91,7 @@ def main() -> None:
             daemon.terminate()
             daemon.wait(timeout=60)
     finally:
-        inode_reuse.remove_tree(base)
+        quiet_disk.remove_tree(base)
     columns = " | ".join("RSS MB / CPU s" for _ in stats)  # daemon, then its children
     print(f"| files | backend | seconds | files/s | {columns} |")
     print(f"| {count} | {args.backend} | {elapsed:.1f} | {count / elapsed:,.0f} | "

@@ -33,8 +33,9 @@ The daemon is started and read exactly as the tests do it (tests/harness.py), so
 is parsed by this process while the daemon runs; this process also writes the files, on the
 same cores. Every wait has a deadline and fails with what it saw; the daemon is stopped with
 SIGTERM; temp dirs are removed together at the end (`--keep` keeps them), and a burst starts
-only once the disk reuses the inodes of the last run's removed tree (bench/inode_reuse.py: on
-ext4 without a journal, up to 6.5 minutes). Not a test: pytest never collects it.
+only once the disk reuses the inodes of the last run's removed tree (on ext4 without a
+journal, up to 6.5 minutes) and nothing is left to write back (bench/quiet_disk.py). Not a
+test: pytest never collects it.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import exrgen  # noqa: E402
-import inode_reuse  # noqa: E402
+import quiet_disk  # noqa: E402
 from harness import Catalog, DaemonProcess, write_config  # noqa: E402
 
 from exrwatchd.watch.mounts import is_network_fs, mount_fstype  # noqa: E402
@@ -533,6 +534,7 @@ def run_burst(
     )
     daemon: BenchDaemon | None = None
     spy: subprocess.Popen | None = None
+    result["sync_before_s"] = quiet_disk.write_back()
     try:
         daemon = start_daemon(config, state_dir)
         pid = daemon.pid
@@ -809,7 +811,7 @@ def git_state() -> dict[str, Any]:
 
 def burst_medians(bursts: list[dict[str, Any]]) -> list[str]:
     """The median files/s and CPU per file of each backend's repeated bursts, and a warning
-    for runs whose writer the disk slowed (bench/inode_reuse.py)."""
+    for runs whose writer the disk slowed (bench/quiet_disk.py)."""
     lines: list[str] = []
     for backend in dict.fromkeys(r["backend"] for r in bursts):
         runs = [r for r in bursts if r["backend"] == backend]
@@ -828,7 +830,7 @@ def burst_medians(bursts: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"\n{len(slowed)} of {len(bursts)} bursts: the writer's kernel time was over "
             f"{WRITER_SLOWED_MS} ms/file (quiet disk: ~0.03-0.05): something removed many files "
-            "on this disk in the last minutes (bench/inode_reuse.py), and those runs measured it"
+            "on this disk in the last minutes (bench/quiet_disk.py), and those runs measured it"
         )
     return lines
 
@@ -991,7 +993,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs")
     args = ap.parse_args(argv)
     # Removed together at the end: a tree removed between runs slows the next run's writer
-    # (bench/inode_reuse.py).
+    # (bench/quiet_disk.py).
     args.trees = []
 
     fstype, _ = mount_fstype(args.tmp)
@@ -1013,7 +1015,7 @@ def main(argv: list[str] | None = None) -> int:
         n = 100_000 if args.big else args.files
         if special or args.only != "latency":
             # Not for latency: 50 creates a second are not slowed enough to matter.
-            info["waited_for_inode_reuse_s"] = inode_reuse.wait_out(args.tmp)
+            info["waited_for_inode_reuse_s"] = quiet_disk.wait_out(args.tmp)
             for backend in backends:
                 for _ in range(args.repeat):
                     results.append(run_burst(args, backend, n, templates, profile=args.profile))
@@ -1029,7 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             for tree in args.trees:
-                inode_reuse.remove_tree(tree)
+                quiet_disk.remove_tree(tree)
     info["git_after"] = git_state()
     if results:
         print("\n" + markdown(results, info))

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests")]
 
-import inode_reuse  # noqa: E402
+import quiet_disk  # noqa: E402
 from exrgen import write_scanline  # noqa: E402
 
 CHANNELS = ("R", "G", "B", "A", "diffuse.R", "diffuse.G", "diffuse.B", "Z")
@@ -97,7 +97,7 @@ def main() -> None:
             for name, cmd in sides.items():
                 times[name].append(run(cmd, env))
     finally:
-        inode_reuse.remove_tree(tmp)
+        quiet_disk.remove_tree(tmp)
     result = {}
     for name, runs in times.items():
         wall = statistics.median(w for w, _ in runs)

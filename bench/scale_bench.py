@@ -49,7 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-import inode_reuse  # noqa: E402
+import quiet_disk  # noqa: E402
 from scan_bench import generate  # noqa: E402
 
 from exrwatchd.filesig import FileSig  # noqa: E402
@@ -494,7 +494,7 @@ def main() -> int:
     res["seconds"] = round(time.monotonic() - started, 1)
     if args.delete:
         for n in sizes:
-            inode_reuse.remove_tree(tree_root(args.tmp, n))
+            quiet_disk.remove_tree(tree_root(args.tmp, n))
     print("\n" + markdown(res))
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))

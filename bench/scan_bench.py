@@ -43,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import inode_reuse
+import quiet_disk
 
 from exrwatchd.filesig import FileSig
 from exrwatchd.watch import NameFilter
@@ -65,7 +65,7 @@ def generate(root: Path, files: int, dirs: int) -> float:
         return 0.0
     t0 = time.perf_counter()
     if root.exists():
-        inode_reuse.remove_tree(root)
+        quiet_disk.remove_tree(root)
     parents = max(1, round(dirs**0.5))
     per_dir, extra = divmod(files, dirs)
     mode = 0o644 | 0o100000  # S_IFREG
@@ -325,7 +325,7 @@ def main() -> None:
           + ", ".join(f"{k} {v['files']:,}" for k, v in results.items()))  # fmt: skip
 
     if args.delete:
-        inode_reuse.remove_tree(root)
+        quiet_disk.remove_tree(root)
         print(f"deleted {root}")
 
 

@@ -1,19 +1,23 @@
-"""Keeping one benchmark run's removed files from slowing the next run's writes.
+"""The state of the disk a burst starts from: no inodes held back after a removal, nothing
+left to write back.
 
-    .venv/bin/python bench/inode_reuse.py [--tmp /tmp]    # the state of --tmp's disk
+    .venv/bin/python bench/quiet_disk.py [--tmp /tmp]    # the state of --tmp's disk
 
-Measured 2026-12-03 (docs/benchmarks.md): ext4 without a journal, this machine's root file
-system, will not reuse an inode deleted in the last 60 s, or 360 s while its inode-table block
-is still dirty (fs/ext4/ialloc.c, `recently_deleted`). Until then every create walks the free
-inodes of its block group, looking each one up, before it takes one. After a benchmark removed
-its 20,000-file tree, the next run's 20,000 creates cost 4-15 s of kernel CPU instead of
-about 1 s, on the two cores the daemon under test uses, for about six minutes. Back-to-back
-burst runs measured that policy more than the daemon.
+Measured 2026-12-03 (docs/benchmarks.md, "The burst's noise was the benchmark's own
+cleanup"): ext4 without a journal, this machine's root file system, will not reuse an inode
+deleted in the last 60 s, or 360 s while its inode-table block is still dirty (fs/ext4/
+ialloc.c, `recently_deleted`). Until then every create walks the free inodes of its block
+group, looking each one up, before it takes one. After a benchmark removed its 20,000-file
+tree, the next run's 20,000 creates cost 4-15 s of kernel CPU instead of about 1 s, on the
+two cores the daemon under test uses, for about six minutes. Back-to-back burst runs
+measured that policy more than the daemon.
 
 So the benchmarks remove their trees through `remove_tree`, which notes the time in a stamp
 file beside the tree (in `--tmp`, /tmp by default), and a burst starts only after `wait_out`
 has let that window pass. A stamp does not see files removed by anything else (a test run,
-say): the burst's own writer time per file, printed with every run, shows that.
+say): the burst's own writer time per file, printed with every run, shows that. And a burst
+starts after `write_back`, so that the last run's 600 MB are not written back (30 s after
+they were made) on the cores this run measures.
 """
 
 from __future__ import annotations
@@ -74,11 +78,18 @@ def wait_out(tmp: str | Path) -> float:
         print(
             f"   waiting {left:.0f} s: {tmp} is ext4 without a journal, which does not reuse the "
             f"inodes a benchmark removed in the last {WINDOW_S} s, and every create walks them "
-            "(bench/inode_reuse.py)",
+            "(bench/quiet_disk.py)",
             flush=True,
         )
         time.sleep(left)
     return round(left, 1)
+
+
+def write_back() -> float:
+    """Write every dirty page back now (`sync`); returns the seconds it took."""
+    started = time.monotonic()
+    os.sync()
+    return round(time.monotonic() - started, 2)
 
 
 def main(argv: list[str] | None = None) -> int:
