@@ -16,8 +16,8 @@ So the benchmarks remove their trees through `remove_tree`, which notes the time
 file beside the tree (in `--tmp`, /tmp by default), and a burst starts only after `wait_out`
 has let that window pass. A stamp does not see files removed by anything else (a test run,
 say): the burst's own writer time per file, printed with every run, shows that. And a burst
-starts after `write_back`, so that the last run's 600 MB are not written back (30 s after
-they were made) on the cores this run measures.
+starts after `write_back`, so that the last run's files and databases (~170 MB of files for
+20,000) are not written back, 30 s after they were made, on the cores this run measures.
 """
 
 from __future__ import annotations
