@@ -278,6 +278,19 @@ def _show_warning(
     )  # fmt: skip
 
 
+def _thread_died(args: threading.ExceptHookArgs) -> None:
+    """threading.excepthook for the processes that log: a thread that dies of an exception
+    (the journal writer, the sink and hook loops, after their own line saying why; any other
+    thread) becomes one log line with its traceback, redacted, instead of text on stderr."""
+    if args.exc_type is SystemExit:  # as threading's own hook: not an error
+        return
+    get_logger("py.threading").critical(
+        "python.thread_exception", thread=None if args.thread is None else args.thread.name,
+        error_type=args.exc_type.__name__, error=str(args.exc_value),
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )  # fmt: skip
+
+
 def configure_logging(
     fmt: str = "json",
     level: str = "info",
@@ -296,6 +309,7 @@ def configure_logging(
 
     _OUTPUT.target = sys.stdout if stream is None else stream
     warnings.showwarning = _show_warning
+    threading.excepthook = _thread_died
     # Decided once here, not per line: a log file is never the journal, stdout may be.
     journal = stream is None and journal_is(_OUTPUT.target)
     renderer: Processor

@@ -6,7 +6,9 @@ import io
 import json
 import os
 import pty
+import subprocess
 import sys
+import threading
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -72,6 +74,64 @@ class TestPythonWarnings:
             warnings.warn(f"token {SECRET} refused", UserWarning, stacklevel=1)
         assert SECRET not in out.getvalue()
         assert lines(out)[0]["message"] == f"token {MASK} refused"
+
+
+class TestThreadExceptions:
+    """The journal writer, the sink loop and the hook loop log why they stop and then let
+    their thread die with the exception; any other thread (watchdog's, a worker) can die too.
+    By default Python prints that as a traceback on stderr, which journald records line by
+    line between the JSON ones."""
+
+    @staticmethod
+    def die_in_thread(name: str, exc: BaseException) -> None:
+        def run() -> None:
+            raise exc
+
+        thread = threading.Thread(target=run, name=name)
+        thread.start()
+        thread.join()
+
+    def test_a_thread_that_dies_is_one_json_line(self, out: io.StringIO) -> None:
+        configure_logging(stream=out)
+        self.die_in_thread("sink", RuntimeError("journal.db: ack failed: disk image malformed"))
+        [line] = lines(out)
+        assert (line["level"], line["event"]) == ("critical", "python.thread_exception")
+        assert line["thread"] == "sink"
+        assert line["error_type"] == "RuntimeError"
+        assert line["error"] == "journal.db: ack failed: disk image malformed"
+        assert line["exception"].startswith("Traceback (most recent call last):")
+        assert (
+            line["exception"]
+            .rstrip()
+            .endswith("RuntimeError: journal.db: ack failed: disk image malformed")
+        )
+
+    def test_secrets_in_a_thread_exception_are_masked(self, out: io.StringIO) -> None:
+        configure_logging(stream=out, secrets=[SECRET])
+        self.die_in_thread("vast", ValueError(f"token {SECRET} refused"))
+        assert SECRET not in out.getvalue()
+        [line] = lines(out)
+        assert line["error"] == f"token {MASK} refused"
+
+    def test_a_process_that_logs_writes_nothing_else_to_stderr(self) -> None:
+        """The whole path in a process of its own, as the daemon runs: no test framework
+        between the thread and the interpreter's hook."""
+        code = (
+            "import threading\n"
+            "from exrwatchd.logs import configure_logging\n"
+            "configure_logging()\n"
+            "def run():\n"
+            "    raise OSError(5, 'Input/output error')\n"
+            "t = threading.Thread(target=run, name='journal-writer')\n"
+            "t.start(); t.join()\n"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == ""
+        [line] = [json.loads(text) for text in done.stdout.splitlines()]
+        assert (line["event"], line["thread"]) == ("python.thread_exception", "journal-writer")
+        assert line["error"] == "[Errno 5] Input/output error"
 
 
 class TestJsonLines:

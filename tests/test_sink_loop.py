@@ -3,18 +3,31 @@ acknowledgement and a record damaged on disk do to it."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import pytest
+import structlog
 from exrgen import write_scanline
 from harness import wait_for
 
 from exrwatchd.exr import inspect_path
 from exrwatchd.journal import Journal, JournalError, Persist
+from exrwatchd.logs import configure_logging
 from exrwatchd.pipeline import SinkLoop, make_record
 from exrwatchd.sinks import LocalSink
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    out = io.StringIO()
+    configure_logging(stream=out)
+    yield out
+    structlog.reset_defaults()
 
 
 def journal_of(tmp_path: Path, frames: int) -> Journal:
@@ -40,7 +53,7 @@ def catalogued(tmp_path: Path) -> int:
 
 
 def test_a_failed_acknowledgement_stops_the_loop_and_leaves_its_entries_in_flight(
-    tmp_path: Path,
+    tmp_path: Path, log_lines: io.StringIO
 ) -> None:
     journal = journal_of(tmp_path, 5)
     sink = LocalSink(tmp_path / "state")
@@ -57,6 +70,12 @@ def test_a_failed_acknowledgement_stops_the_loop_and_leaves_its_entries_in_fligh
         assert isinstance(loop.error, JournalError) and "malformed" in str(loop.error)
         # Written to the catalog, never acknowledged: shipped again after the next start.
         assert (journal.stats().inflight, loop.delivered) == (5, 0)
+        # Why, for the operator: in JSON lines only, the thread's traceback included.
+        logged = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+        failed = [line for line in logged if line["event"] == "sink.loop_failed"]
+        died = [line for line in logged if line["event"] == "python.thread_exception"]
+        assert [line["error_type"] for line in failed + died] == ["JournalError"] * 2
+        assert died[0]["thread"] == "sink" and "malformed" in died[0]["exception"]
     finally:
         loop.stop(10)
         sink.close()
