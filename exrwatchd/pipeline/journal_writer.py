@@ -85,12 +85,15 @@ class JournalWriter:
                 first = self._queue.get()
                 if first is _STOP:
                     break
-                batch = [first]
                 self._in_hand = 1
-                deadline = time.monotonic() + self._max_delay
+                if self._queue.qsize() < self._batch_size - 1:
+                    # Let the batch gather, then take it whole. Waiting in get() for each
+                    # verdict instead woke this thread once per file (docs/benchmarks.md).
+                    self._stopping.wait(self._max_delay)
+                batch = [first]
                 while len(batch) < self._batch_size:
                     try:
-                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                        item = self._queue.get_nowait()
                     except queue.Empty:
                         break
                     if item is _STOP:
