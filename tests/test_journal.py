@@ -334,6 +334,23 @@ class TestCollapse:
         assert entries[0].record is not None and entries[0].record["version"] == 2
         assert journal.path_state("/srv/b.exr") is None  # never persisted, so no tombstone
 
+    def test_a_catch_up_sized_batch_is_journaled_whole_and_in_order(
+        self, journal: Journal
+    ) -> None:
+        # 301 items: the writer's statements take rows in chunks (128, 128, 32, 8, 4, 1).
+        frames = [f"/srv/shot/f.{n:04}.exr" for n in range(301)]
+        journal.write([persist(path, 1) for path in frames])
+        # A second batch supersedes every other waiting entry and deletes one frame.
+        journal.write([*(persist(path, 2) for path in frames[::2]), Delete(frames[7])])
+        assert all(journal.path_state(p) is not None for p in frames)
+        assert journal.path_state(frames[7]).status == "deleted"  # type: ignore[union-attr]
+        entries = journal.claim(1000)
+        assert sorted(e.path for e in entries) == frames  # one entry per path, none lost
+        # Oldest first: the untouched odd frames of the first batch, then the second batch.
+        expected = [(p, "upsert", 1) for p in frames[1::2] if p != frames[7]]
+        expected += [(p, "upsert", 2) for p in frames[::2]] + [(frames[7], "delete", None)]
+        assert [(e.path, e.op, e.record and e.record["version"]) for e in entries] == expected
+
     def test_delete_leaves_tombstone(self, journal: Journal, clock: FakeClock) -> None:
         journal.write([persist("/srv/a.exr")])
         clock.now += 5
