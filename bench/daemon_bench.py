@@ -69,6 +69,7 @@ sys.path.insert(0, str(ROOT))
 
 import exrgen  # noqa: E402
 import quiet_disk  # noqa: E402
+from as_deployed import deployed_env  # noqa: E402
 from harness import Catalog, DaemonProcess, write_config  # noqa: E402
 
 from exrwatchd.watch.mounts import is_network_fs, mount_fstype  # noqa: E402
@@ -111,11 +112,11 @@ class BenchDaemon(DaemonProcess):
     are kept for error messages.
     """
 
-    def __init__(self, config: Path, state_dir: Path) -> None:
+    def __init__(self, config: Path, state_dir: Path, env: dict[str, str]) -> None:
         self.file_events: dict[str, list[tuple[str, str]]] = {e: [] for e in PER_FILE_EVENTS}
         self.counts: Counter[str] = Counter()
         self.tail_lines: deque[str] = deque(maxlen=300)
-        super().__init__(config, state_dir)
+        super().__init__(config, state_dir, env=env)
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -182,8 +183,8 @@ def make_config(
     )
 
 
-def start_daemon(config: Path, state_dir: Path) -> BenchDaemon:
-    daemon = BenchDaemon(config, state_dir)
+def start_daemon(config: Path, state_dir: Path, env: dict[str, str]) -> BenchDaemon:
+    daemon = BenchDaemon(config, state_dir, env)
     try:
         for event in ("daemon.ready", "watch.started", "scan.finished"):
             daemon.wait_event(event, timeout=60.0)
@@ -536,7 +537,7 @@ def run_burst(
     spy: subprocess.Popen | None = None
     result["sync_before_s"] = quiet_disk.write_back()
     try:
-        daemon = start_daemon(config, state_dir)
+        daemon = start_daemon(config, state_dir, args.env)
         pid = daemon.pid
         catalog = Catalog(state_dir)
         rss_before = proc_status(pid)
@@ -690,7 +691,7 @@ def run_latency(
     )
     daemon: BenchDaemon | None = None
     try:
-        daemon = start_daemon(config, state_dir)
+        daemon = start_daemon(config, state_dir, args.env)
         written: dict[str, float] = {}
         start = time.monotonic()
         behind = 0.0
@@ -1008,6 +1009,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     template_dir = Path(tempfile.mkdtemp(prefix="exrwatchd-bench-templates-", dir=args.tmp))
     args.trees.append(template_dir)
+    # The daemon runs from compiled bytecode, as deployed (bench/as_deployed.py).
+    args.env = deployed_env()
     code = 0
     try:
         templates = make_templates(template_dir)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests")]
 
 import quiet_disk  # noqa: E402
+from as_deployed import deployed_env  # noqa: E402
 from exrgen import write_scanline  # noqa: E402
 
 CHANNELS = ("R", "G", "B", "A", "diffuse.R", "diffuse.G", "diffuse.B", "Z")
@@ -88,10 +88,9 @@ def main() -> None:
                                          str(frames)],
             "OpenImageIO header walk": [sys.executable, "-c", OIIO_WALK, str(frames)],
         }  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+        env = deployed_env()
         for cmd in sides.values():
-            run(cmd, env)  # warm the page cache and write the byte-code
+            run(cmd, env)  # warm the page cache
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
         for _ in range(args.runs):  # interleaved: both sides see the same machine
             for name, cmd in sides.items():
