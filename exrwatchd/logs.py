@@ -34,6 +34,7 @@ import orjson
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
+from exrwatchd import _python_hooks as python_hooks
 from exrwatchd.secrets import MASK
 
 FORMATS = ("json", "console")
@@ -265,32 +266,6 @@ _OUTPUT = _Output(sys.stdout)
 _BUDGET: LogBudget | None = None  # apply_logging's, kept across reloads with the same settings
 
 
-def _show_warning(
-    message: Warning | str, category: type[Warning], filename: str, lineno: int,
-    file: TextIO | None = None, line: str | None = None,
-) -> None:  # fmt: skip
-    """warnings.showwarning for the processes that log: a library's warning (watchdog warns
-    when a directory moved within the tree is watched again) becomes one log line, redacted
-    like every other, instead of text on stderr between the JSON lines."""
-    get_logger("py.warnings").warning(
-        "python.warning", category=category.__name__, message=str(message),
-        source=f"{filename}:{lineno}",
-    )  # fmt: skip
-
-
-def _thread_died(args: threading.ExceptHookArgs) -> None:
-    """threading.excepthook for the processes that log: a thread that dies of an exception
-    (the journal writer, the sink and hook loops, after their own line saying why; any other
-    thread) becomes one log line with its traceback, redacted, instead of text on stderr."""
-    if args.exc_type is SystemExit:  # as threading's own hook: not an error
-        return
-    get_logger("py.threading").critical(
-        "python.thread_exception", thread=None if args.thread is None else args.thread.name,
-        error_type=args.exc_type.__name__, error=str(args.exc_value),
-        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
-    )  # fmt: skip
-
-
 def configure_logging(
     fmt: str = "json",
     level: str = "info",
@@ -308,8 +283,10 @@ def configure_logging(
         raise ValueError(f"log level must be one of {', '.join(LEVELS)}, got {level!r}")
 
     _OUTPUT.target = sys.stdout if stream is None else stream
-    warnings.showwarning = _show_warning
-    threading.excepthook = _thread_died
+    # What Python itself would print on stderr, between the JSON lines: log lines instead.
+    warnings.showwarning = python_hooks.show_warning
+    threading.excepthook = python_hooks.thread_died
+    sys.excepthook = python_hooks.process_died
     # Decided once here, not per line: a log file is never the journal, stdout may be.
     journal = stream is None and journal_is(_OUTPUT.target)
     renderer: Processor

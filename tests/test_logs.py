@@ -134,6 +134,41 @@ class TestThreadExceptions:
         assert line["error"] == "[Errno 5] Input/output error"
 
 
+class TestUncaughtExceptions:
+    """An exception no code catches in the main thread of a process that logs (the daemon's
+    start-up or shutdown, a command's bug) is one log line with its traceback, redacted like
+    every other, and not text on stderr between the JSON lines. Each case is a process of
+    its own: the interpreter's hook runs only when a process dies of the exception."""
+
+    @staticmethod
+    def die(secrets: list[str], raise_: str) -> subprocess.CompletedProcess[str]:
+        code = (
+            "from exrwatchd.logs import configure_logging\n"
+            f"configure_logging(secrets={secrets!r})\n"
+            f"{raise_}\n"
+        )
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+
+    def test_a_process_dying_of_an_exception_writes_one_json_line(self) -> None:
+        done = self.die([], "raise RuntimeError('catalog.db: unexpected row in files')")
+        assert done.returncode == 1  # still a failure, as the interpreter's own hook
+        assert done.stderr == ""
+        [line] = [json.loads(text) for text in done.stdout.splitlines()]
+        assert (line["level"], line["event"]) == ("critical", "python.uncaught_exception")
+        assert line["error_type"] == "RuntimeError"
+        assert line["error"] == "catalog.db: unexpected row in files"
+        assert line["exception"].startswith("Traceback (most recent call last):")
+        last = line["exception"].rstrip().splitlines()[-1]
+        assert last == "RuntimeError: catalog.db: unexpected row in files"
+
+    def test_secrets_in_an_uncaught_exception_are_masked(self) -> None:
+        done = self.die([SECRET], f"raise ValueError('token {SECRET} refused')")
+        assert SECRET not in done.stdout + done.stderr
+        [line] = [json.loads(text) for text in done.stdout.splitlines()]
+        assert line["error"] == f"token {MASK} refused"
+
+
 class TestJsonLines:
     def test_fields_in_order(self, out: io.StringIO) -> None:
         configure_logging(stream=out)
