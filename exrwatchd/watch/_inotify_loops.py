@@ -11,7 +11,8 @@ directory's watch at the longer path, so its events arrive under bogus paths
 it was reached by, and never walked again through another: what ``find -L`` does.
 
 Only used when following symlinks; with older watchdog versions (no InotifyWatchGroup, and
-no recursive symlink following either) the plain observer is used.
+no recursive symlink following either) and with 7.1.1's rebuilt watch group (see below) the
+plain observer is used.
 
 Every watch group here also says when a directory cannot be watched for want of watches
 (ENOSPC, ENOMEM, EMFILE: the user's inotify limits): watchdog raises that for the root only
@@ -38,6 +39,16 @@ try:
     from watchdog.observers.inotify_c import InotifyEvent
     from watchdog.observers.inotify_move_event_grouper import PathedInotifyEvent
 except ImportError:  # pragma: no cover - watchdog < 7
+    InotifyWatchGroup = None  # type: ignore[assignment,misc]
+
+# The classes below override private parts of watchdog 7.1.0's InotifyWatchGroup. 7.1.1 keeps
+# its watches in a tree of directory nodes instead, and the two dicts overridden here became
+# read-only views of that tree: written to, they register nothing, and not one event would
+# arrive. With that layout the plain observer is used, as with watchdog < 7 (it works, without
+# the fixes here); pyproject.toml keeps pip installs on 7.1.0.
+if InotifyWatchGroup is not None and isinstance(
+    getattr(InotifyWatchGroup, "_active_callbacks_by_path", None), property
+):  # pragma: no cover - watchdog >= 7.1.1
     InotifyWatchGroup = None  # type: ignore[assignment,misc]
 
 DirKey = tuple[int, int]  # (st_dev, st_ino)
