@@ -28,6 +28,8 @@ if str(TESTS_DIR) not in sys.path:  # so test modules can `import exrgen` in any
 from exrgen import write_all_kinds  # noqa: E402
 from fake_systemd import FakeSystemd, socket_path  # noqa: E402
 
+from exrwatchd.journal import Journal  # noqa: E402
+
 CORPUS_ENV = "EXRWATCHD_CORPUS"
 DEFAULT_CORPUS = TESTS_DIR.parents[1] / "shared" / "corpus" / "openexr-images"
 
@@ -110,3 +112,10 @@ def systemd(tmp_path: Path) -> Iterator[FakeSystemd]:
         os.unlink(path)
     if extra is not None:
         extra.rmdir()
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    """A journal in tmp_path/state, closed after the test."""
+    with Journal.open(tmp_path / "state") as opened:
+        yield opened

@@ -10,7 +10,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,12 +34,6 @@ from exrwatchd.journal import _schema as _journal_schema
 def persist(path: str, status: str = "complete", layout: str | None = "1:aaaa") -> Persist:
     record = {"path": path, "layout_key": layout, "error": None}
     return Persist(path, FileSig(1, 1, 1), "h", status, record)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    with Journal.open(tmp_path / "state") as j:
-        yield j
 
 
 def by_pattern(journal: Journal) -> dict[str, dict]:

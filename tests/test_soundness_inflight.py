@@ -13,10 +13,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from exrgen import truncated_copies, truncation_points, write_scanline
 from harness import ROOT, wait_for, write_config
 
@@ -42,21 +41,19 @@ class HeldWorker:
         return verdict
 
 
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    journal = Journal.open(tmp_path / "state")
-    yield journal
-    journal.close()
-
-
-def pipeline(journal: Journal, hook: HeldWorker) -> tuple[Pipeline, JournalWriter]:
+def pipeline(
+    journal: Journal, hook: Callable[[SettledFile], Verdict], *, queue_size: int = 8,
+    workers: int = 1,
+) -> tuple[Pipeline, JournalWriter]:
+    """The real settle loop on `journal`, its workers running `hook` (none started: 0)."""
     writer = JournalWriter(journal, on_commit=lambda _count: None)
     writer.start()
     settler = Settler(quiet_seconds=0.0, max_wait_seconds=60.0, recheck_initial=0.1,
                       recheck_max=1.0, clock=time.monotonic)  # fmt: skip
-    p = Pipeline(settler, Inbox(), writer, 8, rescan=lambda _path: None,
+    p = Pipeline(settler, Inbox(), writer, queue_size, rescan=lambda _path: None,
                  settled=lambda _path: None, inspect=hook)  # fmt: skip
-    p.start_workers(1)
+    if workers:
+        p.start_workers(workers)
     return p, writer
 
 

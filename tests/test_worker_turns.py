@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from exrgen import write_scanline
 from harness import wait_for
+from test_soundness_inflight import pipeline
 
 from exrwatchd.journal import Journal
-from exrwatchd.pipeline import JournalWriter, Pipeline, Verdict, inspect_settled
-from exrwatchd.watch import Inbox, SettledFile, Settler
+from exrwatchd.pipeline import Verdict, inspect_settled
+from exrwatchd.watch import SettledFile
 
 FRAMES = 10
 WORKERS = 2
@@ -47,25 +46,13 @@ class FirstReadHeld:
         return verdict
 
 
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    journal = Journal.open(tmp_path / "state")
-    yield journal
-    journal.close()
-
-
 def test_a_slow_read_holds_up_only_its_own_workers_share_of_the_queue(
     tmp_path: Path, journal: Journal
 ) -> None:
     frames = [str(write_scanline(tmp_path / "renders" / f"beauty.{n:04d}.exr"))
               for n in range(1, FRAMES + 1)]  # fmt: skip
-    writer = JournalWriter(journal, on_commit=lambda _count: None)
-    writer.start()
-    settler = Settler(quiet_seconds=0.0, max_wait_seconds=60.0, recheck_initial=0.1,
-                      recheck_max=1.0, clock=time.monotonic)  # fmt: skip
     hook = FirstReadHeld()
-    p = Pipeline(settler, Inbox(), writer, 100, rescan=lambda _path: None,
-                 settled=lambda _path: None, inspect=hook)  # fmt: skip
+    p, writer = pipeline(journal, hook, queue_size=100, workers=0)
     try:
         for frame in frames:
             p.inbox.put(frame, "closed")
