@@ -199,7 +199,8 @@ def test_sandbox(unit: Unit) -> None:
         "AF_INET",
         "AF_INET6",
     }
-    assert values(unit, s, "SystemCallFilter") == ["@system-service", "~@privileged @resources"]
+    assert values(unit, s, "SystemCallFilter") == ["@system-service", "~@privileged @resources",
+                                                   "sched_setaffinity"]  # fmt: skip
 
 
 def test_proc_subset_matches_what_the_daemon_reads() -> None:

@@ -49,7 +49,7 @@ def _read_toml(path: Path, name: str) -> tuple[dict[str, Any], int]:
         raise ConfigError(f"{name}: {where}: invalid TOML: {message}") from None
 
 
-_Kind = Literal["bool", "int", "float", "str", "path", "globs"]
+_Kind = Literal["bool", "int", "float", "str", "path", "globs", "cpus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +195,22 @@ def _to_globs(value: Any, f: _Field, ctx: _Context) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _to_cpus(value: Any, f: _Field, ctx: _Context) -> str | tuple[int, int]:
+    """"auto", "off", or [main, sink]: two different CPU numbers."""
+    if isinstance(value, str):
+        if value.lower() in ("auto", "off"):
+            return value.lower()
+        raise _Invalid(f'must be "auto", "off" or [main CPU, sink CPU], got {_q(value)}')
+    if not isinstance(value, list):
+        raise _expected('"auto", "off" or an array of two CPU numbers', value)
+    if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                  for v in value):  # fmt: skip
+        raise _Invalid("must be two CPU numbers, [main process, sink process], e.g. [2, 3]")
+    if value[0] == value[1]:
+        raise _Invalid(f"must name two different CPUs, got [{value[0]}, {value[1]}]")
+    return (value[0], value[1])
+
+
 _CONVERTERS: dict[_Kind, Callable[[Any, _Field, _Context], Any]] = {
     "bool": _to_bool,
     "int": _to_int,
@@ -202,6 +218,7 @@ _CONVERTERS: dict[_Kind, Callable[[Any, _Field, _Context], Any]] = {
     "str": _to_str,
     "path": _to_path,
     "globs": _to_globs,
+    "cpus": _to_cpus,
 }
 
 _VAR = re.compile(r"\$\{([^}]*)\}")

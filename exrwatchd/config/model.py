@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from exrwatchd._cpus import CpuSetting
 from exrwatchd.config._fields import (
     _check_env_name,
     _check_globs_nonempty,
@@ -57,6 +58,10 @@ class DaemonConfig:
     shutdown_timeout: float = 30.0
     # Ship from a child process (its own core) rather than a thread: see docs/benchmarks.md.
     sink_process: bool = True
+    # "auto": the main process's threads on one CPU, the sink process on another (the
+    # interpreter lock's hand-offs between cores cost more than the second core gives it);
+    # "off"; or [main CPU, sink CPU]. See exrwatchd/_cpus.py.
+    cpu_affinity: CpuSetting = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +201,7 @@ _DAEMON = (
     _Field("rescan_interval", "float", gt=0),
     _Field("shutdown_timeout", "float", gt=0),
     _Field("sink_process", "bool"),
+    _Field("cpu_affinity", "cpus"),
 )
 _WATCH = (
     _Field("path", "path", required=True),

@@ -10,6 +10,7 @@ import errno
 import os
 from pathlib import Path
 
+from exrwatchd._cpus import CpuPlan, pin_process, plan_cpus
 from exrwatchd.config import Config
 from exrwatchd.errors import StartupError
 from exrwatchd.journal import Journal, JournalError
@@ -31,6 +32,26 @@ def is_transient_start_error(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return any(marker in text for marker in _TRANSIENT_TEXT)
+
+
+def pin_cpus(cfg: Config) -> CpuPlan:
+    """Pin this process's threads as [daemon] cpu_affinity says (exrwatchd/_cpus.py), before
+    it starts any: threads and the sink process inherit the CPU of the thread that starts them.
+    """
+    allowed = sorted(os.sched_getaffinity(0))
+    try:
+        plan = plan_cpus(cfg.daemon.cpu_affinity, allowed, sink_process=cfg.daemon.sink_process)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    if plan.main is not None:
+        try:
+            pin_process(plan.main)
+        except OSError as exc:  # a sandbox that forbids it: run as if "off", and say so
+            log.warning("daemon.cpus_not_pinned", cpu=plan.main, error=str(exc),
+                        reason="the kernel refused sched_setaffinity")  # fmt: skip
+            plan = CpuPlan(None, None, "the kernel refused to pin")
+    log.info("daemon.cpus", main=plan.main, sink=plan.sink, allowed=allowed, why=plan.why)
+    return plan
 
 
 def check_local_disk(state_dir: str, mounts_text: str | None = None) -> None:

@@ -6,8 +6,7 @@ Threads, and what each owns:
 - observers (watchdog inotify, or one poll thread per polled mount): feed the Inbox.
 - reconciler: full scans (start, every rescan_interval, after lost events) and subtree
   walks (directories that appeared or vanished); feeds the Inbox.
-- workers: inspect settled files (CPU-bound; see docs/benchmarks.md for threads vs
-  processes).
+- workers: inspect settled files (docs/benchmarks.md: why threads, not processes).
 - pixels-N (only with `[inspect] pixel_stats`): the pixel lane, pixel health of complete
   files before they are journaled (pipeline/pixel_lane.py).
 - journal writer, sink loop, hook loop: see pipeline/journal_writer.py, sink_loop.py and
@@ -79,6 +78,7 @@ class Daemon:
         self._sink_swap = threading.Lock()
         self._sink_restart: threading.Thread | None = None
         self._withdrawn_env: dict[str, str] = {}  # credential variables, for reload()
+        self._sink_cpu: int | None = None  # where the sink process runs (start pins it)
 
     # ---- start-up ---------------------------------------------------------------------
 
@@ -88,6 +88,7 @@ class Daemon:
         # tracker): they would inherit the credentials; the sink process gets them through
         # its pipe instead.
         self._withdrawn_env = withdraw_from_environ(self.cfg.secrets())
+        self._sink_cpu = components.pin_cpus(self.cfg).sink
         self.journal = components.open_journal(self.cfg)
         reset = self.journal.reset_inflight()
         if reset:
@@ -141,7 +142,7 @@ class Daemon:
             components.check_journal_identity(self.cfg, self.journal, sink)
         if self.cfg.daemon.sink_process:
             sink.close()
-            return SinkProcess(self.cfg)  # the effective config: never the file again
+            return SinkProcess(self.cfg, self._sink_cpu)  # the effective config, not the file
         return SinkLoop(
             self.journal, sink, batch_size=self.cfg.sink.batch_size,
             batch_wait=self.cfg.sink.batch_wait_ms / 1000.0, on_batch=self.telemetry.on_batch,

@@ -7,8 +7,8 @@ start with a reconciliation, removed ones stop, changed ones restart), the sink 
 is restarted; the outbox is on disk, so nothing in flight is lost) and the [[hook]]s (events
 of the next journal write on; queued rows go out with the new settings, rows of a removed
 hook become dead letters). State directory, workers, queue size, the sink-process choice,
-the metrics address and the [inspect] pixel-lane keys need a restart: the plan names them
-and keeps the running values.
+CPU affinity, the metrics address and the [inspect] pixel-lane keys need a restart: the
+plan names them and keeps the running values.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from exrwatchd.config import Config
 __all__ = ["INSPECT_RESTART_KEYS", "RESTART_KEYS", "ReloadPlan", "plan_reload"]
 
 #: [daemon] keys that only a restart applies.
-RESTART_KEYS = ("state_dir", "workers", "queue_size", "sink_process")
+RESTART_KEYS = ("state_dir", "workers", "queue_size", "sink_process", "cpu_affinity")
 #: [inspect] keys that only a restart applies: the pixel lane's threads and queue are made at
 #: start-up, and switching pixel_stats mid-run would leave a burst half with, half without.
 INSPECT_RESTART_KEYS = ("pixel_stats", "pixel_workers", "pixel_queue_size",

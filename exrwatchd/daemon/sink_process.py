@@ -30,6 +30,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized, SynchronizedString
 from typing import TYPE_CHECKING, Any
 
+from exrwatchd._cpus import pin_process
 from exrwatchd.config import Config, LogConfig, config_from_bytes, config_to_bytes
 
 if TYPE_CHECKING:  # the child imports these itself, after spawning (see _child_main)
@@ -53,6 +54,7 @@ class _Shared:
     last_error: SynchronizedString
     reports: Any  # multiprocessing.Queue of pipeline.BatchReport (not subscriptable at run time)
     parent_pid: int  # the daemon's: the child's getppid() may already be another's
+    cpu: int | None  # the CPU the child pins itself to (exrwatchd._cpus), None: any
 
     def publish(self, loop: SinkLoop) -> None:
         """Copy the loop's counters where the parent reads them."""
@@ -73,7 +75,7 @@ class _Shared:
 class SinkProcess:
     """Same surface as pipeline.SinkLoop (start, alive, wake, stop, counters)."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, cpu: int | None = None) -> None:
         ctx = multiprocessing.get_context("spawn")  # never fork a process that has threads
         # A pipe, not multiprocessing.Event: a parent killed while holding an Event's lock
         # would leave the child blocked forever, while a pipe simply reads EOF.
@@ -88,6 +90,7 @@ class SinkProcess:
             # (they are statistics, never data).
             reports=ctx.Queue(maxsize=1000),
             parent_pid=os.getpid(),
+            cpu=cpu,
         )
         self._process = ctx.Process(target=_child_main, name="exrwatchd-sink", daemon=True,
                                     args=(self._shared,))  # fmt: skip
@@ -191,6 +194,11 @@ class _Flag:
 def _child_main(shared: _Shared) -> None:
     parent = shared.parent_pid
     _die_with_parent(shared)
+    if shared.cpu is not None:  # before the imports below: they are most of its start-up
+        # The parent pinned itself in the same sandbox, so this fails only where a CPU went
+        # away meanwhile; the sink then runs where it was started, which is merely slower.
+        with contextlib.suppress(OSError):
+            pin_process(shared.cpu)
     # Imported here, once the child is bound to its parent's life: the child starts from
     # scratch (spawn), and the parent need not load the sink's dependencies twice.
     from exrwatchd.daemon.components import build_sink, open_journal

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from exrwatchd import _json
+from exrwatchd._cpus import unpin_this_thread
 from exrwatchd.config import HookConfig
 from exrwatchd.journal import HookDelivery, Journal, JournalError
 from exrwatchd.logs import get_logger
@@ -72,6 +73,7 @@ class HookLoop:
         self._thread.join(timeout=timeout)
 
     def _run(self) -> None:
+        unpin_this_thread()  # its commands inherit its CPUs: they get them all
         try:
             while not self._stop.is_set():
                 batch = self._durably(lambda: self._journal.hook_claim(CLAIM_LIMIT))

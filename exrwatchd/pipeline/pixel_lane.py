@@ -43,6 +43,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from exrwatchd._cpus import unpin_this_thread
 from exrwatchd.exr import InspectError, Inspection
 from exrwatchd.exr.report import pixel_stats_to_dict
 from exrwatchd.filesig import FileSig, sig_of
@@ -161,6 +162,7 @@ class PixelLane:
         return sum(t.is_alive() for t in self._threads)
 
     def _loop(self) -> None:
+        unpin_this_thread()  # it decodes outside the interpreter lock: every CPU helps
         while True:
             v = self.queue.get()
             if v is None:
