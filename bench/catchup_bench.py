@@ -72,6 +72,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=20_000)
     ap.add_argument("--backend", default="inotify")
+    ap.add_argument("--cpu-affinity", default="off", choices=("auto", "off"),
+                    help="[daemon] cpu_affinity (default off, the daemon's default)")
     ap.add_argument("--json", type=Path, help="also write the numbers here (for bench/run_all)")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="exrwatchd-bench-catchup-"))
@@ -89,7 +91,8 @@ def main() -> None:
                               [{"path": str(watched), "backend": args.backend,
                                 "poll_interval": 1.0}],
                               settle={"quiet_seconds": 0.5}, log={"level": "info"},
-                              sink={"batch_wait_ms": 200})  # fmt: skip
+                              sink={"batch_wait_ms": 200},
+                              daemon={"cpu_affinity": args.cpu_affinity})  # fmt: skip
         env = deployed_env()
         daemon = subprocess.Popen([sys.executable, "-m", "exrwatchd", "run", "--config",
                                    str(config)], stdout=subprocess.DEVNULL, cwd=ROOT,

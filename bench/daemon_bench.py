@@ -173,7 +173,8 @@ def make_config(
             "recheck_initial_seconds": 1.0,
             "recheck_max_seconds": 60.0,
         },
-        daemon={"workers": args.workers, "shutdown_timeout": 30.0},
+        daemon={"workers": args.workers, "shutdown_timeout": 30.0,
+                "cpu_affinity": args.cpu_affinity},
         sink={
             "kind": "local",
             "batch_size": int(os.environ.get("BENCH_SINK_BATCH", "500")),
@@ -979,6 +980,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backends", help="comma-separated (default inotify,poll)")
     ap.add_argument("--dirs", type=int, default=20)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--cpu-affinity", default="off", choices=("auto", "off"),
+                    help="[daemon] cpu_affinity (default off, the daemon's default)")
     ap.add_argument("--burst-quiet", type=float, default=0.5)
     ap.add_argument("--poll-interval", type=float, default=1.0)
     ap.add_argument("--latency-rate", type=float, default=50.0)

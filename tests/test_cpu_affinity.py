@@ -59,8 +59,8 @@ class TestPlan:
 
 
 class TestConfig:
-    def test_default_is_auto_and_an_array_is_two_cpus(self, tmp_path: Path) -> None:
-        assert load(tmp_path, '[[watch]]\npath = "/r"\n').daemon.cpu_affinity == "auto"
+    def test_default_is_off_and_an_array_is_two_cpus(self, tmp_path: Path) -> None:
+        assert load(tmp_path, '[[watch]]\npath = "/r"\n').daemon.cpu_affinity == "off"
         cfg = load(tmp_path, '[daemon]\ncpu_affinity = [2, 3]\n[[watch]]\npath = "/r"\n')
         assert cfg.daemon.cpu_affinity == (2, 3)
         cfg = load(tmp_path, '[daemon]\ncpu_affinity = "OFF"\n[[watch]]\npath = "/r"\n')
@@ -111,7 +111,7 @@ def catalogue_one_and_run_the_hook(daemon: DaemonProcess, renders: Path, got: Pa
 
 @two_cpus
 def test_auto_runs_the_main_process_on_one_cpu_and_the_sink_on_another(tmp_path: Path) -> None:
-    daemon, renders, got = affinity_daemon(tmp_path)
+    daemon, renders, got = affinity_daemon(tmp_path, cpu_affinity="auto")
     try:
         ready = daemon.wait_event("daemon.cpus")
         daemon.wait_event("daemon.ready")
@@ -152,7 +152,7 @@ NARROW = (sys.executable, "-c", f"import os, sys; os.sched_setaffinity(0, {{{ALL
 
 
 def test_a_process_allowed_one_cpu_is_left_there_and_still_works(tmp_path: Path) -> None:
-    daemon, renders, got = affinity_daemon(tmp_path, wrapper=NARROW)
+    daemon, renders, got = affinity_daemon(tmp_path, wrapper=NARROW, cpu_affinity="auto")
     try:
         cpus = daemon.wait_event("daemon.cpus")
         assert (cpus["main"], cpus["why"]) == (None, "one CPU allowed")
@@ -198,7 +198,8 @@ os.execv(sys.argv[1], sys.argv[1:])
 @two_cpus
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="the filter is written for x86_64")
 def test_a_sandbox_that_forbids_pinning_is_said_and_the_daemon_runs(tmp_path: Path) -> None:
-    daemon, renders, got = affinity_daemon(tmp_path, wrapper=DENY_SETAFFINITY)
+    daemon, renders, got = affinity_daemon(tmp_path, wrapper=DENY_SETAFFINITY,
+                                           cpu_affinity="auto")
     try:
         refused = daemon.wait_event("daemon.cpus_not_pinned")
         assert "Operation not permitted" in refused["error"], refused

@@ -58,10 +58,10 @@ class DaemonConfig:
     shutdown_timeout: float = 30.0
     # Ship from a child process (its own core) rather than a thread: see docs/benchmarks.md.
     sink_process: bool = True
-    # "auto": the main process's threads on one CPU, the sink process on another (the
-    # interpreter lock's hand-offs between cores cost more than the second core gives it);
-    # "off"; or [main CPU, sink CPU]. See exrwatchd/_cpus.py.
-    cpu_affinity: CpuSetting = "auto"
+    # "off" (the scheduler places them), "auto" (the main process's threads on one CPU, the
+    # sink process on another: a catch-up costs less CPU, but a fast local burst overflows
+    # the inotify queue sooner), or [main CPU, sink CPU]. See exrwatchd/_cpus.py.
+    cpu_affinity: CpuSetting = "off"
 
 
 @dataclass(frozen=True, slots=True)
