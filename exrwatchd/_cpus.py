@@ -5,10 +5,11 @@ interpreter lock (the settle loop, the header workers, the journal writer, the r
 watchdog's threads). Free to run on any core, each hand-off of the lock to a thread on
 another core moves the interpreter's working set between the cores' caches: the same
 inspection loop cost 141 us per file in two threads free on both cores of this two-core
-machine, and 82 us pinned to one (docs/benchmarks.md, ninth and tenth sessions). The lock
-lets the process run one core's worth of Python at a time anyway, so keeping its threads on
-one CPU loses little and saves the hand-offs. The sink process (one busy thread) gets a CPU
-of its own beside it.
+machine, and 82 us pinned to one (docs/benchmarks.md, ninth session). Pinned, a catch-up
+cost the main process a fifth less CPU per file; but the process then has one core for
+everything, and in a fast local burst its inotify reader fell behind until the kernel queue
+overflowed (tenth session). Hence "off" by default. The sink process (one busy thread) gets
+a CPU of its own beside it.
 
 What keeps every CPU. The pixel lane's threads decode pixels in OpenImageIO, outside the
 lock, and the hooks thread starts commands that inherit its CPUs: both call

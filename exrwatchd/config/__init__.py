@@ -1,6 +1,6 @@
-"""The TOML configuration, parsed and validated once into a frozen `Config` (model.py), and
-its plain-data view for `check-config` (dump.py), and the bytes that hand it to a child
-process (handoff.py); where the file is (paths.py).
+"""The TOML configuration, parsed and validated once (load.py) into a frozen `Config`
+(model.py), its plain-data view for `check-config` (dump.py), and the bytes that hand it to
+a child process (handoff.py); where the file is (paths.py).
 
 The face is loaded on first use (PEP 562), as `exrwatchd.watch`'s is: `exrwatchd inspect`
 needs only the default name globs, and loading the validating model with them (~10 ms of
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from exrwatchd.config.dump import config_to_dict
     from exrwatchd.config.handoff import config_from_bytes, config_to_bytes
     from exrwatchd.config.hooks import HOOK_EVENTS, HookConfig
+    from exrwatchd.config.load import load_config
     from exrwatchd.config.model import (
         Config,
         DaemonConfig,
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
         SinkConfig,
         VastConfig,
         WatchConfig,
-        load_config,
     )
     from exrwatchd.config.names import DEFAULT_EXCLUDE, DEFAULT_INCLUDE
     from exrwatchd.config.paths import CONFIG_ENV, DEFAULT_CONFIG_PATH, config_path
@@ -53,7 +53,7 @@ _FACE = {
     "config_path": "paths",
     "config_to_bytes": "handoff",
     "config_to_dict": "dump",
-    "load_config": "model",
+    "load_config": "load",
 }
 
 __all__ = [
