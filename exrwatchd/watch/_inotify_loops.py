@@ -38,6 +38,8 @@ try:
     from watchdog.observers.inotify import GroupedInotifyEvent, InotifyEmitter, InotifyWatchGroup
     from watchdog.observers.inotify_c import InotifyEvent
     from watchdog.observers.inotify_move_event_grouper import PathedInotifyEvent
+
+    from exrwatchd.watch._inotify_drain import DrainedInotifyObserver
 except ImportError:  # pragma: no cover - watchdog < 7
     InotifyWatchGroup = None  # type: ignore[assignment,misc]
 
@@ -64,11 +66,13 @@ def inotify_observer(
     """An InotifyObserver that calls `on_limit` when a directory of its tree cannot be
     watched for want of watches; its symlink-following watches walk every directory once.
     Raises OSError (EMFILE) when no inotify instance is left."""
-    observer = InotifyObserver()
-    if InotifyWatchGroup is not None:
-        emitter = _LoopSafeEmitter if follow_symlinks else _LimitAwareEmitter
-        # watchdog has no parameter for it
-        observer._emitter_class = partial(emitter, on_limit=on_limit)
+    if InotifyWatchGroup is None:
+        return InotifyObserver()
+    # Its kernel queue is read by a thread that does nothing else: see _inotify_drain.
+    observer = DrainedInotifyObserver()
+    emitter = _LoopSafeEmitter if follow_symlinks else _LimitAwareEmitter
+    # watchdog has no parameter for it
+    observer._emitter_class = partial(emitter, on_limit=on_limit)
     return observer
 
 

@@ -1,0 +1,145 @@
+"""The kernel's inotify queue is emptied while the events already read wait to be handled.
+
+A local writer makes events faster than watchdog's thread handles them whenever that thread
+gets less than a core (the main process pinned to one CPU, a busy box). Handling is stalled
+here for certain: the test holds the lock of the tree's watch group, which watchdog's thread
+takes for every event. Meanwhile more events happen than the kernel queues
+(`fs.inotify.max_queued_events`, read, never changed).
+"""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import termios
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from harness import wait_for
+
+from exrwatchd.watch import _inotify_loops
+from exrwatchd.watch._inotify_drain import READ_SIZE
+from exrwatchd.watch.observers import Inbox, InotifyWatcher
+
+
+def _max_queued_events() -> int:
+    try:
+        return int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    except OSError:
+        return 0
+
+
+pytestmark = [
+    pytest.mark.skipif(
+        _inotify_loops.InotifyWatchGroup is None,
+        reason="watchdog other than 7.1.0: the plain observer reads its own queue",
+    ),
+    pytest.mark.skipif(
+        not 0 < _max_queued_events() <= 65536, reason="inotify queue limit unknown or huge"
+    ),
+]
+
+
+def _queued_bytes(watcher: InotifyWatcher) -> int:
+    """What the kernel holds for the watcher's inotify instance, not yet read (FIONREAD)."""
+    fd = watcher._observer._inotify_fd._inotify_fd
+    size = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, size, True)
+    return size[0]
+
+
+@contextmanager
+def _handling_stalled(watcher: InotifyWatcher) -> Iterator[None]:
+    (emitter,) = watcher._observer.emitters
+    with emitter._inotify._lock:
+        yield
+
+
+@contextmanager
+def _watching(root: Path, inbox: Inbox) -> Iterator[InotifyWatcher]:
+    watcher = InotifyWatcher(
+        str(root), inbox, lambda name: name.endswith(".exr"), recursive=True,
+        follow_symlinks=False,
+    )  # fmt: skip
+    watcher.start()
+    try:
+        yield watcher
+    finally:
+        watcher.stop()
+
+
+def _write_files(root: Path, count: int, *, first: int = 0) -> list[str]:
+    paths = [str(root / f"f{i:05d}.exr") for i in range(first, first + count)]
+    for path in paths:
+        with open(path, "wb"):  # IN_CREATE, then IN_CLOSE_WRITE
+            pass
+    return paths
+
+
+def test_events_past_the_kernel_queue_are_kept_while_handling_is_stalled(tmp_path: Path) -> None:
+    files = _max_queued_events()  # two events each: twice what the kernel holds
+    inbox = Inbox()
+    seen: dict[str, str] = {}
+    lost: list[str] = []
+    with _watching(tmp_path, inbox) as watcher:
+        with _handling_stalled(watcher):
+            written: list[str] = []
+            # A quarter of the kernel's queue at a time, each read out before the next.
+            for first in range(0, files, files // 8):
+                written += _write_files(tmp_path, files // 8, first=first)
+                wait_for(
+                    lambda: _queued_bytes(watcher) == 0,
+                    timeout=30,
+                    describe="the kernel's queue read while handling is stalled",
+                )
+
+        def all_seen() -> bool:
+            items, reasons = inbox.drain()
+            seen.update(items)
+            lost.extend(reasons)
+            return len(seen) == len(written) or bool(lost)
+
+        wait_for(all_seen, timeout=60, describe="every file reported")
+    assert lost == []
+    assert seen == dict.fromkeys(written, "closed")
+
+
+def test_the_backlog_is_bounded_and_past_it_the_overflow_is_reported(tmp_path: Path) -> None:
+    files = _max_queued_events()
+    inbox = Inbox()
+    with _watching(tmp_path, inbox) as watcher:
+        fd = watcher._observer._inotify_fd
+        fd.backlog_limit = 64 * 1024  # some 2,000 events of these names, then the kernel's
+        with _handling_stalled(watcher):
+            _write_files(tmp_path, files)  # 2 x the kernel's queue: past both, for certain
+            assert fd.backlog_limit <= fd.backlog() <= fd.backlog_limit + READ_SIZE
+        reasons: list[str] = []
+
+        def overflow_reported() -> bool:
+            reasons.extend(inbox.drain()[1])
+            return bool(reasons)
+
+        wait_for(overflow_reported, timeout=60, describe="the kernel's overflow reported as lost")
+    assert any("overflow" in reason for reason in reasons), reasons
+
+
+def test_stopping_with_the_reader_held_back_ends_both_threads(tmp_path: Path) -> None:
+    inbox = Inbox()
+    watcher = InotifyWatcher(
+        str(tmp_path), inbox, lambda name: True, recursive=True, follow_symlinks=False
+    )
+    watcher.start()
+    fd = watcher._observer._inotify_fd
+    fd.backlog_limit = 1  # one read, then the reader waits for handling to catch up
+    stopper = threading.Thread(target=watcher.stop)
+    with _handling_stalled(watcher):
+        _write_files(tmp_path, 100)
+        wait_for(lambda: fd.backlog() > 0, timeout=30, describe="a read held back")
+        stopper.start()  # waits for the group lock, which watchdog's stop takes
+    stopper.join(timeout=30)
+    assert not stopper.is_alive(), "stop() hung"
+    assert not fd.is_alive()
+    assert not fd._reader.is_alive()
