@@ -72,8 +72,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=20_000)
     ap.add_argument("--backend", default="inotify")
-    ap.add_argument("--cpu-affinity", default="off", choices=("auto", "off"),
-                    help="[daemon] cpu_affinity (default off, the daemon's default)")
+    ap.add_argument("--cpu-affinity", default="auto", choices=("auto", "off"),
+                    help="[daemon] cpu_affinity (default auto, the daemon's default)")
     ap.add_argument("--json", type=Path, help="also write the numbers here (for bench/run_all)")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="exrwatchd-bench-catchup-"))

@@ -282,7 +282,7 @@ def thread_group(name: str) -> str:
         return "poll scanner"
     if name == "?":
         return "other (unnamed)"
-    if "Thread-" in name or "Inotify" in name:
+    if "Thread-" in name or "Inotify" in name or name == "inotify-reader":
         return "watchdog (inotify)"
     return "other named"  # the WAL checkpointers, hooks, telemetry
 
@@ -980,8 +980,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backends", help="comma-separated (default inotify,poll)")
     ap.add_argument("--dirs", type=int, default=20)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--cpu-affinity", default="off", choices=("auto", "off"),
-                    help="[daemon] cpu_affinity (default off, the daemon's default)")
+    ap.add_argument("--cpu-affinity", default="auto", choices=("auto", "off"),
+                    help="[daemon] cpu_affinity (default auto, the daemon's default)")
     ap.add_argument("--burst-quiet", type=float, default=0.5)
     ap.add_argument("--poll-interval", type=float, default=1.0)
     ap.add_argument("--latency-rate", type=float, default=50.0)

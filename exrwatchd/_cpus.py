@@ -6,10 +6,11 @@ watchdog's threads). Free to run on any core, each hand-off of the lock to a thr
 another core moves the interpreter's working set between the cores' caches: the same
 inspection loop cost 141 us per file in two threads free on both cores of this two-core
 machine, and 82 us pinned to one (docs/benchmarks.md, ninth session). Pinned, a catch-up
-cost the main process a fifth less CPU per file; but the process then has one core for
-everything, and in a fast local burst its inotify reader fell behind until the kernel queue
-overflowed (tenth session). Hence "off" by default. The sink process (one busy thread) gets
-a CPU of its own beside it.
+cost the main process a fifth less CPU per file. The process then has one core for
+everything, and in a fast local burst watchdog's inotify thread fell behind until the kernel
+queue overflowed (tenth session); since its queue is read by a thread that does nothing else
+(watch/_inotify_drain.py), no pinned burst has (eleventh session), and "auto" is the
+default. The sink process (one busy thread) gets a CPU of its own beside it.
 
 What keeps every CPU. The pixel lane's threads decode pixels in OpenImageIO, outside the
 lock, and the hooks thread starts commands that inherit its CPUs: both call

@@ -59,8 +59,8 @@ class TestPlan:
 
 
 class TestConfig:
-    def test_default_is_off_and_an_array_is_two_cpus(self, tmp_path: Path) -> None:
-        assert load(tmp_path, '[[watch]]\npath = "/r"\n').daemon.cpu_affinity == "off"
+    def test_default_is_auto_and_an_array_is_two_cpus(self, tmp_path: Path) -> None:
+        assert load(tmp_path, '[[watch]]\npath = "/r"\n').daemon.cpu_affinity == "auto"
         cfg = load(tmp_path, '[daemon]\ncpu_affinity = [2, 3]\n[[watch]]\npath = "/r"\n')
         assert cfg.daemon.cpu_affinity == (2, 3)
         cfg = load(tmp_path, '[daemon]\ncpu_affinity = "OFF"\n[[watch]]\npath = "/r"\n')

