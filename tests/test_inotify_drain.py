@@ -10,6 +10,7 @@ takes for every event. Meanwhile more events happen than the kernel queues
 from __future__ import annotations
 
 import array
+import errno
 import fcntl
 import termios
 import threading
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from harness import wait_for
+from watchdog.observers.inotify_c import InotifyFD
 
 from exrwatchd.watch import _inotify_loops
 from exrwatchd.watch._inotify_drain import READ_SIZE
@@ -143,3 +145,24 @@ def test_stopping_with_the_reader_held_back_ends_both_threads(tmp_path: Path) ->
     assert not stopper.is_alive(), "stop() hung"
     assert not fd.is_alive()
     assert not fd._reader.is_alive()
+
+
+def test_a_reader_that_fails_is_reported_and_the_watcher_is_dead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing real makes reading an inotify descriptor fail on a healthy box: watchdog's read
+    is made to raise EIO once the reader has started. The failure must not leave a watcher
+    that looks alive and hears nothing."""
+    inbox = Inbox()
+    with _watching(tmp_path, inbox) as watcher:
+        wait_for(watcher.alive, timeout=10, describe="the watcher running")
+
+        def failing_read(self: object, size: int) -> bytes:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(InotifyFD, "_read_event_buffer", failing_read)
+        _write_files(tmp_path, 1)  # wakes the reader, whose next read fails
+        wait_for(lambda: not watcher.alive(), timeout=30, describe="the watcher seen dead")
+        reasons = inbox.drain()[1]
+        assert any("reading the kernel's queue failed" in r for r in reasons), reasons
+        monkeypatch.undo()

@@ -21,6 +21,7 @@ Used with the watch groups of _inotify_loops only (watchdog 7.1.0); see there.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 
@@ -28,10 +29,16 @@ from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
 from watchdog.observers.inotify import InotifyEmitter, InotifyObserver
 from watchdog.observers.inotify_c import InotifyFD
 
+_log = logging.getLogger("watchdog.observers.inotify_c")
+
 #: Bytes asked of the kernel per read. An event is 16 bytes and its name padded to 16, so
 #: this is some 4,000-8,000 events: one wake-up of the reader empties a 16,384-event queue
 #: in two or three reads.
 READ_SIZE = 256 * 1024
+
+#: How long the reader lets events gather in the kernel's queue while the handler is busy:
+#: a 16,384-event queue would take over a million events a second to fill in that time.
+GATHER_SECONDS = 0.01
 
 #: Read but not yet handled, at most; 8 MiB is 130,000-260,000 events, 10-20 kernel queues.
 BACKLOG_BYTES = 8 * 1024 * 1024
@@ -70,7 +77,24 @@ class DrainedInotifyFD(InotifyFD):
         with self._read_changed:
             return self._read_bytes
 
+    def reading(self) -> bool:
+        """Both threads run: the kernel's queue is read, and what was read is handled."""
+        return self.is_alive() and self._reader.is_alive()
+
     def _read_kernel_queue(self) -> None:
+        try:
+            self._read_until_closed()
+        except Exception:
+            # Said on watchdog's logger, at error, like its own failures: the watcher turns
+            # that into lost events, and a rescan; and `reading()` turns false, so the daemon
+            # starts a new observer.
+            _log.exception("reading the kernel's queue failed")
+        finally:
+            with self._read_changed:  # what was read is still handled, then nothing waits
+                self._read_done = True
+                self._read_changed.notify_all()
+
+    def _read_until_closed(self) -> None:
         while True:
             with self._read_changed:
                 # Past the bound, leave events in the kernel's queue until some are handled.
@@ -89,18 +113,30 @@ class DrainedInotifyFD(InotifyFD):
                 self._read_changed.notify_all()
                 if self._read_done:
                     return
+                # While watchdog's thread has yet to take what was read, let events gather
+                # in the kernel's queue: one read then takes many, where reading at once
+                # would wake both threads for every few events of a burst. An idle handler
+                # takes a read at once, so a lone event is not held up.
+                self._read_changed.wait_for(
+                    lambda: not self._read or self._closed, timeout=GATHER_SECONDS
+                )
 
     def _read_event_buffer(self, event_buffer_size: int) -> bytes:
-        """What the reader thread read, in order, a read at a time (whole events each);
-        b"" once the instance is closed and all of it was handed out."""
+        """What the reader thread read, in order, up to `READ_SIZE` at a time (whole events);
+        b"" once the reader has stopped (closed, or failed) and all of it was handed out."""
         with self._read_changed:
             self._read_changed.wait_for(lambda: self._read or self._read_done)
             if not self._read:
+                self._stopped_event.set()  # nothing more will come: run() returns
                 return b""
-            chunk = self._read.popleft()
-            self._read_bytes -= len(chunk)
+            chunks = [self._read.popleft()]
+            size = len(chunks[0])
+            while self._read and size + len(self._read[0]) <= READ_SIZE:
+                chunks.append(self._read.popleft())
+                size += len(chunks[-1])
+            self._read_bytes -= size
             self._read_changed.notify_all()
-            return chunk
+            return b"".join(chunks)
 
 
 class DrainedInotifyObserver(InotifyObserver):
@@ -110,6 +146,11 @@ class DrainedInotifyObserver(InotifyObserver):
     def __init__(self, *, timeout: float = DEFAULT_OBSERVER_TIMEOUT) -> None:
         # InotifyObserver.__init__ would start a plain InotifyFD (its own thread and
         # inotify instance) for nothing; it does no more than this with its own class.
-        self._inotify_fd = DrainedInotifyFD()
-        self._inotify_fd.start()
-        BaseObserver.__init__(self, InotifyEmitter, timeout=timeout, inotify_fd=self._inotify_fd)
+        self._drained_fd = DrainedInotifyFD()
+        self._drained_fd.start()
+        BaseObserver.__init__(self, InotifyEmitter, timeout=timeout, inotify_fd=self._drained_fd)
+        self._inotify_fd = self._drained_fd  # what InotifyObserver.on_thread_stop stops
+
+    def reading(self) -> bool:
+        """Its inotify instance's threads both run (DrainedInotifyFD.reading)."""
+        return self._drained_fd.reading()

@@ -171,7 +171,13 @@ class InotifyWatcher:
             self.limit_error = exc
 
     def alive(self) -> bool:
-        return self._observer.is_alive() and all(e.is_alive() for e in self._observer.emitters)
+        # Where the kernel's queue has a reader of its own (_inotify_drain), it must run too.
+        reading = getattr(self._observer, "reading", None)
+        return (
+            self._observer.is_alive()
+            and all(e.is_alive() for e in self._observer.emitters)
+            and (reading is None or reading())
+        )
 
     def stop(self) -> None:
         """Also after a failed start: closing the inotify instance gives its watches back."""
