@@ -11,12 +11,18 @@ With the main process on one CPU (``[daemon] cpu_affinity``), every such burst o
 Here a second thread only reads: it wakes when the descriptor is readable, copies what the
 kernel holds into memory, and sleeps again, holding the interpreter lock for a few
 microseconds per read of up to `READ_SIZE` bytes. watchdog's thread parses and handles those
-bytes in the order they were read, exactly as it did what it read itself. The copy is
-bounded: past `BACKLOG_BYTES` not yet handled, the reader stops reading, the kernel's queue
-fills, and the kernel reports its overflow as before; so memory stays bounded and nothing is
-lost without the daemon hearing of it.
+bytes in the order they were read, exactly as it did what it read itself. While that thread
+has yet to take the last read, the reader waits up to `GATHER_SECONDS` before reading again,
+so that a burst is read in a few large reads, not a wake-up of both threads per event.
 
-Used with the watch groups of _inotify_loops only (watchdog 7.1.0); see there.
+The copy is bounded: past `BACKLOG_BYTES` not yet handled, the reader stops reading, the
+kernel's queue fills, and the kernel reports its overflow as before; so memory stays bounded
+and nothing is lost without the daemon hearing of it. A reader that fails says so on
+watchdog's logger, at error (the watcher takes that for lost events, and a rescan follows),
+and `reading()` turns false (the daemon starts a new observer).
+
+watchdog has no setting for this. Used with the watch groups of _inotify_loops only (watchdog
+7.1.0); see there.
 """
 
 from __future__ import annotations
