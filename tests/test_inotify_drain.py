@@ -12,6 +12,7 @@ from __future__ import annotations
 import array
 import errno
 import fcntl
+import os
 import termios
 import threading
 from collections.abc import Iterator
@@ -150,19 +151,33 @@ def test_stopping_with_the_reader_held_back_ends_both_threads(tmp_path: Path) ->
 def test_a_reader_that_fails_is_reported_and_the_watcher_is_dead(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Nothing real makes reading an inotify descriptor fail on a healthy box: watchdog's read
-    is made to raise EIO once the reader has started. The failure must not leave a watcher
-    that looks alive and hears nothing."""
+    """Nothing real makes reading an inotify descriptor fail on a healthy box: watchdog's poll
+    of it is made to raise EIO once the reader has started. The failure must not leave a
+    watcher that looks alive and hears nothing, nor the descriptor open after stop()."""
     inbox = Inbox()
+    instances_before = _inotify_instances()
     with _watching(tmp_path, inbox) as watcher:
         wait_for(watcher.alive, timeout=10, describe="the watcher running")
 
-        def failing_read(self: object, size: int) -> bytes:
+        def failing_poll(self: object) -> bool:
             raise OSError(errno.EIO, "Input/output error")
 
-        monkeypatch.setattr(InotifyFD, "_read_event_buffer", failing_read)
+        # watchdog's read polls the descriptor once it has marked a read under way.
+        monkeypatch.setattr(InotifyFD, "_check_inotify_fd", failing_poll)
         _write_files(tmp_path, 1)  # wakes the reader, whose next read fails
         wait_for(lambda: not watcher.alive(), timeout=30, describe="the watcher seen dead")
         reasons = inbox.drain()[1]
         assert any("reading the kernel's queue failed" in r for r in reasons), reasons
         monkeypatch.undo()
+    assert _inotify_instances() == instances_before, "stop() left the inotify descriptor open"
+
+
+def _inotify_instances() -> int:
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += os.readlink(fd) == "anon_inode:inotify"
+        except OSError:  # closed meanwhile (the listing's own descriptor, say)
+            continue
+    return count

@@ -60,7 +60,7 @@ class DrainedInotifyFD(InotifyFD):
         super().__init__()
         self._read: deque[bytes] = deque()
         self._read_bytes = 0
-        self._read_done = False  # the instance was closed: nothing more will be read
+        self._read_done = False  # the reader has stopped (closed, or failed)
         self._read_changed = threading.Condition(threading.Lock())
         self._reader = threading.Thread(target=self._read_kernel_queue, name="inotify-reader")
         self._reader.daemon = True
@@ -95,6 +95,8 @@ class DrainedInotifyFD(InotifyFD):
             # that into lost events, and a rescan; and `reading()` turns false, so the daemon
             # starts a new observer.
             _log.exception("reading the kernel's queue failed")
+            with self._lock:  # no read is under way: close() releases the descriptor itself
+                self._is_reading = False
         finally:
             with self._read_changed:  # what was read is still handled, then nothing waits
                 self._read_done = True
