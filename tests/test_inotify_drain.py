@@ -110,15 +110,24 @@ def test_events_past_the_kernel_queue_are_kept_while_handling_is_stalled(tmp_pat
     assert seen == dict.fromkeys(written, "closed")
 
 
+def _past_every_bound() -> int:
+    """Files (two events of 32 bytes each) that are more events than a stalled handler can
+    hold (one read taken, up to READ_SIZE), the reader (the bound, then one read more), and
+    the kernel's queue, with a 64 KiB bound."""
+    held = (READ_SIZE + 64 * 1024 + READ_SIZE) // 32 + _max_queued_events()
+    return held // 2 + 1000
+
+
 def test_the_backlog_is_bounded_and_past_it_the_overflow_is_reported(tmp_path: Path) -> None:
-    files = _max_queued_events()
     inbox = Inbox()
     with _watching(tmp_path, inbox) as watcher:
         fd = watcher._observer._inotify_fd
         fd.backlog_limit = 64 * 1024  # some 2,000 events of these names, then the kernel's
         with _handling_stalled(watcher):
-            _write_files(tmp_path, files)  # 2 x the kernel's queue: past both, for certain
-            assert fd.backlog_limit <= fd.backlog() <= fd.backlog_limit + READ_SIZE
+            _write_files(tmp_path, _past_every_bound())
+            wait_for(lambda: fd.backlog() >= fd.backlog_limit, timeout=30,
+                     describe="the reader up to its bound")  # fmt: skip
+            assert fd.backlog() <= fd.backlog_limit + READ_SIZE
         reasons: list[str] = []
 
         def overflow_reported() -> bool:
@@ -138,9 +147,15 @@ def test_stopping_with_the_reader_held_back_ends_both_threads(tmp_path: Path) ->
     fd = watcher._observer._inotify_fd
     fd.backlog_limit = 1  # one read, then the reader waits for handling to catch up
     stopper = threading.Thread(target=watcher.stop)
+    made = iter(range(100_000))
+
+    def a_read_held_back() -> bool:
+        # The stalled handler takes the first read it finds: the reader's next is held.
+        _write_files(tmp_path, 1, first=next(made))
+        return fd.backlog() > 0
+
     with _handling_stalled(watcher):
-        _write_files(tmp_path, 100)
-        wait_for(lambda: fd.backlog() > 0, timeout=30, describe="a read held back")
+        wait_for(a_read_held_back, timeout=30, describe="a read held back")
         stopper.start()  # waits for the group lock, which watchdog's stop takes
     stopper.join(timeout=30)
     assert not stopper.is_alive(), "stop() hung"
@@ -181,3 +196,47 @@ def _inotify_instances() -> int:
         except OSError:  # closed meanwhile (the listing's own descriptor, say)
             continue
     return count
+
+
+class _MakesAFileWhenTold(Inbox):
+    """An Inbox that, told of lost events, makes a file in the watched tree at once: what a
+    writer does while the daemon starts the rescan that the lost events call for."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def lost(self, reason: str) -> None:
+        if not self.path.exists():
+            self.path.write_bytes(b"")
+        super().lost(reason)
+
+
+def test_after_an_overflow_is_reported_every_new_file_is_seen(tmp_path: Path) -> None:
+    """On an overflow watchdog rebuilds the tree's watches. The daemon answers the report with
+    a walk of the tree, which finds what was made before it; so what is made once the report
+    is out must be seen by inotify. Reported before the rebuild, such a file's events came
+    under a watch about to be removed, and were dropped: the file was never catalogued.
+    And one overflow is one report (one walk of the whole tree), not two."""
+    late = tmp_path / "made-on-report.exr"
+    inbox = _MakesAFileWhenTold(late)
+    seen: dict[str, str] = {}
+    reasons: list[str] = []
+    with _watching(tmp_path, inbox) as watcher:
+        fd = watcher._observer._inotify_fd
+        fd.backlog_limit = 64 * 1024
+        with _handling_stalled(watcher):
+            _write_files(tmp_path, _past_every_bound())  # the kernel's queue overflows
+
+        def late_file_seen() -> bool:
+            items, lost = inbox.drain()
+            seen.update(items)
+            reasons.extend(lost)
+            return str(late) in seen
+
+        wait_for(
+            late_file_seen, timeout=30,
+            describe=lambda: f"{late.name} reported (lost: {reasons}, exists: {late.exists()})",
+        )  # fmt: skip
+    assert len(reasons) == 1, reasons
+    assert seen[str(late)] == "closed"

@@ -55,24 +55,31 @@ if InotifyWatchGroup is not None and isinstance(
 
 DirKey = tuple[int, int]  # (st_dev, st_ino)
 
+#: The observers of `inotify_observer` call its `on_overflow`; watchdog's plain observer (other
+#: versions) only logs an overflow, before it rebuilds the watches.
+REPORTS_OVERFLOW = InotifyWatchGroup is not None
+
 #: Errors of inotify_init/inotify_add_watch that mean the user's inotify limits are used up
 #: (watches, instances, or the kernel memory behind them), not that a directory is wrong.
 LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.ENOMEM, errno.EMFILE})
 
 
 def inotify_observer(
-    *, follow_symlinks: bool, on_limit: Callable[[OSError], None]
-) -> InotifyObserver:
+    *, follow_symlinks: bool, on_limit: Callable[[OSError], None],
+    on_overflow: Callable[[], None],
+) -> InotifyObserver:  # fmt: skip
     """An InotifyObserver that calls `on_limit` when a directory of its tree cannot be
-    watched for want of watches; its symlink-following watches walk every directory once.
-    Raises OSError (EMFILE) when no inotify instance is left."""
+    watched for want of watches, and `on_overflow` when the kernel's queue overflowed, once
+    the tree's watches are rebuilt (where `REPORTS_OVERFLOW`; else watchdog only logs it);
+    its symlink-following watches walk every directory once. Raises OSError (EMFILE) when no
+    inotify instance is left."""
     if InotifyWatchGroup is None:
         return InotifyObserver()
     # Its kernel queue is read by a thread that does nothing else: see _inotify_drain.
     observer = DrainedInotifyObserver()
     emitter = _LoopSafeEmitter if follow_symlinks else _LimitAwareEmitter
     # watchdog has no parameter for it
-    observer._emitter_class = partial(emitter, on_limit=on_limit)
+    observer._emitter_class = partial(emitter, on_limit=on_limit, on_overflow=on_overflow)
     return observer
 
 
@@ -81,6 +88,21 @@ if InotifyWatchGroup is not None:
     @dataclass
     class _LimitAwareWatchGroup(InotifyWatchGroup):  # type: ignore[misc,valid-type]
         on_limit: Callable[[OSError], None] | None = None
+        on_overflow: Callable[[], None] | None = None
+
+        def on_queue_overflow(self) -> None:
+            """watchdog's (the tree's watches removed and added again), then `on_overflow`.
+
+            The daemon answers an overflow with a walk of the tree, which finds what was made
+            before the walk; what is made after must reach it through inotify. watchdog only
+            logs an overflow, and before it rebuilds the watches: a file made between that
+            line and the rebuild had its events come under a watch then removed, so they were
+            dropped, and the walk, started on the log line, could pass its directory first.
+            Told after the rebuild, the walk starts when every new file has a watch to report
+            it. (And watchdog logs two lines per overflow, which were two walks.)"""
+            super().on_queue_overflow()
+            if self.on_overflow is not None and self.is_active:
+                self.on_overflow()
 
         def _recursive_simulate(self, src_path: bytes) -> list[InotifyEvent]:
             """None: watchdog's walk of a directory just created, to report what is already
@@ -156,10 +178,12 @@ if InotifyWatchGroup is not None:
         group: type[_LimitAwareWatchGroup] = _LimitAwareWatchGroup
 
         def __init__(
-            self, *args: object, on_limit: Callable[[OSError], None], **kwargs: object
-        ) -> None:
+            self, *args: object, on_limit: Callable[[OSError], None],
+            on_overflow: Callable[[], None], **kwargs: object,
+        ) -> None:  # fmt: skip
             super().__init__(*args, **kwargs)
             self._on_limit = on_limit
+            self._on_overflow = on_overflow
 
         def build_and_queue_event(
             self, event: GroupedInotifyEvent, *, full_events: bool = False
@@ -195,6 +219,7 @@ if InotifyWatchGroup is not None:
                 event_mask=self.get_event_mask_from_filter(),
                 follow_symlink=self.watch.follow_symlink,
                 on_limit=self._on_limit,
+                on_overflow=self._on_overflow,
             )
 
     class _LoopSafeEmitter(_LimitAwareEmitter):

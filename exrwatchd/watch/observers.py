@@ -30,7 +30,7 @@ from watchdog.events import (
 )
 
 from exrwatchd.filesig import FileSig
-from exrwatchd.watch._inotify_loops import inotify_observer
+from exrwatchd.watch._inotify_loops import REPORTS_OVERFLOW, inotify_observer
 from exrwatchd.watch.poll import PollScanner
 
 InboxKind = Literal["changed", "closed", "gone", "subtree"]
@@ -108,15 +108,17 @@ class _Handler(FileSystemEventHandler):
 
 
 class _OverflowAlarm(logging.Handler):
-    """watchdog reports a kernel queue overflow only as a log record; turn it into `lost`."""
+    """watchdog reports its failures, and (where the observer does not, REPORTS_OVERFLOW) a
+    kernel queue overflow, only as log records; turn them into `lost`."""
 
     def __init__(self, inbox: Inbox) -> None:
         super().__init__(level=logging.WARNING)
         self._inbox = inbox
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = str(record.msg)
-        if "overflow" in message.lower() or record.levelno >= logging.ERROR:
+        if record.levelno >= logging.ERROR or (
+            not REPORTS_OVERFLOW and "overflow" in str(record.msg).lower()
+        ):
             self._inbox.lost(f"inotify: {record.getMessage()}")
 
 
@@ -151,8 +153,9 @@ class InotifyWatcher:
         # watchdog walks into symlink loops when following links, and swallows the errors of
         # watches past the limit: see _inotify_loops.
         self._observer = inotify_observer(
-            follow_symlinks=follow_symlinks, on_limit=self._limit_reached
-        )
+            follow_symlinks=follow_symlinks, on_limit=self._limit_reached,
+            on_overflow=self._overflowed,
+        )  # fmt: skip
         self._observer.daemon = True
         self._observer.schedule(
             _Handler(inbox, accept), root, recursive=recursive, follow_symlink=follow_symlinks,
@@ -164,6 +167,10 @@ class InotifyWatcher:
         for name in _WATCHDOG_LOGGERS:
             logging.getLogger(name).addHandler(self._alarm)
         self._observer.start()
+
+    def _overflowed(self) -> None:
+        # From watchdog's thread, once the tree's watches are rebuilt (_inotify_loops).
+        self._inbox.lost("inotify: the kernel's event queue overflowed; events were lost")
 
     def _limit_reached(self, exc: OSError) -> None:
         # From start() or watchdog's threads; Watches.revive() reads it (the first one).
