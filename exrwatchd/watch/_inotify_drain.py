@@ -112,15 +112,14 @@ class DrainedInotifyFD(InotifyFD):
             # watchdog's read: waits for the descriptor or for close(), and returns b"" once
             # closed (having released the descriptor).
             chunk = super()._read_event_buffer(READ_SIZE)
+            if not chunk:
+                if self._closed:
+                    return  # _read_kernel_queue marks the reading done
+                continue
             with self._read_changed:
-                if chunk:
-                    self._read.append(chunk)
-                    self._read_bytes += len(chunk)
-                elif self._closed:
-                    self._read_done = True
+                self._read.append(chunk)
+                self._read_bytes += len(chunk)
                 self._read_changed.notify_all()
-                if self._read_done:
-                    return
                 # While watchdog's thread has yet to take what was read, let events gather
                 # in the kernel's queue: one read then takes many, where reading at once
                 # would wake both threads for every few events of a burst. An idle handler
@@ -154,11 +153,10 @@ class DrainedInotifyObserver(InotifyObserver):
     def __init__(self, *, timeout: float = DEFAULT_OBSERVER_TIMEOUT) -> None:
         # InotifyObserver.__init__ would start a plain InotifyFD (its own thread and
         # inotify instance) for nothing; it does no more than this with its own class.
-        self._drained_fd = DrainedInotifyFD()
-        self._drained_fd.start()
-        BaseObserver.__init__(self, InotifyEmitter, timeout=timeout, inotify_fd=self._drained_fd)
-        self._inotify_fd = self._drained_fd  # what InotifyObserver.on_thread_stop stops
+        self._inotify_fd: DrainedInotifyFD = DrainedInotifyFD()
+        self._inotify_fd.start()
+        BaseObserver.__init__(self, InotifyEmitter, timeout=timeout, inotify_fd=self._inotify_fd)
 
     def reading(self) -> bool:
         """Its inotify instance's threads both run (DrainedInotifyFD.reading)."""
-        return self._drained_fd.reading()
+        return self._inotify_fd.reading()
